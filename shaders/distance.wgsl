@@ -1,0 +1,60 @@
+// Euclidean distance between the twin's embeddings, as the tutorial defines it:
+// d = sqrt(max(sum((a - b)^2), 1e-7)). The embeddings are one batch of 2 * pairs rows: rows [0, pairs)
+// are the first images of the pairs, rows [pairs, 2 * pairs) the second ones.
+// Gradient as TensorFlow derives it: sqrt's dy * 0.5 / d, then max passes it to the sum where
+// sum >= 1e-7 and nothing where the clamp is active, then square's 2 * (a - b).
+
+struct DistanceParams {
+    pairs: u32, dim: u32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: DistanceParams;
+@group(0) @binding(1) var<storage, read> emb: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dist: array<f32>;
+@group(0) @binding(3) var<storage, read> ddist: array<f32>;
+@group(0) @binding(4) var<storage, read_write> demb: array<f32>;
+
+const WORKGROUP: u32 = 256u;
+const DISTANCE_EPSILON: f32 = 1e-7;
+
+fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
+}
+
+fn squared_distance(i: u32) -> f32 {
+    var ss = 0.0;
+    for (var k = 0u; k < p.dim; k++) {
+        let diff = emb[i * p.dim + k] - emb[(p.pairs + i) * p.dim + k];
+        ss += diff * diff;
+    }
+    return ss;
+}
+
+@compute @workgroup_size(256)
+fn distance_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= p.pairs) {
+        return;
+    }
+    dist[i] = sqrt(max(squared_distance(i), DISTANCE_EPSILON));
+}
+
+@compute @workgroup_size(256)
+fn distance_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let idx = thread_index(wg, nwg, lid);
+    if (idx >= p.pairs * p.dim) {
+        return;
+    }
+    let i = idx / p.dim;
+    let k = idx % p.dim;
+    let ss = squared_distance(i);
+    var g = 0.0;
+    if (ss >= DISTANCE_EPSILON) {
+        let diff = emb[i * p.dim + k] - emb[(p.pairs + i) * p.dim + k];
+        g = ddist[i] * 0.5 / sqrt(ss) * 2.0 * diff;
+    }
+    demb[i * p.dim + k] = g;
+    demb[(p.pairs + i) * p.dim + k] = -g;
+}

@@ -1,0 +1,68 @@
+// Inverted dropout: in training, each element is kept with probability 1 - rate and scaled by
+// 1 / (1 - rate); at evaluation it passes through. The mask is not stored: it is a counter-based hash of
+// (layer seed, training step, element index), so the backward pass, the CPU reference and a resumed run
+// all draw the same mask without any state. An element is kept when its hash >= threshold, where
+// threshold = round(rate * 2^32), computed once on the host.
+
+struct DropoutParams {
+    count: u32, seed: u32, threshold: u32, scale: f32,
+}
+
+// Per-step values, written by the host before each step's submission.
+struct Step {
+    step: u32, training: u32, loss_slot: u32, alpha: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: DropoutParams;
+@group(0) @binding(1) var<uniform> s: Step;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+
+const WORKGROUP: u32 = 256u;
+
+fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
+}
+
+// PCG-style integer hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", 2020).
+fn pcg_hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn dropout_hash(seed: u32, step: u32, element: u32) -> u32 {
+    return pcg_hash(element ^ pcg_hash(step ^ pcg_hash(seed)));
+}
+
+fn dropout_factor(i: u32) -> f32 {
+    if (s.training == 0u) {
+        return 1.0;
+    }
+    if (dropout_hash(p.seed, s.step, i) >= p.threshold) {
+        return p.scale;
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(256)
+fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= p.count) {
+        return;
+    }
+    y[i] = x[i] * dropout_factor(i);
+}
+
+@compute @workgroup_size(256)
+fn dropout_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= p.count) {
+        return;
+    }
+    dx[i] = dy[i] * dropout_factor(i);
+}

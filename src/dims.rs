@@ -1,0 +1,182 @@
+//! The shape of each operation, shared by the CPU reference and the GPU kernels so that both read the
+//! same numbers. Activations are NHWC (Keras' layout), row-major.
+
+/// Keras' two padding modes for a stride-1 convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// Output as large as the input: total padding k - 1, floor((k - 1) / 2) before and the rest after.
+    Same,
+    /// No padding: output = input - k + 1.
+    Valid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dDims {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_c: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub padding: Padding,
+    pub relu: bool,
+}
+
+impl Conv2dDims {
+    pub fn pad_top(&self) -> usize {
+        match self.padding {
+            Padding::Same => (self.kernel_h - 1) / 2,
+            Padding::Valid => 0,
+        }
+    }
+    pub fn pad_left(&self) -> usize {
+        match self.padding {
+            Padding::Same => (self.kernel_w - 1) / 2,
+            Padding::Valid => 0,
+        }
+    }
+    pub fn out_h(&self) -> usize {
+        match self.padding {
+            Padding::Same => self.in_h,
+            Padding::Valid => self.in_h + 1 - self.kernel_h,
+        }
+    }
+    pub fn out_w(&self) -> usize {
+        match self.padding {
+            Padding::Same => self.in_w,
+            Padding::Valid => self.in_w + 1 - self.kernel_w,
+        }
+    }
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h() * self.out_w() * self.out_c
+    }
+    /// Kernel [kernel_h, kernel_w, in_c, out_c].
+    pub fn kernel_len(&self) -> usize {
+        self.kernel_h * self.kernel_w * self.in_c * self.out_c
+    }
+    /// Kernel then bias, the layer's parameter region.
+    pub fn param_len(&self) -> usize {
+        self.kernel_len() + self.out_c
+    }
+}
+
+/// 2x2 max-pooling with stride 2; odd sizes are floored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolDims {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+}
+
+impl PoolDims {
+    pub fn out_h(&self) -> usize {
+        self.in_h / 2
+    }
+    pub fn out_w(&self) -> usize {
+        self.in_w / 2
+    }
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.channels
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h() * self.out_w() * self.channels
+    }
+}
+
+/// Global average pooling of [batch, h, w, channels] to [batch, channels].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GapDims {
+    pub batch: usize,
+    pub h: usize,
+    pub w: usize,
+    pub channels: usize,
+}
+
+impl GapDims {
+    pub fn input_len(&self) -> usize {
+        self.batch * self.h * self.w * self.channels
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.channels
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseDims {
+    pub batch: usize,
+    pub in_dim: usize,
+    pub out_dim: usize,
+    pub relu: bool,
+}
+
+impl DenseDims {
+    /// Kernel [in_dim, out_dim].
+    pub fn kernel_len(&self) -> usize {
+        self.in_dim * self.out_dim
+    }
+    /// Kernel then bias, the layer's parameter region.
+    pub fn param_len(&self) -> usize {
+        self.kernel_len() + self.out_dim
+    }
+}
+
+/// Inverted dropout's settings: the rate, and the threshold a hash must reach for an element to be kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutDims {
+    pub count: usize,
+    pub rate: f32,
+    pub seed: u32,
+}
+
+impl DropoutDims {
+    /// An element is kept when its 32-bit hash is >= this: round(rate * 2^32), so P(keep) = 1 - rate.
+    pub fn threshold(&self) -> u32 {
+        (self.rate as f64 * 4294967296.0).round().min(u32::MAX as f64) as u32
+    }
+    /// Kept elements are scaled by 1 / (1 - rate), in f32 as Keras computes it.
+    pub fn scale(&self) -> f32 {
+        1.0 / (1.0 - self.rate)
+    }
+}
+
+/// Keras' `K.epsilon()`, the floor of the squared distance.
+pub const DISTANCE_EPSILON: f32 = 1e-7;
+
+/// Adam's hyper-parameters; the defaults are Keras'. Kept in double precision, as Keras keeps them in
+/// Python floats, and rounded to f32 exactly where Keras casts them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { learning_rate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }
+    }
+}
+
+impl AdamConfig {
+    /// The step size of update `t` (1-based), in f32 as Keras computes it:
+    /// lr * sqrt(1 - beta2^t) / (1 - beta1^t).
+    pub fn alpha(&self, t: u64) -> f32 {
+        let t = t as f32;
+        let beta1_power = (self.beta1 as f32).powf(t);
+        let beta2_power = (self.beta2 as f32).powf(t);
+        self.learning_rate as f32 * (1.0 - beta2_power).sqrt() / (1.0 - beta1_power)
+    }
+    /// 1 - beta1, taken in double precision and rounded once, as Python computes it before Keras casts it.
+    pub fn one_minus_beta1(&self) -> f32 {
+        (1.0 - self.beta1) as f32
+    }
+    pub fn one_minus_beta2(&self) -> f32 {
+        (1.0 - self.beta2) as f32
+    }
+}

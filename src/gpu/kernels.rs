@@ -1,0 +1,230 @@
+//! One compute pipeline per WGSL entry point, all built once; a [`Dispatch`] is one kernel launch with
+//! its buffers bound, built once too and recorded into a compute pass as often as needed.
+
+use super::Gpu;
+use std::collections::HashMap;
+use wgpu::util::DeviceExt;
+
+/// The WGSL files, one per operation family, as (name, source).
+pub const SHADERS: &[(&str, &str)] = &[
+    ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("maxpool", include_str!("../../shaders/maxpool.wgsl")),
+    ("dropout", include_str!("../../shaders/dropout.wgsl")),
+    ("gap", include_str!("../../shaders/gap.wgsl")),
+    ("dense", include_str!("../../shaders/dense.wgsl")),
+    ("distance", include_str!("../../shaders/distance.wgsl")),
+    ("contrastive", include_str!("../../shaders/contrastive.wgsl")),
+    ("adam", include_str!("../../shaders/adam.wgsl")),
+];
+
+/// Every kernel: a WGSL entry point, named as in its shader and in the CPU reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Conv2dForward,
+    Conv2dBackwardInput,
+    Conv2dBackwardWeight,
+    SumPartials,
+    MaxPool2Forward,
+    MaxPool2Backward,
+    DropoutForward,
+    DropoutBackward,
+    GapForward,
+    GapBackward,
+    DenseForward,
+    DenseBackwardInput,
+    DenseBackwardWeight,
+    DistanceForward,
+    DistanceBackward,
+    ContrastiveForward,
+    ContrastiveBackward,
+    AdamUpdate,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 18] = [
+        Kernel::Conv2dForward,
+        Kernel::Conv2dBackwardInput,
+        Kernel::Conv2dBackwardWeight,
+        Kernel::SumPartials,
+        Kernel::MaxPool2Forward,
+        Kernel::MaxPool2Backward,
+        Kernel::DropoutForward,
+        Kernel::DropoutBackward,
+        Kernel::GapForward,
+        Kernel::GapBackward,
+        Kernel::DenseForward,
+        Kernel::DenseBackwardInput,
+        Kernel::DenseBackwardWeight,
+        Kernel::DistanceForward,
+        Kernel::DistanceBackward,
+        Kernel::ContrastiveForward,
+        Kernel::ContrastiveBackward,
+        Kernel::AdamUpdate,
+    ];
+
+    /// (shader file, entry point)
+    pub fn source(self) -> (&'static str, &'static str) {
+        match self {
+            Kernel::Conv2dForward => ("conv2d", "conv2d_forward"),
+            Kernel::Conv2dBackwardInput => ("conv2d", "conv2d_backward_input"),
+            Kernel::Conv2dBackwardWeight => ("conv2d", "conv2d_backward_weight"),
+            Kernel::SumPartials => ("reduce", "sum_partials"),
+            Kernel::MaxPool2Forward => ("maxpool", "maxpool2_forward"),
+            Kernel::MaxPool2Backward => ("maxpool", "maxpool2_backward"),
+            Kernel::DropoutForward => ("dropout", "dropout_forward"),
+            Kernel::DropoutBackward => ("dropout", "dropout_backward"),
+            Kernel::GapForward => ("gap", "gap_forward"),
+            Kernel::GapBackward => ("gap", "gap_backward"),
+            Kernel::DenseForward => ("dense", "dense_forward"),
+            Kernel::DenseBackwardInput => ("dense", "dense_backward_input"),
+            Kernel::DenseBackwardWeight => ("dense", "dense_backward_weight"),
+            Kernel::DistanceForward => ("distance", "distance_forward"),
+            Kernel::DistanceBackward => ("distance", "distance_backward"),
+            Kernel::ContrastiveForward => ("contrastive", "contrastive_forward"),
+            Kernel::ContrastiveBackward => ("contrastive", "contrastive_backward"),
+            Kernel::AdamUpdate => ("adam", "adam_update"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.source().1
+    }
+}
+
+/// The invocations of every workgroup; each shader declares @workgroup_size(256).
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// A part of a buffer bound to one binding: `len` f32s from f32 index `offset`.
+#[derive(Clone, Debug)]
+pub struct Region {
+    pub buffer: wgpu::Buffer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Region {
+    pub fn whole(buffer: &wgpu::Buffer) -> Region {
+        Region { buffer: buffer.clone(), offset: 0, len: (buffer.size() / 4) as usize }
+    }
+    pub fn new(buffer: &wgpu::Buffer, offset: usize, len: usize) -> Region {
+        Region { buffer: buffer.clone(), offset, len }
+    }
+}
+
+impl From<&wgpu::Buffer> for Region {
+    fn from(buffer: &wgpu::Buffer) -> Region {
+        Region::whole(buffer)
+    }
+}
+
+/// One kernel launch, ready to record: its pipeline, its bound buffers and its grid.
+pub struct Dispatch {
+    pub kernel: Kernel,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+}
+
+/// Records dispatches into one compute pass and submits it, without waiting.
+pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) {
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+    gpu.queue.submit([encoder.finish()]);
+}
+
+pub struct Kernels {
+    device: wgpu::Device,
+    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    max_workgroups: u32,
+}
+
+impl Kernels {
+    /// Compiles every shader and builds every pipeline.
+    pub fn new(gpu: &Gpu) -> Kernels {
+        let modules: HashMap<&str, wgpu::ShaderModule> = SHADERS
+            .iter()
+            .map(|&(name, source)| {
+                let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+                (name, module)
+            })
+            .collect();
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|&kernel| {
+                let (file, entry) = kernel.source();
+                let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &modules[file],
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                (kernel, pipeline)
+            })
+            .collect();
+        Kernels { device: gpu.device.clone(), pipelines, max_workgroups: gpu.limits.max_compute_workgroups_per_dimension }
+    }
+
+    /// Builds a launch of `kernel` over `threads` invocations. `params` is the kernel's uniform (binding 0);
+    /// `bindings` are (binding, region) pairs, exactly the ones the entry point uses.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        params: &P,
+        bindings: &[(u32, Region)],
+        threads: usize,
+    ) -> Dispatch {
+        let pipeline = self.pipelines[&kernel].clone();
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(kernel.name()),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        for (binding, region) in bindings {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &region.buffer,
+                    offset: (region.offset * 4) as u64,
+                    size: wgpu::BufferSize::new((region.len.max(1) * 4) as u64),
+                }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name()),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch { kernel, pipeline, bind_group, workgroups: self.grid(threads) }
+    }
+
+    /// A 2-D grid of workgroups covering `threads` invocations: x up to the adapter's limit, y the rest.
+    fn grid(&self, threads: usize) -> [u32; 3] {
+        let groups = threads.div_ceil(WORKGROUP_SIZE as usize).max(1) as u64;
+        let max = self.max_workgroups as u64;
+        if groups <= max {
+            [groups as u32, 1, 1]
+        } else {
+            [max as u32, groups.div_ceil(max) as u32, 1]
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The GPU: adapter choice, the device with the adapter's real limits, buffers, and the kernels.
+
+mod kernels;
+mod ops;
+
+pub use kernels::{submit, Dispatch, Kernel, Kernels, Region, SHADERS, WORKGROUP_SIZE};
+pub use ops::{conv2d_weight_chunks, StepUniform};
+
+use std::fmt;
+use wgpu::util::DeviceExt;
+
+/// What to tell a user who has no adapter at all.
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. gpu-siamese needs a Vulkan, Metal, DX12 or GL driver; \
+on a machine without a GPU, install the software Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`, \
+or `make deps` in this repository) and run again. `gpu-siamese adapters` lists what wgpu can see.";
+
+#[derive(Debug)]
+pub enum GpuError {
+    NoAdapter,
+    NoMatchingAdapter { wanted: String, available: Vec<String> },
+    Device(wgpu::RequestDeviceError),
+}
+
+impl fmt::Display for GpuError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            GpuError::NoAdapter => f.write_str(NO_ADAPTER_HELP),
+            GpuError::NoMatchingAdapter { wanted, available } => write!(
+                f,
+                "WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: {}",
+                if available.is_empty() { "none".to_string() } else { available.join("; ") }
+            ),
+            GpuError::Device(e) => write!(f, "the adapter refused to open a device: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for GpuError {}
+
+/// The instance wgpu's environment variables describe (`WGPU_BACKEND` among them).
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter the instance sees, with its description.
+pub fn list_adapters() -> Vec<wgpu::Adapter> {
+    let instance = instance();
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+/// Lower is better: real GPUs before software ones (the reverse of their order under
+/// `WGPU_POWER_PREF=low` for discrete and integrated), native APIs before GL.
+fn adapter_rank(info: &wgpu::AdapterInfo, power: Option<wgpu::PowerPreference>) -> (u8, u8) {
+    use wgpu::DeviceType::*;
+    let kind = match (info.device_type, power) {
+        (IntegratedGpu, Some(wgpu::PowerPreference::LowPower)) => 0,
+        (DiscreteGpu, _) => 0,
+        (IntegratedGpu, _) => 1,
+        (VirtualGpu, _) => 2,
+        (Other, _) => 3,
+        (Cpu, _) => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (kind, backend)
+}
+
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?}, driver {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info)
+}
+
+/// An open device on the chosen adapter, with the adapter's own limits.
+pub struct Gpu {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+}
+
+impl Gpu {
+    /// Opens the best adapter: the one `WGPU_ADAPTER_NAME` names (a case-insensitive substring), else a
+    /// hardware GPU, else a software one such as lavapipe. `WGPU_BACKEND` restricts the backends and
+    /// `WGPU_POWER_PREF=low` prefers integrated GPUs.
+    pub fn new() -> Result<Gpu, GpuError> {
+        let mut adapters = list_adapters();
+        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let available = adapters.iter().map(|a| describe(&a.get_info())).collect();
+            let needle = wanted.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+            if adapters.is_empty() {
+                return Err(GpuError::NoMatchingAdapter { wanted, available });
+            }
+        }
+        let power = wgpu::PowerPreference::from_env();
+        adapters.sort_by_key(|a| adapter_rank(&a.get_info(), power));
+        let adapter = adapters.into_iter().next().ok_or(GpuError::NoAdapter)?;
+        Self::open(adapter)
+    }
+
+    /// Opens a device asking for everything the adapter offers: the defaults WebGPU guarantees (4 storage
+    /// buffers per stage, 128 MiB bindings) are too small for the twin.
+    pub fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpu-siamese"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        }))
+        .map_err(GpuError::Device)?;
+        let info = adapter.get_info();
+        Ok(Gpu { adapter, device, queue, info, limits })
+    }
+
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    /// A storage buffer of `len` f32s that can be copied to and from.
+    pub fn storage(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn storage_from(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    pub fn write(&self, buffer: &wgpu::Buffer, offset: usize, data: &[f32]) {
+        self.queue.write_buffer(buffer, (offset * 4) as u64, bytemuck::cast_slice(data));
+    }
+
+    /// Copies `len` f32s from `offset` of `buffer` back to the CPU, waiting for all submitted work.
+    pub fn read(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Vec<f32> {
+        if len == 0 {
+            return Vec::new();
+        }
+        let size = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        self.wait();
+        receiver
+            .recv()
+            .expect("the map callback ran")
+            .expect("mapping the read-back buffer");
+        let view = staging.get_mapped_range(..).expect("mapped range");
+        let values = bytemuck::cast_slice(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        values
+    }
+
+    /// Blocks until every submitted command has finished.
+    pub fn wait(&self) {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("waiting for the GPU");
+    }
+}

@@ -1,0 +1,114 @@
+//! The whole twin network on the CPU: both images of every pair through one tower as one batch, the
+//! distance, the contrastive loss, the backward pass and Adam. `src/twin.rs` records the same sequence
+//! of kernels on the GPU.
+
+use super::*;
+use crate::dims::AdamConfig;
+use crate::model::{LayerOp, Plan};
+
+/// One batch: `inputs` holds the pairs' first images, then their second images ([2 * pairs, h, w, c]);
+/// `labels` is 1 for a same-class pair, 0 otherwise.
+#[derive(Clone, Debug)]
+pub struct TwinBatch<T> {
+    pub inputs: Vec<T>,
+    pub labels: Vec<T>,
+}
+
+/// Everything one step computes.
+#[derive(Clone, Debug)]
+pub struct TwinTrace<T> {
+    /// Each layer's output, for the whole batch of 2 * pairs images.
+    pub activations: Vec<Vec<T>>,
+    pub distances: Vec<T>,
+    pub loss: T,
+    /// Gradient of the loss for every parameter, in the flat parameter layout.
+    pub grads: Vec<T>,
+}
+
+pub struct TwinReference<T> {
+    pub plan: Plan,
+    pub params: Vec<T>,
+    pub adam_m: Vec<T>,
+    pub adam_v: Vec<T>,
+    /// Adam updates done so far; also the step counter that dropout masks are drawn from.
+    pub step: u64,
+    pub adam: AdamConfig,
+    pub margin: T,
+}
+
+impl<T: Real> TwinReference<T> {
+    pub fn new(plan: Plan, params: Vec<T>, adam: AdamConfig, margin: T) -> Self {
+        assert_eq!(params.len(), plan.param_len, "parameter buffer length");
+        let zeros = vec![T::zero(); plan.param_len];
+        TwinReference { plan, params, adam_m: zeros.clone(), adam_v: zeros, step: 0, adam, margin }
+    }
+
+    /// The tower's forward pass over a batch; dropout is on when `training`, drawn for `self.step`.
+    pub fn forward(&self, inputs: &[T], training: bool) -> Vec<Vec<T>> {
+        let mut activations: Vec<Vec<T>> = Vec::new();
+        for layer in &self.plan.layers {
+            let x = activations.last().map(|a| a.as_slice()).unwrap_or(inputs);
+            let params = layer.params.clone().map(|r| &self.params[r]);
+            let y = match layer.op {
+                LayerOp::Conv2d(d) => conv2d_forward(x, params.unwrap(), &d),
+                LayerOp::MaxPool2(d) => maxpool2_forward(x, &d),
+                LayerOp::Dropout(d) => dropout_forward(x, &d, self.step as u32, training),
+                LayerOp::Gap(d) => gap_forward(x, &d),
+                LayerOp::Dense(d) => dense_forward(x, params.unwrap(), &d),
+            };
+            activations.push(y);
+        }
+        activations
+    }
+
+    /// Forward (dropout on), loss and backward, without updating anything.
+    pub fn loss_and_gradients(&self, batch: &TwinBatch<T>) -> TwinTrace<T> {
+        let (pairs, dim) = (self.plan.pairs(), self.plan.embedding_dim);
+        let activations = self.forward(&batch.inputs, true);
+        let embeddings = activations.last().unwrap();
+        let distances = distance_forward(embeddings, pairs, dim);
+        let loss = contrastive_forward(&distances, &batch.labels, self.margin);
+
+        let ddist = contrastive_backward(&distances, &batch.labels, self.margin);
+        let mut grad = distance_backward(&ddist, embeddings, pairs, dim);
+        let mut grads = vec![T::zero(); self.plan.param_len];
+        for (i, layer) in self.plan.layers.iter().enumerate().rev() {
+            let x = if i == 0 { &batch.inputs } else { &activations[i - 1] };
+            let y = &activations[i];
+            // The images need no gradient: the first layer only produces its weights' gradient.
+            let need_input_grad = i > 0;
+            grad = match layer.op {
+                LayerOp::Conv2d(d) => {
+                    let range = layer.params.clone().unwrap();
+                    grads[range.clone()].copy_from_slice(&conv2d_backward_weight(x, &grad, y, &d, 2));
+                    if need_input_grad { conv2d_backward_input(&grad, y, &self.params[range], &d) } else { vec![] }
+                }
+                LayerOp::MaxPool2(d) => maxpool2_backward(&grad, x, &d),
+                LayerOp::Dropout(d) => dropout_backward(&grad, &d, self.step as u32, true),
+                LayerOp::Gap(d) => gap_backward(&grad, &d),
+                LayerOp::Dense(d) => {
+                    let range = layer.params.clone().unwrap();
+                    grads[range.clone()].copy_from_slice(&dense_backward_weight(x, &grad, y, &d, 2));
+                    if need_input_grad { dense_backward_input(&grad, y, &self.params[range], &d) } else { vec![] }
+                }
+            };
+        }
+        TwinTrace { activations, distances, loss, grads }
+    }
+
+    /// One training step: gradients at the current weights, then Adam update number `step + 1`.
+    pub fn train_step(&mut self, batch: &TwinBatch<T>) -> TwinTrace<T> {
+        let trace = self.loss_and_gradients(batch);
+        self.step += 1;
+        adam_update(&mut self.params, &trace.grads, &mut self.adam_m, &mut self.adam_v, &self.adam, self.step);
+        trace
+    }
+
+    /// Distances and mean loss with dropout off, as at evaluation.
+    pub fn evaluate(&self, batch: &TwinBatch<T>) -> (Vec<T>, T) {
+        let activations = self.forward(&batch.inputs, false);
+        let distances = distance_forward(activations.last().unwrap(), self.plan.pairs(), self.plan.embedding_dim);
+        let loss = contrastive_forward(&distances, &batch.labels, self.margin);
+        (distances, loss)
+    }
+}

@@ -1,0 +1,281 @@
+//! The twin network on the GPU: every buffer allocated once for a batch size, every dispatch built once,
+//! and a whole training step (forward, loss, backward, Adam) recorded into one compute pass and submitted
+//! without reading anything back. It runs the same sequence as `reference::TwinReference`.
+
+use crate::dims::AdamConfig;
+use crate::gpu::{submit, Dispatch, Gpu, Kernels, Region, StepUniform};
+use crate::gpu::conv2d_weight_chunks;
+use crate::model::{LayerOp, Plan};
+use std::fmt;
+
+/// A batch that does not fit the adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TooLarge(pub String);
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+pub struct GpuTwin<'a> {
+    gpu: &'a Gpu,
+    pub plan: Plan,
+    pub adam: AdamConfig,
+    pub margin: f32,
+    /// Adam updates done so far; also the step counter dropout masks are drawn from.
+    pub step: u64,
+    pub inputs: wgpu::Buffer,
+    pub labels: wgpu::Buffer,
+    pub activations: Vec<wgpu::Buffer>,
+    pub params: wgpu::Buffer,
+    pub grads: wgpu::Buffer,
+    pub adam_m: wgpu::Buffer,
+    pub adam_v: wgpu::Buffer,
+    pub distances: wgpu::Buffer,
+    /// One slot per training step, modulo `loss_capacity`, then one for evaluation.
+    pub losses: wgpu::Buffer,
+    loss_capacity: usize,
+    step_uniform: wgpu::Buffer,
+    forward: Vec<Dispatch>,
+    backward: Vec<Dispatch>,
+    /// Buffers only the dispatches use, kept here so their lifetime is plain to see.
+    _scratch: Vec<wgpu::Buffer>,
+}
+
+impl<'a> GpuTwin<'a> {
+    /// Allocates everything for `plan.batch` images and builds the step's dispatches.
+    /// `loss_capacity` is how many steps' losses are kept on the GPU before the slots wrap around.
+    pub fn new(
+        gpu: &'a Gpu,
+        kernels: &Kernels,
+        plan: Plan,
+        adam: AdamConfig,
+        margin: f32,
+        loss_capacity: usize,
+    ) -> Result<GpuTwin<'a>, TooLarge> {
+        let pairs = plan.pairs();
+        let dim = plan.embedding_dim;
+        let branches = 2;
+        let partial_len = plan
+            .layers
+            .iter()
+            .filter_map(|l| match l.op {
+                LayerOp::Conv2d(d) => Some(branches * conv2d_weight_chunks(&d, branches) * d.param_len()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(1);
+        check_fits(gpu, &plan, partial_len)?;
+
+        let inputs = gpu.storage("inputs", plan.batch * plan.input.len());
+        let labels = gpu.storage("labels", pairs);
+        let activations: Vec<_> = plan.layers.iter().map(|l| gpu.storage("activation", l.output_len)).collect();
+        let act_grads: Vec<_> = plan.layers.iter().map(|l| gpu.storage("activation gradient", l.output_len)).collect();
+        let params = gpu.storage("params", plan.param_len);
+        let grads = gpu.storage("grads", plan.param_len);
+        let adam_m = gpu.storage("adam m", plan.param_len);
+        let adam_v = gpu.storage("adam v", plan.param_len);
+        let distances = gpu.storage("distances", pairs);
+        let ddist = gpu.storage("distance gradient", pairs);
+        let losses = gpu.storage("losses", loss_capacity + 1);
+        let partial = gpu.storage("weight-gradient partial sums", partial_len);
+        let step_uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step"),
+            size: std::mem::size_of::<StepUniform>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let step = Region::whole(&step_uniform);
+        let whole = Region::whole;
+        let param_region = |range: &std::ops::Range<usize>, buffer: &wgpu::Buffer| {
+            Region::new(buffer, range.start, range.len())
+        };
+
+        let mut forward = Vec::new();
+        for (i, layer) in plan.layers.iter().enumerate() {
+            let x = whole(if i == 0 { &inputs } else { &activations[i - 1] });
+            let y = whole(&activations[i]);
+            forward.push(match layer.op {
+                LayerOp::Conv2d(d) => kernels.conv2d_forward(&d, x, param_region(layer.params.as_ref().unwrap(), &params), y),
+                LayerOp::MaxPool2(d) => kernels.maxpool2_forward(&d, x, y),
+                LayerOp::Dropout(d) => kernels.dropout_forward(&d, step.clone(), x, y),
+                LayerOp::Gap(d) => kernels.gap_forward(&d, x, y),
+                LayerOp::Dense(d) => kernels.dense_forward(&d, x, param_region(layer.params.as_ref().unwrap(), &params), y),
+            });
+        }
+        let embeddings = whole(activations.last().unwrap());
+        forward.push(kernels.distance_forward(pairs, dim, embeddings.clone(), whole(&distances)));
+        forward.push(kernels.contrastive_forward(pairs, margin, step.clone(), whole(&distances), whole(&labels), whole(&losses)));
+
+        let mut backward = vec![
+            kernels.contrastive_backward(pairs, margin, whole(&distances), whole(&labels), whole(&ddist)),
+            kernels.distance_backward(pairs, dim, whole(&ddist), embeddings, whole(act_grads.last().unwrap())),
+        ];
+        // Layers up to the first one with parameters need no input gradient: nothing before them trains.
+        let first_trained = plan.layers.iter().position(|l| l.params.is_some()).unwrap_or(plan.layers.len());
+        for (i, layer) in plan.layers.iter().enumerate().rev() {
+            let x = whole(if i == 0 { &inputs } else { &activations[i - 1] });
+            let y = whole(&activations[i]);
+            let dy = whole(&act_grads[i]);
+            let need_input_grad = i > first_trained;
+            let dx = || whole(&act_grads[i - 1]);
+            match layer.op {
+                LayerOp::Conv2d(d) => {
+                    let range = layer.params.as_ref().unwrap();
+                    let [partials, sum] = kernels.conv2d_backward_weight(
+                        &d, branches, x, dy.clone(), y.clone(), whole(&partial), param_region(range, &grads),
+                    );
+                    backward.extend([partials, sum]);
+                    if need_input_grad {
+                        backward.push(kernels.conv2d_backward_input(&d, dy, y, param_region(range, &params), dx()));
+                    }
+                }
+                LayerOp::Dense(d) => {
+                    let range = layer.params.as_ref().unwrap();
+                    backward.push(kernels.dense_backward_weight(&d, branches, x, dy.clone(), y.clone(), param_region(range, &grads)));
+                    if need_input_grad {
+                        backward.push(kernels.dense_backward_input(&d, dy, y, param_region(range, &params), dx()));
+                    }
+                }
+                _ if !need_input_grad => {}
+                LayerOp::MaxPool2(d) => backward.push(kernels.maxpool2_backward(&d, dy, x, dx())),
+                LayerOp::Dropout(d) => backward.push(kernels.dropout_backward(&d, step.clone(), dy, dx())),
+                LayerOp::Gap(d) => backward.push(kernels.gap_backward(&d, dy, dx())),
+            }
+        }
+        backward.push(kernels.adam_update(
+            plan.param_len, &adam, step, whole(&grads), whole(&params), whole(&adam_m), whole(&adam_v),
+        ));
+
+        let mut scratch = act_grads;
+        scratch.extend([ddist, partial]);
+        Ok(GpuTwin {
+            gpu,
+            plan,
+            adam,
+            margin,
+            step: 0,
+            inputs,
+            labels,
+            activations,
+            params,
+            grads,
+            adam_m,
+            adam_v,
+            distances,
+            losses,
+            loss_capacity,
+            step_uniform,
+            forward,
+            backward,
+            _scratch: scratch,
+        })
+    }
+
+    /// Loads weights (in the plan's flat layout) and restarts Adam from zero.
+    pub fn set_params(&mut self, params: &[f32]) {
+        assert_eq!(params.len(), self.plan.param_len, "parameter buffer length");
+        let zeros = vec![0.0; self.plan.param_len];
+        self.gpu.write(&self.params, 0, params);
+        self.gpu.write(&self.adam_m, 0, &zeros);
+        self.gpu.write(&self.adam_v, 0, &zeros);
+        self.step = 0;
+    }
+
+    /// Uploads a batch: the pairs' first images then their second images, and the pairs' labels.
+    pub fn set_batch(&self, inputs: &[f32], labels: &[f32]) {
+        assert_eq!(inputs.len(), self.plan.batch * self.plan.input.len(), "batch images");
+        assert_eq!(labels.len(), self.plan.pairs(), "batch labels");
+        self.gpu.write(&self.inputs, 0, inputs);
+        self.gpu.write(&self.labels, 0, labels);
+    }
+
+    fn write_step(&self, training: bool, loss_slot: usize) {
+        let uniform = StepUniform {
+            step: self.step as u32,
+            training: training as u32,
+            loss_slot: loss_slot as u32,
+            alpha: self.adam.alpha(self.step + 1),
+        };
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
+    }
+
+    /// The slot of `losses` where training step `step` (0-based) left its loss.
+    pub fn loss_slot(&self, step: u64) -> usize {
+        (step % self.loss_capacity as u64) as usize
+    }
+
+    /// Submits one training step on the current batch; returns without waiting for the GPU.
+    pub fn train_step(&mut self) {
+        self.write_step(true, self.loss_slot(self.step));
+        let dispatches: Vec<&Dispatch> = self.forward.iter().chain(&self.backward).collect();
+        submit(self.gpu, &dispatches);
+        self.step += 1;
+    }
+
+    /// Distances and mean loss of the current batch with dropout off; waits for the GPU.
+    pub fn evaluate(&self) -> (Vec<f32>, f32) {
+        self.write_step(false, self.loss_capacity);
+        submit(self.gpu, &self.forward.iter().collect::<Vec<_>>());
+        let distances = self.gpu.read(&self.distances, 0, self.plan.pairs());
+        let loss = self.gpu.read(&self.losses, self.loss_capacity, 1)[0];
+        (distances, loss)
+    }
+
+    /// The loss of training step `step` (0-based), if it is still in the ring of slots.
+    pub fn read_loss(&self, step: u64) -> f32 {
+        assert!(step < self.step && self.step - step <= self.loss_capacity as u64, "loss of step {step} is gone");
+        self.gpu.read(&self.losses, self.loss_slot(step), 1)[0]
+    }
+
+    pub fn read_params(&self) -> Vec<f32> {
+        self.gpu.read(&self.params, 0, self.plan.param_len)
+    }
+
+    pub fn read_grads(&self) -> Vec<f32> {
+        self.gpu.read(&self.grads, 0, self.plan.param_len)
+    }
+
+    pub fn read_adam(&self) -> (Vec<f32>, Vec<f32>) {
+        (self.gpu.read(&self.adam_m, 0, self.plan.param_len), self.gpu.read(&self.adam_v, 0, self.plan.param_len))
+    }
+
+    pub fn read_activation(&self, layer: usize) -> Vec<f32> {
+        self.gpu.read(&self.activations[layer], 0, self.plan.layers[layer].output_len)
+    }
+
+    pub fn read_distances(&self) -> Vec<f32> {
+        self.gpu.read(&self.distances, 0, self.plan.pairs())
+    }
+
+    /// Every dispatch of one training step, in order (for timing them one by one).
+    pub fn step_dispatches(&self) -> Vec<&Dispatch> {
+        self.forward.iter().chain(&self.backward).collect()
+    }
+}
+
+/// Checks every buffer the plan needs against the adapter's limits, before allocating any.
+fn check_fits(gpu: &Gpu, plan: &Plan, partial_len: usize) -> Result<(), TooLarge> {
+    let max_binding = gpu.limits.max_storage_buffer_binding_size as u64;
+    let max_buffer = gpu.limits.max_buffer_size;
+    let limit = max_binding.min(max_buffer);
+    let mut needs = vec![("the input images".to_string(), plan.batch * plan.input.len()), ("the weight-gradient partial sums".to_string(), partial_len)];
+    for (i, l) in plan.layers.iter().enumerate() {
+        needs.push((format!("layer {}'s output", i + 1), l.output_len));
+    }
+    for (what, len) in needs {
+        let bytes = len as u64 * 4;
+        if bytes > limit {
+            return Err(TooLarge(format!(
+                "a batch of {} pairs needs {:.0} MiB for {what}, more than this adapter binds at once ({:.0} MiB); use a smaller batch size",
+                plan.pairs(),
+                bytes as f64 / 1048576.0,
+                limit as f64 / 1048576.0
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The CPU reference's backward passes against central finite differences, in f64. For each operation
+//! the scalar checked is L = sum(r * f(x)) for a fixed random r, whose gradient the backward pass
+//! computes from dy = r.
+
+use gpu_siamese::dims::*;
+use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec};
+use gpu_siamese::reference::{self as cpu, TwinBatch, TwinReference};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(len: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Compares `analytic` with central differences of `loss` around `x`, at up to 60 evenly spread
+/// coordinates. The error is relative to the gradient's largest magnitude, floored at 1e-3 so that a
+/// gradient that is exactly zero (the twin's dense bias) is held to the differences' own noise.
+fn check(what: &str, x: &[f64], analytic: &[f64], loss: impl Fn(&[f64]) -> f64) {
+    assert_eq!(x.len(), analytic.len(), "{what}: gradient length");
+    let h = 1e-6;
+    let scale = analytic.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+    let stride = (x.len() / 60).max(1);
+    let mut worst = 0.0f64;
+    let mut probe = x.to_vec();
+    for i in (0..x.len()).step_by(stride) {
+        probe[i] = x[i] + h;
+        let up = loss(&probe);
+        probe[i] = x[i] - h;
+        let down = loss(&probe);
+        probe[i] = x[i];
+        let numeric = (up - down) / (2.0 * h);
+        assert!(numeric.is_finite() && analytic[i].is_finite(), "{what}: non-finite gradient at {i}");
+        worst = worst.max((numeric - analytic[i]).abs() / scale);
+    }
+    eprintln!("{what}: relative error against finite differences {worst:.2e}");
+    assert!(worst < 1e-6, "{what}: relative error {worst:.3e} against finite differences");
+}
+
+#[test]
+fn conv2d_gradients() {
+    for (i, d) in [
+        Conv2dDims { batch: 2, in_h: 5, in_w: 4, in_c: 3, out_c: 2, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: true },
+        Conv2dDims { batch: 2, in_h: 6, in_w: 5, in_c: 2, out_c: 3, kernel_h: 3, kernel_w: 2, padding: Padding::Valid, relu: false },
+        Conv2dDims { batch: 1, in_h: 4, in_w: 5, in_c: 1, out_c: 3, kernel_h: 3, kernel_w: 4, padding: Padding::Same, relu: true },
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 10 * i as u64;
+        let branches = if d.batch % 2 == 0 { 2 } else { 1 };
+        let (x, wb, r) = (random(d.input_len(), seed), random(d.param_len(), seed + 1), random(d.output_len(), seed + 2));
+        let y = cpu::conv2d_forward(&x, &wb, d);
+        check(&format!("conv2d input {d:?}"), &x, &cpu::conv2d_backward_input(&r, &y, &wb, d), |x| {
+            dot(&r, &cpu::conv2d_forward(x, &wb, d))
+        });
+        check(&format!("conv2d kernel and bias {d:?}"), &wb, &cpu::conv2d_backward_weight(&x, &r, &y, d, branches), |wb| {
+            dot(&r, &cpu::conv2d_forward(&x, wb, d))
+        });
+    }
+}
+
+#[test]
+fn maxpool2_gradient() {
+    let d = PoolDims { batch: 2, in_h: 5, in_w: 7, channels: 3 };
+    let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
+    check("maxpool2", &x, &cpu::maxpool2_backward(&r, &x, &d), |x| dot(&r, &cpu::maxpool2_forward(x, &d)));
+}
+
+#[test]
+fn dropout_gradient() {
+    let d = DropoutDims { count: 200, rate: 0.4, seed: 9 };
+    let (x, r) = (random(200, 1), random(200, 2));
+    check("dropout", &x, &cpu::dropout_backward(&r, &d, 3, true), |x| dot(&r, &cpu::dropout_forward(x, &d, 3, true)));
+}
+
+#[test]
+fn gap_gradient() {
+    let d = GapDims { batch: 3, h: 5, w: 3, channels: 4 };
+    let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
+    check("gap", &x, &cpu::gap_backward(&r, &d), |x| dot(&r, &cpu::gap_forward(x, &d)));
+}
+
+#[test]
+fn dense_gradients() {
+    for d in [DenseDims { batch: 4, in_dim: 7, out_dim: 5, relu: false }, DenseDims { batch: 4, in_dim: 6, out_dim: 9, relu: true }] {
+        let (x, wb, r) = (random(d.batch * d.in_dim, 1), random(d.param_len(), 2), random(d.batch * d.out_dim, 3));
+        let y = cpu::dense_forward(&x, &wb, &d);
+        check(&format!("dense input {d:?}"), &x, &cpu::dense_backward_input(&r, &y, &wb, &d), |x| dot(&r, &cpu::dense_forward(x, &wb, &d)));
+        check(&format!("dense kernel and bias {d:?}"), &wb, &cpu::dense_backward_weight(&x, &r, &y, &d, 2), |wb| {
+            dot(&r, &cpu::dense_forward(&x, wb, &d))
+        });
+    }
+}
+
+#[test]
+fn distance_gradient() {
+    let (pairs, dim) = (5, 6);
+    let (emb, r) = (random(2 * pairs * dim, 1), random(pairs, 2));
+    check("distance", &emb, &cpu::distance_backward(&r, &emb, pairs, dim), |e| dot(&r, &cpu::distance_forward(e, pairs, dim)));
+}
+
+#[test]
+fn contrastive_gradient() {
+    // Distances on both sides of the margin; labels of both kinds.
+    let dist: Vec<f64> = random(9, 1).iter().map(|v| v.abs() * 2.0).collect();
+    let label: Vec<f64> = (0..9).map(|i| (i % 2) as f64).collect();
+    for margin in [1.0, 0.7] {
+        check(&format!("contrastive margin {margin}"), &dist, &cpu::contrastive_backward(&dist, &label, margin), |d| {
+            cpu::contrastive_forward(d, &label, margin)
+        });
+    }
+}
+
+#[test]
+fn whole_twin_gradient() {
+    // The tutorial's intended tower (two conv blocks) with dropout on, small images: every parameter's
+    // gradient through the whole twin, distance and loss.
+    let spec: TowerSpec = "conv(4,2,same,relu),maxpool,dropout(0.4),conv(3,3,valid,relu),gap,dense(5)".parse().unwrap();
+    let plan = Plan::new(&spec, InputShape { h: 9, w: 8, c: 2 }, 6, 11).unwrap();
+    let params: Vec<f64> = cpu::convert(&glorot_uniform(&plan, 3));
+    let batch = TwinBatch {
+        inputs: random(plan.batch * plan.input.len(), 4).iter().map(|v| v.abs()).collect(),
+        labels: vec![1.0, 0.0, 1.0],
+    };
+    let twin = TwinReference::new(plan.clone(), params.clone(), AdamConfig::default(), 1.0);
+    let trace = twin.loss_and_gradients(&batch);
+    let loss = |p: &[f64]| {
+        let mut probe = TwinReference::new(plan.clone(), p.to_vec(), AdamConfig::default(), 1.0);
+        probe.step = twin.step;
+        probe.loss_and_gradients(&batch).loss
+    };
+    for tensor in plan.param_tensors() {
+        let r = tensor.range.clone();
+        let analytic = &trace.grads[r.clone()];
+        check(&format!("twin {}", tensor.name), &params[r.clone()], analytic, |sub| {
+            let mut p = params.clone();
+            p[r.clone()].copy_from_slice(sub);
+            loss(&p)
+        });
+    }
+}

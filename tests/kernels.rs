@@ -1,0 +1,307 @@
+//! Every WGSL kernel against the CPU reference on fresh random inputs of awkward sizes: odd heights and
+//! widths, channel counts that are not multiples of 4, batch 1 and batches larger than a workgroup.
+//! Outputs start as NaN, so an element a kernel fails to write cannot pass.
+
+mod common;
+
+use common::*;
+use gpu_siamese::dims::*;
+use gpu_siamese::gpu::Region;
+use gpu_siamese::reference as cpu;
+
+/// Comfortably above f32 rounding of the sums involved, far under the 1e-4 the project promises.
+const TOLERANCE: f64 = 2e-5;
+
+fn conv_cases() -> Vec<Conv2dDims> {
+    let c = |batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, padding, relu| Conv2dDims {
+        batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, padding, relu,
+    };
+    vec![
+        c(1, 5, 7, 1, 3, 2, 2, Padding::Same, true),
+        c(3, 9, 6, 3, 5, 3, 3, Padding::Same, false),
+        c(2, 7, 5, 2, 7, 3, 2, Padding::Valid, true),
+        c(2, 6, 9, 3, 6, 4, 5, Padding::Same, true),
+        c(260, 4, 3, 1, 5, 2, 2, Padding::Same, true),
+        c(4, 28, 28, 1, 128, 2, 2, Padding::Same, true),
+    ]
+}
+
+#[test]
+fn conv2d_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("conv2d");
+    for d in conv_cases() {
+        seed += 1;
+        let branches = if d.batch % 2 == 0 { 2 } else { 1 };
+        let x = random(d.input_len(), seed);
+        let wb = random(d.param_len(), seed ^ 1);
+        let dy = random(d.output_len(), seed ^ 2);
+        let y_ref = cpu::conv2d_forward(&x, &wb, &d);
+        let dx_ref = cpu::conv2d_backward_input(&dy, &y_ref, &wb, &d);
+        let dwb_ref = cpu::conv2d_backward_weight(&x, &dy, &y_ref, &d, branches);
+
+        let (xb, wbb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), gpu.storage_from("dy", &dy));
+        let (y, dx, dwb) = (poisoned(gpu, d.output_len()), poisoned(gpu, d.input_len()), poisoned(gpu, d.param_len()));
+        let chunks = gpu_siamese::gpu::conv2d_weight_chunks(&d, branches);
+        let partial = poisoned(gpu, branches * chunks * d.param_len());
+        let forward = kernels.conv2d_forward(&d, (&xb).into(), (&wbb).into(), (&y).into());
+        let input = kernels.conv2d_backward_input(&d, (&dyb).into(), (&y).into(), (&wbb).into(), (&dx).into());
+        let [partials, sum] = kernels.conv2d_backward_weight(
+            &d, branches, (&xb).into(), (&dyb).into(), (&y).into(), (&partial).into(), (&dwb).into(),
+        );
+        run(gpu, &[&forward, &input, &partials, &sum]);
+        let name = format!("conv2d {d:?}");
+        assert_close(&format!("{name} forward"), &gpu.read(&y, 0, d.output_len()), &y_ref, TOLERANCE);
+        assert_close(&format!("{name} backward_input"), &gpu.read(&dx, 0, d.input_len()), &dx_ref, TOLERANCE);
+        assert_close(&format!("{name} backward_weight"), &gpu.read(&dwb, 0, d.param_len()), &dwb_ref, TOLERANCE);
+    }
+}
+
+#[test]
+fn conv2d_same_padding_is_kerass_asymmetric_rule() {
+    // A 2x2 "same" kernel pads nothing before and one zero row/column after: output (0, 0) reads
+    // x[0..2, 0..2] and the last output reads x[h-1, w-1] alone.
+    let d = Conv2dDims { batch: 1, in_h: 3, in_w: 3, in_c: 1, out_c: 1, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: false };
+    let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+    let wb = [1.0, 1.0, 1.0, 1.0, 0.0];
+    let y = cpu::conv2d_forward(&x, &wb, &d);
+    assert_eq!(y, [12.0, 16.0, 9.0, 24.0, 28.0, 15.0, 15.0, 17.0, 9.0]);
+    let (gpu, kernels) = gpu();
+    let (xb, wbb, yb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), poisoned(gpu, 9));
+    run(gpu, &[&kernels.conv2d_forward(&d, (&xb).into(), (&wbb).into(), (&yb).into())]);
+    assert_eq!(gpu.read(&yb, 0, 9), y);
+}
+
+#[test]
+fn maxpool2_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("maxpool2");
+    for d in [
+        PoolDims { batch: 1, in_h: 5, in_w: 7, channels: 3 },
+        PoolDims { batch: 3, in_h: 4, in_w: 6, channels: 5 },
+        PoolDims { batch: 260, in_h: 3, in_w: 3, channels: 2 },
+        PoolDims { batch: 2, in_h: 28, in_w: 28, channels: 128 },
+    ] {
+        seed += 1;
+        let x = random(d.input_len(), seed);
+        let dy = random(d.output_len(), seed ^ 1);
+        let y_ref = cpu::maxpool2_forward(&x, &d);
+        let dx_ref = cpu::maxpool2_backward(&dy, &x, &d);
+        let (xb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy));
+        let (y, dx) = (poisoned(gpu, d.output_len()), poisoned(gpu, d.input_len()));
+        let f = kernels.maxpool2_forward(&d, (&xb).into(), (&y).into());
+        let b = kernels.maxpool2_backward(&d, (&dyb).into(), (&xb).into(), (&dx).into());
+        run(gpu, &[&f, &b]);
+        // Selection and routing are exact: no arithmetic happens.
+        assert_eq!(gpu.read(&y, 0, d.output_len()), y_ref, "maxpool2_forward {d:?}");
+        assert_eq!(gpu.read(&dx, 0, d.input_len()), dx_ref, "maxpool2_backward {d:?}");
+    }
+}
+
+#[test]
+fn maxpool2_gradient_goes_to_the_first_maximum() {
+    let d = PoolDims { batch: 1, in_h: 2, in_w: 2, channels: 1 };
+    let x = [0.5, 0.9, 0.9, 0.9];
+    assert_eq!(cpu::maxpool2_backward(&[1.0f32], &x, &d), [0.0, 1.0, 0.0, 0.0]);
+    let (gpu, kernels) = gpu();
+    let (xb, dyb, dx) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &[1.0]), poisoned(gpu, 4));
+    run(gpu, &[&kernels.maxpool2_backward(&d, (&dyb).into(), (&xb).into(), (&dx).into())]);
+    assert_eq!(gpu.read(&dx, 0, 4), [0.0, 1.0, 0.0, 0.0]);
+}
+
+fn step_buffer(gpu: &gpu_siamese::gpu::Gpu, step: u32, training: bool, loss_slot: u32) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    let s = gpu_siamese::gpu::StepUniform { step, training: training as u32, loss_slot, alpha: 0.0 };
+    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("step"),
+        contents: bytemuck::bytes_of(&s),
+        usage: wgpu::BufferUsages::UNIFORM,
+    })
+}
+
+#[test]
+fn dropout_matches_reference_bit_for_bit() {
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed("dropout");
+    for (count, rate, step, training) in
+        [(1, 0.4, 0, true), (1001, 0.4, 7, true), (70001, 0.25, 123456, true), (999, 0.4, 3, false), (513, 0.0, 1, true)]
+    {
+        let d = DropoutDims { count, rate, seed: seed as u32 };
+        let x = random(count, seed);
+        let dy = random(count, seed ^ 1);
+        let y_ref = cpu::dropout_forward(&x, &d, step, training);
+        let dx_ref = cpu::dropout_backward(&dy, &d, step, training);
+        let (xb, dyb, sb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), step_buffer(gpu, step, training, 0));
+        let (y, dx) = (poisoned(gpu, count), poisoned(gpu, count));
+        let f = kernels.dropout_forward(&d, (&sb).into(), (&xb).into(), (&y).into());
+        let b = kernels.dropout_backward(&d, (&sb).into(), (&dyb).into(), (&dx).into());
+        run(gpu, &[&f, &b]);
+        assert_eq!(gpu.read(&y, 0, count), y_ref, "dropout_forward {d:?} step {step}");
+        assert_eq!(gpu.read(&dx, 0, count), dx_ref, "dropout_backward {d:?} step {step}");
+        if count > 1000 && training {
+            let kept = y_ref.iter().zip(&x).filter(|(y, x)| **y == **x * d.scale()).count() as f64 / count as f64;
+            // Five standard deviations of a binomial proportion: a broken hash fails, chance does not.
+            let sigma = (rate as f64 * (1.0 - rate as f64) / count as f64).sqrt();
+            assert!((kept - (1.0 - rate as f64)).abs() < 5.0 * sigma, "kept fraction {kept} for rate {rate}");
+        }
+        if !training || rate == 0.0 {
+            assert_eq!(y_ref, x, "no dropout at evaluation or rate 0");
+        }
+    }
+    // Different steps draw different masks.
+    let d = DropoutDims { count: 1000, rate: 0.4, seed: 5 };
+    let masks: Vec<Vec<bool>> = (0..2).map(|s| (0..1000).map(|i| cpu::dropout_keeps(&d, s, i)).collect()).collect();
+    assert_ne!(masks[0], masks[1]);
+}
+
+#[test]
+fn gap_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("gap");
+    for d in [GapDims { batch: 1, h: 5, w: 7, channels: 3 }, GapDims { batch: 300, h: 3, w: 5, channels: 7 }, GapDims { batch: 2, h: 14, w: 14, channels: 128 }] {
+        seed += 1;
+        let x = random(d.input_len(), seed);
+        let dy = random(d.output_len(), seed ^ 1);
+        let (xb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy));
+        let (y, dx) = (poisoned(gpu, d.output_len()), poisoned(gpu, d.input_len()));
+        let f = kernels.gap_forward(&d, (&xb).into(), (&y).into());
+        let b = kernels.gap_backward(&d, (&dyb).into(), (&dx).into());
+        run(gpu, &[&f, &b]);
+        assert_close(&format!("gap_forward {d:?}"), &gpu.read(&y, 0, d.output_len()), &cpu::gap_forward(&x, &d), TOLERANCE);
+        assert_close(&format!("gap_backward {d:?}"), &gpu.read(&dx, 0, d.input_len()), &cpu::gap_backward(&dy, &d), TOLERANCE);
+    }
+}
+
+#[test]
+fn dense_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("dense");
+    for d in [
+        DenseDims { batch: 1, in_dim: 5, out_dim: 3, relu: false },
+        DenseDims { batch: 300, in_dim: 13, out_dim: 7, relu: true },
+        DenseDims { batch: 6, in_dim: 128, out_dim: 48, relu: false },
+    ] {
+        seed += 1;
+        let branches = if d.batch % 2 == 0 { 2 } else { 1 };
+        let x = random(d.batch * d.in_dim, seed);
+        let wb = random(d.param_len(), seed ^ 1);
+        let dy = random(d.batch * d.out_dim, seed ^ 2);
+        let y_ref = cpu::dense_forward(&x, &wb, &d);
+        let (xb, wbb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), gpu.storage_from("dy", &dy));
+        let (y, dx, dwb) = (poisoned(gpu, dy.len()), poisoned(gpu, x.len()), poisoned(gpu, wb.len()));
+        let f = kernels.dense_forward(&d, (&xb).into(), (&wbb).into(), (&y).into());
+        let bi = kernels.dense_backward_input(&d, (&dyb).into(), (&y).into(), (&wbb).into(), (&dx).into());
+        let bw = kernels.dense_backward_weight(&d, branches, (&xb).into(), (&dyb).into(), (&y).into(), (&dwb).into());
+        run(gpu, &[&f, &bi, &bw]);
+        assert_close(&format!("dense_forward {d:?}"), &gpu.read(&y, 0, dy.len()), &y_ref, TOLERANCE);
+        let dx_ref = cpu::dense_backward_input(&dy, &y_ref, &wb, &d);
+        assert_close(&format!("dense_backward_input {d:?}"), &gpu.read(&dx, 0, x.len()), &dx_ref, TOLERANCE);
+        let dwb_ref = cpu::dense_backward_weight(&x, &dy, &y_ref, &d, branches);
+        assert_close(&format!("dense_backward_weight {d:?}"), &gpu.read(&dwb, 0, wb.len()), &dwb_ref, TOLERANCE);
+    }
+}
+
+#[test]
+fn distance_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("distance");
+    for (pairs, dim) in [(1, 5), (7, 48), (300, 3)] {
+        seed += 1;
+        let mut emb = random(2 * pairs * dim, seed);
+        // The last pair is identical: the 1e-7 clamp is active there and its gradient must be zero.
+        let last = pairs - 1;
+        for k in 0..dim {
+            emb[(pairs + last) * dim + k] = emb[last * dim + k];
+        }
+        let ddist = random(pairs, seed ^ 1);
+        let dist_ref = cpu::distance_forward(&emb, pairs, dim);
+        let demb_ref = cpu::distance_backward(&ddist, &emb, pairs, dim);
+        assert_eq!(dist_ref[last], 1e-7f32.sqrt());
+        assert!(demb_ref[last * dim..(last + 1) * dim].iter().all(|&g| g == 0.0));
+        let (eb, db) = (gpu.storage_from("emb", &emb), gpu.storage_from("ddist", &ddist));
+        let (dist, demb) = (poisoned(gpu, pairs), poisoned(gpu, emb.len()));
+        let f = kernels.distance_forward(pairs, dim, (&eb).into(), (&dist).into());
+        let b = kernels.distance_backward(pairs, dim, (&db).into(), (&eb).into(), (&demb).into());
+        run(gpu, &[&f, &b]);
+        assert_close(&format!("distance_forward {pairs}x{dim}"), &gpu.read(&dist, 0, pairs), &dist_ref, TOLERANCE);
+        assert_close(&format!("distance_backward {pairs}x{dim}"), &gpu.read(&demb, 0, emb.len()), &demb_ref, TOLERANCE);
+    }
+}
+
+#[test]
+fn contrastive_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("contrastive");
+    for (pairs, margin) in [(1, 1.0), (7, 1.0), (1000, 0.5), (257, 2.0)] {
+        seed += 1;
+        let dist: Vec<f32> = random(pairs, seed).iter().map(|v| v.abs() * 1.5).collect();
+        let label: Vec<f32> = random(pairs, seed ^ 1).iter().map(|&v| (v > 0.0) as u8 as f32).collect();
+        let loss_ref = cpu::contrastive_forward(&dist, &label, margin);
+        let ddist_ref = cpu::contrastive_backward(&dist, &label, margin);
+        let (distb, labelb) = (gpu.storage_from("dist", &dist), gpu.storage_from("label", &label));
+        let (losses, ddist) = (poisoned(gpu, 3), poisoned(gpu, pairs));
+        let step = step_buffer(gpu, 0, true, 2);
+        let f = kernels.contrastive_forward(pairs, margin, (&step).into(), (&distb).into(), (&labelb).into(), (&losses).into());
+        let b = kernels.contrastive_backward(pairs, margin, (&distb).into(), (&labelb).into(), (&ddist).into());
+        run(gpu, &[&f, &b]);
+        let got = gpu.read(&losses, 0, 3);
+        assert!(got[0].is_nan() && got[1].is_nan(), "only the step's slot is written");
+        assert_close(&format!("contrastive_forward {pairs} pairs margin {margin}"), &got[2..], &[loss_ref], TOLERANCE);
+        assert_close(&format!("contrastive_backward {pairs} pairs"), &gpu.read(&ddist, 0, pairs), &ddist_ref, TOLERANCE);
+    }
+}
+
+#[test]
+fn adam_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed("adam");
+    let count = 1003;
+    let config = AdamConfig { learning_rate: 3e-3, ..Default::default() };
+    let mut w = random(count, seed);
+    let (mut m, mut v) = (vec![0.0; count], vec![0.0; count]);
+    let (wb, mb, vb) = (gpu.storage_from("w", &w), gpu.storage_from("m", &m), gpu.storage_from("v", &v));
+    for t in 1..=3u64 {
+        let g = random(count, seed ^ t);
+        cpu::adam_update(&mut w, &g, &mut m, &mut v, &config, t);
+        let gb = gpu.storage_from("g", &g);
+        let step = {
+            use wgpu::util::DeviceExt;
+            let s = gpu_siamese::gpu::StepUniform { step: 0, training: 1, loss_slot: 0, alpha: config.alpha(t) };
+            gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("step"),
+                contents: bytemuck::bytes_of(&s),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+        };
+        let a = kernels.adam_update(count, &config, (&step).into(), (&gb).into(), (&wb).into(), (&mb).into(), (&vb).into());
+        run(gpu, &[&a]);
+        assert_close(&format!("adam_update step {t} w"), &gpu.read(&wb, 0, count), &w, 1e-6);
+        assert_close(&format!("adam_update step {t} m"), &gpu.read(&mb, 0, count), &m, 1e-6);
+        assert_close(&format!("adam_update step {t} v"), &gpu.read(&vb, 0, count), &v, 1e-6);
+    }
+    // Keras' step size at t = 1, lr * sqrt(1 - 0.999) / (1 - 0.9), off from the exact value only by
+    // Keras' rounding of the betas to f32.
+    let alpha = AdamConfig::default().alpha(1) as f64;
+    let exact = 1e-3 * 0.001f64.sqrt() / 0.1;
+    assert!((alpha - exact).abs() / exact < 1e-5, "alpha {alpha}");
+}
+
+#[test]
+fn a_kernel_writing_a_region_leaves_the_rest_alone() {
+    // Layers bind parts of the flat parameter and gradient buffers; a kernel must not spill past its part.
+    let (gpu, kernels) = gpu();
+    let d = DenseDims { batch: 2, in_dim: 3, out_dim: 2, relu: false };
+    let x = random(6, 1);
+    let dy = random(4, 2);
+    let wb = random(d.param_len(), 3);
+    let (xb, dyb, wbb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), gpu.storage_from("wb", &wb));
+    let y = poisoned(gpu, 4);
+    let grads = gpu.storage_from("grads", &vec![7.0; 64 + d.param_len() + 64]);
+    let f = kernels.dense_forward(&d, (&xb).into(), (&wbb).into(), (&y).into());
+    let bw = kernels.dense_backward_weight(&d, 2, (&xb).into(), (&dyb).into(), (&y).into(), Region::new(&grads, 64, d.param_len()));
+    run(gpu, &[&f, &bw]);
+    let all = gpu.read(&grads, 0, 128 + d.param_len());
+    assert!(all[..64].iter().chain(&all[64 + d.param_len()..]).all(|&v| v == 7.0));
+    let y_ref = cpu::dense_forward(&x, &wb, &d);
+    assert_close("dense_backward_weight into a region", &all[64..64 + d.param_len()], &cpu::dense_backward_weight(&x, &dy, &y_ref, &d, 2), TOLERANCE);
+}

@@ -1,0 +1,35 @@
+//! Every WGSL file parses and validates with naga as it stands, and declares the entry points the
+//! host expects.
+
+use gpu_siamese::gpu::{Kernel, SHADERS};
+
+#[test]
+fn every_shader_validates_with_naga() {
+    for (name, source) in SHADERS {
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(source)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
+        let on_disk = std::fs::read_to_string(format!("{}/shaders/{name}.wgsl", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(&on_disk, source, "{name}.wgsl embedded as it is on disk");
+    }
+}
+
+#[test]
+fn every_kernel_has_its_entry_point() {
+    for kernel in Kernel::ALL {
+        let (file, entry) = kernel.source();
+        let source = SHADERS.iter().find(|(name, _)| *name == file).unwrap().1;
+        let module = naga::front::wgsl::parse_str(source).unwrap();
+        assert!(module.entry_points.iter().any(|e| e.name == entry), "{file}.wgsl lacks {entry}");
+    }
+    // And every shader file is listed: nothing in shaders/ goes untested.
+    let mut on_disk: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".wgsl").to_string())
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = SHADERS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+}

@@ -1,0 +1,128 @@
+//! The whole training step on the GPU against the CPU reference, step after step with dropout on; the
+//! same seed giving the same weights bit for bit; evaluation; a batch too large for the adapter.
+
+mod common;
+
+use common::*;
+use gpu_siamese::dims::AdamConfig;
+use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec, TUTORIAL_TOWER};
+use gpu_siamese::reference::{adam_update, TwinBatch, TwinReference};
+use gpu_siamese::twin::GpuTwin;
+
+fn batch(plan: &Plan, seed: u64) -> TwinBatch<f32> {
+    // Images in [0, 1) like scaled pixels, labels of both kinds.
+    let inputs = random(plan.batch * plan.input.len(), seed).iter().map(|v| v.abs()).collect();
+    let labels = (0..plan.pairs()).map(|i| ((i as u64 + seed) % 2) as f32).collect();
+    TwinBatch { inputs, labels }
+}
+
+/// Runs `steps` training steps (a new batch each) on both and compares everything after each step.
+fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64) {
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed(spec);
+    let spec: TowerSpec = spec.parse().unwrap();
+    let plan = Plan::new(&spec, input, 2 * pairs, seed).unwrap();
+    let adam = AdamConfig::default();
+    let params = glorot_uniform(&plan, seed);
+    let mut reference = TwinReference::new(plan.clone(), params.clone(), adam, 1.0f32);
+    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), adam, 1.0, 8).unwrap();
+    twin.set_params(&params);
+    for step in 0..steps {
+        let b = batch(&plan, seed.wrapping_add(step));
+        twin.set_batch(&b.inputs, &b.labels);
+        let (before, (m_before, v_before)) = (twin.read_params(), twin.read_adam());
+        let trace = reference.train_step(&b);
+        twin.train_step();
+        let what = |t: &str| format!("{spec} step {step}: {t}");
+        for (i, act) in trace.activations.iter().enumerate() {
+            assert_close(&what(&format!("layer {i} output")), &twin.read_activation(i), act, 2e-5);
+        }
+        assert_close(&what("distances"), &twin.read_distances(), &trace.distances, 2e-5);
+        assert_close(&what("loss"), &[twin.read_loss(step)], &[trace.loss], 2e-5);
+        assert_close(&what("gradients"), &twin.read_grads(), &trace.grads, 2e-5);
+        let (weights, (m, v)) = (twin.read_params(), twin.read_adam());
+        // The GPU's update is Adam's to the last bits: the reference's Adam applied to the GPU's own
+        // gradients and state gives the GPU's weights and moments.
+        let (mut w_expected, mut m_expected, mut v_expected) = (before, m_before, v_before);
+        adam_update(&mut w_expected, &twin.read_grads(), &mut m_expected, &mut v_expected, &adam, step + 1);
+        assert_abs_close(&what("weights after the GPU's Adam"), &weights, &w_expected, 2e-7);
+        assert_close(&what("adam m"), &m, &m_expected, 1e-6);
+        assert_close(&what("adam v"), &v, &v_expected, 1e-6);
+        // Against the reference's own trajectory, weights move by ~lr (1e-3) per step and agree far more
+        // closely; not to 1e-6, because Adam divides by sqrt(v): a gradient of a few 1e-6 (a bias whose
+        // units barely fire) moves its weight by a fraction of lr that its f32 rounding shifts by ~1e-5.
+        assert_abs_close(&what("weights against the reference"), &weights, &reference.params, 1e-4);
+        assert_close(&what("adam m against the reference"), &m, &reference.adam_m, 2e-5);
+        assert_close(&what("adam v against the reference"), &v, &reference.adam_v, 2e-5);
+    }
+}
+
+#[test]
+fn tutorial_tower_steps_match_reference() {
+    gpu_matches_reference(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 5, 4);
+}
+
+#[test]
+fn deeper_tower_on_odd_rgb_images_matches_reference() {
+    // Two conv blocks (the tower the tutorial meant), a valid conv, a dense ReLU; 11x9 RGB images.
+    let spec = "conv(6,2,same,relu),maxpool,dropout(0.4),conv(5,3,valid,relu),dropout(0.2),gap,dense(7,relu),dense(4)";
+    gpu_matches_reference(spec, InputShape { h: 11, w: 9, c: 3 }, 3, 3);
+}
+
+#[test]
+fn large_batch_steps_match_reference() {
+    // More pairs than one workgroup holds.
+    gpu_matches_reference("conv(3,2),maxpool,dropout(0.4),gap,dense(5)", InputShape { h: 7, w: 5, c: 1 }, 300, 2);
+}
+
+#[test]
+fn same_seed_same_weights_bit_for_bit() {
+    let (gpu, kernels) = gpu();
+    let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 2 * 70, 42).unwrap();
+    let run = |seed: u64| {
+        let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8).unwrap();
+        twin.set_params(&glorot_uniform(&plan, seed));
+        for step in 0..3 {
+            let b = batch(&plan, step);
+            twin.set_batch(&b.inputs, &b.labels);
+            twin.train_step();
+        }
+        (twin.read_params(), (0..3).map(|s| twin.read_loss(s)).collect::<Vec<_>>())
+    };
+    let (first, second, other) = (run(1), run(1), run(2));
+    assert!(first.0.iter().zip(&second.0).all(|(a, b)| a.to_bits() == b.to_bits()), "weights differ between runs");
+    assert_eq!(first.1, second.1, "losses differ between runs");
+    assert_ne!(first.0, other.0, "another seed gives other weights");
+}
+
+#[test]
+fn evaluation_has_no_dropout_and_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 2 * 9, 3).unwrap();
+    let params = glorot_uniform(&plan, 3);
+    let reference = TwinReference::new(plan.clone(), params.clone(), AdamConfig::default(), 1.0f32);
+    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8).unwrap();
+    twin.set_params(&params);
+    let b = batch(&plan, 5);
+    twin.set_batch(&b.inputs, &b.labels);
+    let (distances, loss) = twin.evaluate();
+    let (ref_distances, ref_loss) = reference.evaluate(&b);
+    assert_close("evaluation distances", &distances, &ref_distances, 2e-5);
+    assert_close("evaluation loss", &[loss], &[ref_loss], 2e-5);
+    // Evaluation changes nothing: the weights are untouched and a second run gives the same numbers.
+    assert_eq!(twin.read_params(), params);
+    assert_eq!(twin.evaluate(), (distances, loss));
+    // With dropout on, the training forward pass differs.
+    let training = reference.loss_and_gradients(&b);
+    assert_ne!(training.distances, ref_distances);
+}
+
+#[test]
+fn a_batch_beyond_the_adapters_limits_is_refused_before_allocating() {
+    let (gpu, kernels) = gpu();
+    let pairs = 200_000;
+    let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 2 * pairs, 0).unwrap();
+    let err = GpuTwin::new(gpu, kernels, plan, AdamConfig::default(), 1.0, 8).err().expect("too large");
+    let message = err.to_string();
+    assert!(message.contains("200000 pairs") && message.contains("smaller batch size"), "{message}");
+}
