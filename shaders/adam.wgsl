@@ -3,15 +3,15 @@
 // with alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed by the host in f32 as Keras does and
 // written into the step's uniform. (PyTorch adds epsilon to the bias-corrected sqrt(v); Keras does not.)
 
-struct AdamParams {
-    count: u32, one_minus_beta1: f32, one_minus_beta2: f32, epsilon: f32,
-}
+override COUNT: u32;
+override ONE_MINUS_BETA1: f32;
+override ONE_MINUS_BETA2: f32;
+override EPSILON: f32;
 
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: AdamParams;
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
@@ -24,13 +24,13 @@ const WORKGROUP: u32 = 256u;
 fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-    if (i >= p.count) {
+    if (i >= COUNT) {
         return;
     }
     let g = grad[i];
-    let m_new = m[i] + (g - m[i]) * p.one_minus_beta1;
-    let v_new = v[i] + (g * g - v[i]) * p.one_minus_beta2;
+    let m_new = m[i] + (g - m[i]) * ONE_MINUS_BETA1;
+    let v_new = v[i] + (g * g - v[i]) * ONE_MINUS_BETA2;
     m[i] = m_new;
     v[i] = v_new;
-    w[i] = w[i] - (m_new * s.alpha) / (sqrt(v_new) + p.epsilon);
+    w[i] = w[i] - (m_new * s.alpha) / (sqrt(v_new) + EPSILON);
 }

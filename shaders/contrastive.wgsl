@@ -3,15 +3,13 @@
 // reduction in workgroup memory, so the sum's order is the same on every run. The loss of each step lands
 // in its own slot of `losses`, so the host reads a whole epoch's losses back at once.
 
-struct ContrastiveParams {
-    pairs: u32, margin: f32, _pad0: u32, _pad1: u32,
-}
+override PAIRS: u32;
+override MARGIN: f32;
 
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: ContrastiveParams;
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> dist: array<f32>;
 @group(0) @binding(3) var<storage, read> label: array<f32>;
@@ -25,14 +23,14 @@ var<workgroup> partial_sums: array<f32, WORKGROUP>;
 fn pair_loss(i: u32) -> f32 {
     let d = dist[i];
     let y = label[i];
-    let gap = max(p.margin - d, 0.0);
+    let gap = max(MARGIN - d, 0.0);
     return y * d * d + (1.0 - y) * gap * gap;
 }
 
 @compute @workgroup_size(256)
 fn contrastive_forward(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
-    for (var i = lid; i < p.pairs; i += WORKGROUP) {
+    for (var i = lid; i < PAIRS; i += WORKGROUP) {
         acc += pair_loss(i);
     }
     partial_sums[lid] = acc;
@@ -44,7 +42,7 @@ fn contrastive_forward(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        losses[s.loss_slot] = partial_sums[0] / f32(p.pairs);
+        losses[s.loss_slot] = partial_sums[0] / f32(PAIRS);
     }
 }
 
@@ -53,11 +51,11 @@ fn contrastive_forward(@builtin(local_invocation_index) lid: u32) {
 fn contrastive_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     let i = (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-    if (i >= p.pairs) {
+    if (i >= PAIRS) {
         return;
     }
     let d = dist[i];
     let y = label[i];
-    let g = 1.0 / f32(p.pairs);
-    ddist[i] = g * y * 2.0 * d - g * (1.0 - y) * 2.0 * max(p.margin - d, 0.0);
+    let g = 1.0 / f32(PAIRS);
+    ddist[i] = g * y * 2.0 * d - g * (1.0 - y) * 2.0 * max(MARGIN - d, 0.0);
 }

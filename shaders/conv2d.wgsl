@@ -10,16 +10,23 @@
 // near-tie in a pooling window goes Keras' way only if every rounding is the same. WGSL's fma() need
 // not be fused (lavapipe's is not), so exact_fma computes the fused result from plain operations.
 
-struct Conv2dParams {
-    batch: u32, in_h: u32, in_w: u32, in_c: u32,
-    out_h: u32, out_w: u32, out_c: u32, kernel_h: u32,
-    kernel_w: u32, pad_top: u32, pad_left: u32, relu: u32,
-    // Weight gradients: the batch is split into `branches` equal parts (the twin's two towers) whose sums
-    // are added at the end, and each branch's positions into `chunks` partial sums (see reduce.wgsl).
-    branches: u32, chunks: u32, _pad0: u32, _pad1: u32,
-}
+// Weight gradients: the batch is split into `branches` equal parts (the twin's two towers) whose sums
+// are added at the end, and each branch's positions into `chunks` partial sums (see reduce.wgsl).
+override BATCH: u32;
+override IN_H: u32;
+override IN_W: u32;
+override IN_C: u32;
+override OUT_H: u32;
+override OUT_W: u32;
+override OUT_C: u32;
+override KERNEL_H: u32;
+override KERNEL_W: u32;
+override PAD_TOP: u32;
+override PAD_LEFT: u32;
+override RELU: u32;
+override BRANCHES: u32;
+override CHUNKS: u32;
 
-@group(0) @binding(0) var<uniform> p: Conv2dParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -35,7 +42,7 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 fn kernel_index(ky: u32, kx: u32, ci: u32, co: u32) -> u32 {
-    return ((ky * p.kernel_w + kx) * p.in_c + ci) * p.out_c + co;
+    return ((ky * KERNEL_W + kx) * IN_C + ci) * OUT_C + co;
 }
 
 // Dekker's exact product: a * b = p + error, through Veltkamp's split of each factor into 12-bit
@@ -63,12 +70,12 @@ fn exact_fma(a: f32, b: f32, c: f32) -> f32 {
 }
 
 fn kernel_len() -> u32 {
-    return p.kernel_h * p.kernel_w * p.in_c * p.out_c;
+    return KERNEL_H * KERNEL_W * IN_C * OUT_C;
 }
 
 // The gradient reaching the pre-activation z at output element o.
 fn grad_z(o: u32) -> f32 {
-    if (p.relu != 0u && y[o] <= 0.0) {
+    if (RELU != 0u && y[o] <= 0.0) {
         return 0.0;
     }
     return dy[o];
@@ -78,34 +85,34 @@ fn grad_z(o: u32) -> f32 {
 fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.batch * p.out_h * p.out_w * p.out_c) {
+    if (idx >= BATCH * OUT_H * OUT_W * OUT_C) {
         return;
     }
-    let co = idx % p.out_c;
-    var t = idx / p.out_c;
-    let ox = t % p.out_w;
-    t = t / p.out_w;
-    let oy = t % p.out_h;
-    let n = t / p.out_h;
+    let co = idx % OUT_C;
+    var t = idx / OUT_C;
+    let ox = t % OUT_W;
+    t = t / OUT_W;
+    let oy = t % OUT_H;
+    let n = t / OUT_H;
     var acc = 0.0;
-    for (var ky = 0u; ky < p.kernel_h; ky++) {
-        let iy = i32(oy + ky) - i32(p.pad_top);
-        if (iy < 0 || iy >= i32(p.in_h)) {
+    for (var ky = 0u; ky < KERNEL_H; ky++) {
+        let iy = i32(oy + ky) - i32(PAD_TOP);
+        if (iy < 0 || iy >= i32(IN_H)) {
             continue;
         }
-        for (var kx = 0u; kx < p.kernel_w; kx++) {
-            let ix = i32(ox + kx) - i32(p.pad_left);
-            if (ix < 0 || ix >= i32(p.in_w)) {
+        for (var kx = 0u; kx < KERNEL_W; kx++) {
+            let ix = i32(ox + kx) - i32(PAD_LEFT);
+            if (ix < 0 || ix >= i32(IN_W)) {
                 continue;
             }
-            let base = ((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c;
-            for (var ci = 0u; ci < p.in_c; ci++) {
+            let base = ((n * IN_H + u32(iy)) * IN_W + u32(ix)) * IN_C;
+            for (var ci = 0u; ci < IN_C; ci++) {
                 acc = exact_fma(x[base + ci], wb[kernel_index(ky, kx, ci, co)], acc);
             }
         }
     }
     acc += wb[kernel_len() + co];
-    if (p.relu != 0u) {
+    if (RELU != 0u) {
         acc = max(acc, 0.0);
     }
     y[idx] = acc;
@@ -116,28 +123,28 @@ fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.batch * p.in_h * p.in_w * p.in_c) {
+    if (idx >= BATCH * IN_H * IN_W * IN_C) {
         return;
     }
-    let ci = idx % p.in_c;
-    var t = idx / p.in_c;
-    let ix = t % p.in_w;
-    t = t / p.in_w;
-    let iy = t % p.in_h;
-    let n = t / p.in_h;
+    let ci = idx % IN_C;
+    var t = idx / IN_C;
+    let ix = t % IN_W;
+    t = t / IN_W;
+    let iy = t % IN_H;
+    let n = t / IN_H;
     var acc = 0.0;
-    for (var ky = 0u; ky < p.kernel_h; ky++) {
-        let oy = i32(iy + p.pad_top) - i32(ky);
-        if (oy < 0 || oy >= i32(p.out_h)) {
+    for (var ky = 0u; ky < KERNEL_H; ky++) {
+        let oy = i32(iy + PAD_TOP) - i32(ky);
+        if (oy < 0 || oy >= i32(OUT_H)) {
             continue;
         }
-        for (var kx = 0u; kx < p.kernel_w; kx++) {
-            let ox = i32(ix + p.pad_left) - i32(kx);
-            if (ox < 0 || ox >= i32(p.out_w)) {
+        for (var kx = 0u; kx < KERNEL_W; kx++) {
+            let ox = i32(ix + PAD_LEFT) - i32(kx);
+            if (ox < 0 || ox >= i32(OUT_W)) {
                 continue;
             }
-            let base = ((n * p.out_h + u32(oy)) * p.out_w + u32(ox)) * p.out_c;
-            for (var co = 0u; co < p.out_c; co++) {
+            let base = ((n * OUT_H + u32(oy)) * OUT_W + u32(ox)) * OUT_C;
+            for (var co = 0u; co < OUT_C; co++) {
                 acc = fma(grad_z(base + co), wb[kernel_index(ky, kx, ci, co)], acc);
             }
         }
@@ -145,56 +152,79 @@ fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     dx[idx] = acc;
 }
 
-// Partial sums of the kernel and bias gradients. Thread (branch, chunk, j) sums, over its chunk of the
-// branch's output positions, x * dz for kernel element j (j < kernel_len) or dz for bias j - kernel_len.
-// reduce.wgsl's sum_partials then adds the chunks in order, branch by branch: a fixed order, no atomics.
+// Partial sums of the kernel and bias gradients. Each invocation owns one output channel co and up to
+// TAPS_PER_INVOCATION kernel taps (ky, kx, ci) of it (group `tap_group`), and sums x * dz over its chunk of
+// the branch's output positions, reading dz once for all its taps; the first group also sums dz for the
+// bias. reduce.wgsl's sum_partials then adds the chunks in order, branch by branch: a fixed order, no atomics.
+// Partial layout: [branch][chunk][kernel (tap-major, as the kernel itself) then bias].
+const TAPS_PER_INVOCATION: u32 = 8u;
+
 @compute @workgroup_size(256)
 fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    let k_len = kernel_len();
-    let count = k_len + p.out_c;
-    if (idx >= p.branches * p.chunks * count) {
+    let taps = KERNEL_H * KERNEL_W * IN_C;
+    let tap_groups = (taps + TAPS_PER_INVOCATION - 1u) / TAPS_PER_INVOCATION;
+    if (idx >= BRANCHES * CHUNKS * tap_groups * OUT_C) {
         return;
     }
-    let j = idx % count;
-    let part = idx / count;
-    let branch = part / p.chunks;
-    let chunk = part % p.chunks;
-    let per_image = p.out_h * p.out_w;
-    let branch_images = p.batch / p.branches;
+    let co = idx % OUT_C;
+    let tap_group = (idx / OUT_C) % tap_groups;
+    let part = idx / (OUT_C * tap_groups);
+    let branch = part / CHUNKS;
+    let chunk = part % CHUNKS;
+    let per_image = OUT_H * OUT_W;
+    let branch_images = BATCH / BRANCHES;
     let positions = branch_images * per_image;
-    let chunk_len = (positions + p.chunks - 1u) / p.chunks;
+    let chunk_len = (positions + CHUNKS - 1u) / CHUNKS;
     let start = min(chunk * chunk_len, positions);
     let end = min(start + chunk_len, positions);
 
-    var acc = 0.0;
-    if (j >= k_len) {
-        let co = j - k_len;
-        for (var pos = start; pos < end; pos++) {
-            let n = branch * branch_images + pos / per_image;
-            let o = (n * per_image + pos % per_image) * p.out_c + co;
-            acc += grad_z(o);
-        }
-    } else {
-        let co = j % p.out_c;
-        var t = j / p.out_c;
-        let ci = t % p.in_c;
-        t = t / p.in_c;
-        let kx = t % p.kernel_w;
-        let ky = t / p.kernel_w;
-        for (var pos = start; pos < end; pos++) {
-            let n = branch * branch_images + pos / per_image;
-            let oy = (pos % per_image) / p.out_w;
-            let ox = pos % p.out_w;
-            let iy = i32(oy + ky) - i32(p.pad_top);
-            let ix = i32(ox + kx) - i32(p.pad_left);
-            if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) {
-                continue;
+    // This invocation's taps, decoded once.
+    var tap_ky: array<u32, TAPS_PER_INVOCATION>;
+    var tap_kx: array<u32, TAPS_PER_INVOCATION>;
+    var tap_ci: array<u32, TAPS_PER_INVOCATION>;
+    var acc: array<f32, TAPS_PER_INVOCATION>;
+    let first_tap = tap_group * TAPS_PER_INVOCATION;
+    let tap_count = min(TAPS_PER_INVOCATION, taps - first_tap);
+    for (var t = 0u; t < TAPS_PER_INVOCATION; t++) {
+        let tap = first_tap + t;
+        tap_ci[t] = tap % IN_C;
+        tap_kx[t] = (tap / IN_C) % KERNEL_W;
+        tap_ky[t] = tap / (IN_C * KERNEL_W);
+        acc[t] = 0.0;
+    }
+    var bias_acc = 0.0;
+
+    // Walk the chunk's positions with counters rather than a division per position.
+    var n = branch * branch_images + start / per_image;
+    var oy = (start % per_image) / OUT_W;
+    var ox = start % OUT_W;
+    for (var pos = start; pos < end; pos++) {
+        let gz = grad_z(((n * OUT_H + oy) * OUT_W + ox) * OUT_C + co);
+        bias_acc += gz;
+        for (var t = 0u; t < tap_count; t++) {
+            let iy = i32(oy + tap_ky[t]) - i32(PAD_TOP);
+            let ix = i32(ox + tap_kx[t]) - i32(PAD_LEFT);
+            if (iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W)) {
+                acc[t] = fma(x[((n * IN_H + u32(iy)) * IN_W + u32(ix)) * IN_C + tap_ci[t]], gz, acc[t]);
             }
-            let o = ((n * p.out_h + oy) * p.out_w + ox) * p.out_c + co;
-            acc = fma(x[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci], grad_z(o), acc);
+        }
+        ox += 1u;
+        if (ox == OUT_W) {
+            ox = 0u;
+            oy += 1u;
+            if (oy == OUT_H) {
+                oy = 0u;
+                n += 1u;
+            }
         }
     }
-    partial[part * count + j] = acc;
+    let count = kernel_len() + OUT_C;
+    for (var t = 0u; t < tap_count; t++) {
+        partial[part * count + (first_tap + t) * OUT_C + co] = acc[t];
+    }
+    if (tap_group == 0u) {
+        partial[part * count + kernel_len() + co] = bias_acc;
+    }
 }

@@ -1,13 +1,13 @@
 // Dense layer: y = x W + b (optionally ReLU). A layer's parameters are one region: the kernel
 // [in_dim, out_dim] (Keras' layout), then the bias [out_dim].
 
-struct DenseParams {
-    batch: u32, in_dim: u32, out_dim: u32, relu: u32,
-    // Weight gradients sum each of the `branches` equal parts of the batch on its own, then add them.
-    branches: u32, _pad0: u32, _pad1: u32, _pad2: u32,
-}
+// Weight gradients sum each of the `branches` equal parts of the batch on its own, then add them.
+override BATCH: u32;
+override IN_DIM: u32;
+override OUT_DIM: u32;
+override RELU: u32;
+override BRANCHES: u32;
 
-@group(0) @binding(0) var<uniform> p: DenseParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -22,7 +22,7 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 fn grad_z(o: u32) -> f32 {
-    if (p.relu != 0u && y[o] <= 0.0) {
+    if (RELU != 0u && y[o] <= 0.0) {
         return 0.0;
     }
     return dy[o];
@@ -32,17 +32,17 @@ fn grad_z(o: u32) -> f32 {
 fn dense_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.batch * p.out_dim) {
+    if (idx >= BATCH * OUT_DIM) {
         return;
     }
-    let o = idx % p.out_dim;
-    let n = idx / p.out_dim;
+    let o = idx % OUT_DIM;
+    let n = idx / OUT_DIM;
     var acc = 0.0;
-    for (var i = 0u; i < p.in_dim; i++) {
-        acc = fma(x[n * p.in_dim + i], wb[i * p.out_dim + o], acc);
+    for (var i = 0u; i < IN_DIM; i++) {
+        acc = fma(x[n * IN_DIM + i], wb[i * OUT_DIM + o], acc);
     }
-    acc += wb[p.in_dim * p.out_dim + o];
-    if (p.relu != 0u) {
+    acc += wb[IN_DIM * OUT_DIM + o];
+    if (RELU != 0u) {
         acc = max(acc, 0.0);
     }
     y[idx] = acc;
@@ -53,14 +53,14 @@ fn dense_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
 fn dense_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.batch * p.in_dim) {
+    if (idx >= BATCH * IN_DIM) {
         return;
     }
-    let i = idx % p.in_dim;
-    let n = idx / p.in_dim;
+    let i = idx % IN_DIM;
+    let n = idx / IN_DIM;
     var acc = 0.0;
-    for (var o = 0u; o < p.out_dim; o++) {
-        acc = fma(grad_z(n * p.out_dim + o), wb[i * p.out_dim + o], acc);
+    for (var o = 0u; o < OUT_DIM; o++) {
+        acc = fma(grad_z(n * OUT_DIM + o), wb[i * OUT_DIM + o], acc);
     }
     dx[idx] = acc;
 }
@@ -70,20 +70,20 @@ fn dense_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
 fn dense_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let j = thread_index(wg, nwg, lid);
-    let k_len = p.in_dim * p.out_dim;
-    if (j >= k_len + p.out_dim) {
+    let k_len = IN_DIM * OUT_DIM;
+    if (j >= k_len + OUT_DIM) {
         return;
     }
-    let rows = p.batch / p.branches;
+    let rows = BATCH / BRANCHES;
     var total = 0.0;
-    for (var b = 0u; b < p.branches; b++) {
+    for (var b = 0u; b < BRANCHES; b++) {
         var acc = 0.0;
         for (var r = 0u; r < rows; r++) {
             let n = b * rows + r;
             if (j < k_len) {
-                acc = fma(x[n * p.in_dim + j / p.out_dim], grad_z(n * p.out_dim + j % p.out_dim), acc);
+                acc = fma(x[n * IN_DIM + j / OUT_DIM], grad_z(n * OUT_DIM + j % OUT_DIM), acc);
             } else {
-                acc += grad_z(n * p.out_dim + j - k_len);
+                acc += grad_z(n * OUT_DIM + j - k_len);
             }
         }
         total += acc;

@@ -4,11 +4,9 @@
 // Gradient as TensorFlow derives it: sqrt's dy * 0.5 / d, then max passes it to the sum where
 // sum >= 1e-7 and nothing where the clamp is active, then square's 2 * (a - b).
 
-struct DistanceParams {
-    pairs: u32, dim: u32, _pad0: u32, _pad1: u32,
-}
+override PAIRS: u32;
+override DIM: u32;
 
-@group(0) @binding(0) var<uniform> p: DistanceParams;
 @group(0) @binding(1) var<storage, read> emb: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dist: array<f32>;
 @group(0) @binding(3) var<storage, read> ddist: array<f32>;
@@ -23,8 +21,8 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 
 fn squared_distance(i: u32) -> f32 {
     var ss = 0.0;
-    for (var k = 0u; k < p.dim; k++) {
-        let diff = emb[i * p.dim + k] - emb[(p.pairs + i) * p.dim + k];
+    for (var k = 0u; k < DIM; k++) {
+        let diff = emb[i * DIM + k] - emb[(PAIRS + i) * DIM + k];
         ss += diff * diff;
     }
     return ss;
@@ -34,7 +32,7 @@ fn squared_distance(i: u32) -> f32 {
 fn distance_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wg, nwg, lid);
-    if (i >= p.pairs) {
+    if (i >= PAIRS) {
         return;
     }
     dist[i] = sqrt(max(squared_distance(i), DISTANCE_EPSILON));
@@ -44,17 +42,17 @@ fn distance_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
 fn distance_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.pairs * p.dim) {
+    if (idx >= PAIRS * DIM) {
         return;
     }
-    let i = idx / p.dim;
-    let k = idx % p.dim;
+    let i = idx / DIM;
+    let k = idx % DIM;
     let ss = squared_distance(i);
     var g = 0.0;
     if (ss >= DISTANCE_EPSILON) {
-        let diff = emb[i * p.dim + k] - emb[(p.pairs + i) * p.dim + k];
+        let diff = emb[i * DIM + k] - emb[(PAIRS + i) * DIM + k];
         g = ddist[i] * 0.5 / sqrt(ss) * 2.0 * diff;
     }
-    demb[i * p.dim + k] = g;
-    demb[(p.pairs + i) * p.dim + k] = -g;
+    demb[i * DIM + k] = g;
+    demb[(PAIRS + i) * DIM + k] = -g;
 }

@@ -4,16 +4,16 @@
 // all draw the same mask without any state. An element is kept when its hash >= threshold, where
 // threshold = round(rate * 2^32), computed once on the host.
 
-struct DropoutParams {
-    count: u32, seed: u32, threshold: u32, scale: f32,
-}
+override COUNT: u32;
+override SEED: u32;
+override THRESHOLD: u32;
+override SCALE: f32;
 
 // Per-step values, written by the host before each step's submission.
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: DropoutParams;
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -41,8 +41,8 @@ fn dropout_factor(i: u32) -> f32 {
     if (s.training == 0u) {
         return 1.0;
     }
-    if (dropout_hash(p.seed, s.step, i) >= p.threshold) {
-        return p.scale;
+    if (dropout_hash(SEED, s.step, i) >= THRESHOLD) {
+        return SCALE;
     }
     return 0.0;
 }
@@ -51,7 +51,7 @@ fn dropout_factor(i: u32) -> f32 {
 fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wg, nwg, lid);
-    if (i >= p.count) {
+    if (i >= COUNT) {
         return;
     }
     y[i] = x[i] * dropout_factor(i);
@@ -61,7 +61,7 @@ fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
 fn dropout_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wg, nwg, lid);
-    if (i >= p.count) {
+    if (i >= COUNT) {
         return;
     }
     dx[i] = dy[i] * dropout_factor(i);

@@ -1,10 +1,10 @@
 // Global average pooling over NHWC: y[n, c] = mean over (y, x) of x[n, y, x, c].
 
-struct GapParams {
-    batch: u32, h: u32, w: u32, channels: u32,
-}
+override BATCH: u32;
+override H: u32;
+override W: u32;
+override CHANNELS: u32;
 
-@group(0) @binding(0) var<uniform> p: GapParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
@@ -20,15 +20,15 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 fn gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.batch * p.channels) {
+    if (idx >= BATCH * CHANNELS) {
         return;
     }
-    let c = idx % p.channels;
-    let n = idx / p.channels;
-    let area = p.h * p.w;
+    let c = idx % CHANNELS;
+    let n = idx / CHANNELS;
+    let area = H * W;
     var acc = 0.0;
     for (var i = 0u; i < area; i++) {
-        acc += x[(n * area + i) * p.channels + c];
+        acc += x[(n * area + i) * CHANNELS + c];
     }
     y[idx] = acc / f32(area);
 }
@@ -37,11 +37,11 @@ fn gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
 fn gap_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    let area = p.h * p.w;
-    if (idx >= p.batch * area * p.channels) {
+    let area = H * W;
+    if (idx >= BATCH * area * CHANNELS) {
         return;
     }
-    let c = idx % p.channels;
-    let n = idx / (area * p.channels);
-    dx[idx] = dy[n * p.channels + c] / f32(area);
+    let c = idx % CHANNELS;
+    let n = idx / (area * CHANNELS);
+    dx[idx] = dy[n * CHANNELS + c] / f32(area);
 }

@@ -2,12 +2,13 @@
 // the last row/column is dropped and gets a zero gradient. The gradient of each window goes to its
 // first maximum in row-major order (TensorFlow's choice); the backward pass finds it again from x.
 
-struct PoolParams {
-    batch: u32, in_h: u32, in_w: u32, channels: u32,
-    out_h: u32, out_w: u32, _pad0: u32, _pad1: u32,
-}
+override BATCH: u32;
+override IN_H: u32;
+override IN_W: u32;
+override CHANNELS: u32;
+override OUT_H: u32;
+override OUT_W: u32;
 
-@group(0) @binding(0) var<uniform> p: PoolParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
@@ -21,11 +22,11 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 
 // Index into x of the first maximum of output (n, oy, ox, c)'s window.
 fn window_argmax(n: u32, oy: u32, ox: u32, c: u32) -> u32 {
-    var best = ((n * p.in_h + 2u * oy) * p.in_w + 2u * ox) * p.channels + c;
+    var best = ((n * IN_H + 2u * oy) * IN_W + 2u * ox) * CHANNELS + c;
     var best_value = x[best];
     for (var wy = 0u; wy < 2u; wy++) {
         for (var wx = 0u; wx < 2u; wx++) {
-            let i = ((n * p.in_h + 2u * oy + wy) * p.in_w + 2u * ox + wx) * p.channels + c;
+            let i = ((n * IN_H + 2u * oy + wy) * IN_W + 2u * ox + wx) * CHANNELS + c;
             if (x[i] > best_value) {
                 best = i;
                 best_value = x[i];
@@ -39,36 +40,48 @@ fn window_argmax(n: u32, oy: u32, ox: u32, c: u32) -> u32 {
 fn maxpool2_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.batch * p.out_h * p.out_w * p.channels) {
+    if (idx >= BATCH * OUT_H * OUT_W * CHANNELS) {
         return;
     }
-    let c = idx % p.channels;
-    var t = idx / p.channels;
-    let ox = t % p.out_w;
-    t = t / p.out_w;
-    let oy = t % p.out_h;
-    let n = t / p.out_h;
+    let c = idx % CHANNELS;
+    var t = idx / CHANNELS;
+    let ox = t % OUT_W;
+    t = t / OUT_W;
+    let oy = t % OUT_H;
+    let n = t / OUT_H;
     y[idx] = x[window_argmax(n, oy, ox, c)];
 }
 
+// One invocation per window: the window's gradient goes to its first maximum, zero to the other three.
+// The windows of the last row and column also zero the row/column that odd sizes drop.
 @compute @workgroup_size(256)
 fn maxpool2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= p.batch * p.in_h * p.in_w * p.channels) {
+    if (idx >= BATCH * OUT_H * OUT_W * CHANNELS) {
         return;
     }
-    let c = idx % p.channels;
-    var t = idx / p.channels;
-    let ix = t % p.in_w;
-    t = t / p.in_w;
-    let iy = t % p.in_h;
-    let n = t / p.in_h;
-    let oy = iy / 2u;
-    let ox = ix / 2u;
-    var g = 0.0;
-    if (oy < p.out_h && ox < p.out_w && window_argmax(n, oy, ox, c) == idx) {
-        g = dy[((n * p.out_h + oy) * p.out_w + ox) * p.channels + c];
+    let c = idx % CHANNELS;
+    var t = idx / CHANNELS;
+    let ox = t % OUT_W;
+    t = t / OUT_W;
+    let oy = t % OUT_H;
+    let n = t / OUT_H;
+    let best = window_argmax(n, oy, ox, c);
+    let g = dy[idx];
+    // Rows 2oy, 2oy+1 (and the dropped row 2 OUT_H for the last window row), likewise for columns.
+    var rows = 2u;
+    if (oy == OUT_H - 1u && IN_H % 2u == 1u) {
+        rows = 3u;
     }
-    dx[idx] = g;
+    var cols = 2u;
+    if (ox == OUT_W - 1u && IN_W % 2u == 1u) {
+        cols = 3u;
+    }
+    for (var wy = 0u; wy < rows; wy++) {
+        for (var wx = 0u; wx < cols; wx++) {
+            let i = ((n * IN_H + 2u * oy + wy) * IN_W + 2u * ox + wx) * CHANNELS + c;
+            dx[i] = select(0.0, g, i == best);
+        }
+    }
 }

@@ -10,3 +10,4 @@ pub mod gpu;
 pub mod model;
 pub mod reference;
 pub mod twin;
+pub mod synthetic;

@@ -1,9 +1,14 @@
-//! One compute pipeline per WGSL entry point, all built once; a [`Dispatch`] is one kernel launch with
-//! its buffers bound, built once too and recorded into a compute pass as often as needed.
+//! The kernels' pipelines and launches. Shapes reach a kernel as pipeline-overridable constants, not
+//! uniforms: the compiler then sees fixed sizes, unrolls the small loops and turns the index arithmetic's
+//! divisions into multiplies (a CPU adapter such as lavapipe has no vector integer division, and a
+//! division per element costs more than the arithmetic). So there is one pipeline per entry point and
+//! shape, built the first time that shape is asked for and cached; a twin asks for all of its own when it
+//! is built. A [`Dispatch`] is one launch with its buffers bound, built once and recorded as often as
+//! needed.
 
 use super::Gpu;
 use std::collections::HashMap;
-use wgpu::util::DeviceExt;
+use std::sync::Mutex;
 
 /// The WGSL files, one per operation family, as (name, source).
 pub const SHADERS: &[(&str, &str)] = &[
@@ -146,16 +151,21 @@ pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) {
     gpu.queue.submit([encoder.finish()]);
 }
 
+/// The pipeline-overridable constants of one launch, as (name in the WGSL, value).
+pub type Constants = [(&'static str, f64)];
+
 pub struct Kernels {
     device: wgpu::Device,
-    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    /// Built pipelines, by kernel and constants (values as bits, so the key is exact).
+    pipelines: Mutex<HashMap<(Kernel, Vec<(&'static str, u64)>), wgpu::ComputePipeline>>,
     max_workgroups: u32,
 }
 
 impl Kernels {
-    /// Compiles every shader and builds every pipeline.
+    /// Compiles every shader; pipelines are built per shape, on first use.
     pub fn new(gpu: &Gpu) -> Kernels {
-        let modules: HashMap<&str, wgpu::ShaderModule> = SHADERS
+        let modules = SHADERS
             .iter()
             .map(|&(name, source)| {
                 let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -165,50 +175,48 @@ impl Kernels {
                 (name, module)
             })
             .collect();
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|&kernel| {
-                let (file, entry) = kernel.source();
-                let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: None,
-                    module: &modules[file],
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                (kernel, pipeline)
-            })
-            .collect();
-        Kernels { device: gpu.device.clone(), pipelines, max_workgroups: gpu.limits.max_compute_workgroups_per_dimension }
+        Kernels {
+            device: gpu.device.clone(),
+            modules,
+            pipelines: Mutex::new(HashMap::new()),
+            max_workgroups: gpu.limits.max_compute_workgroups_per_dimension,
+        }
     }
 
-    /// Builds a launch of `kernel` over `threads` invocations. `params` is the kernel's uniform (binding 0);
+    fn pipeline(&self, kernel: Kernel, constants: &Constants) -> wgpu::ComputePipeline {
+        let key = (kernel, constants.iter().map(|&(name, v)| (name, v.to_bits())).collect());
+        let mut pipelines = self.pipelines.lock().unwrap();
+        pipelines
+            .entry(key)
+            .or_insert_with(|| {
+                let (file, entry) = kernel.source();
+                self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &self.modules[file],
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                    cache: None,
+                })
+            })
+            .clone()
+    }
+
+    /// Builds a launch of `kernel` over `threads` invocations with its shape's `constants`;
     /// `bindings` are (binding, region) pairs, exactly the ones the entry point uses.
-    pub fn dispatch<P: bytemuck::Pod>(
-        &self,
-        kernel: Kernel,
-        params: &P,
-        bindings: &[(u32, Region)],
-        threads: usize,
-    ) -> Dispatch {
-        let pipeline = self.pipelines[&kernel].clone();
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(kernel.name()),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        for (binding, region) in bindings {
-            entries.push(wgpu::BindGroupEntry {
+    pub fn dispatch(&self, kernel: Kernel, constants: &Constants, bindings: &[(u32, Region)], threads: usize) -> Dispatch {
+        let pipeline = self.pipeline(kernel, constants);
+        let entries: Vec<_> = bindings
+            .iter()
+            .map(|(binding, region)| wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: &region.buffer,
                     offset: (region.offset * 4) as u64,
                     size: wgpu::BufferSize::new((region.len.max(1) * 4) as u64),
                 }),
-            });
-        }
+            })
+            .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
             layout: &pipeline.get_bind_group_layout(0),
