@@ -10,6 +10,7 @@ override EPSILON: f32;
 
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
+    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(1) var<uniform> s: Step;

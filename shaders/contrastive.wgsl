@@ -1,4 +1,6 @@
 // Contrastive loss (label 1 = same pair): mean over pairs of y * d^2 + (1 - y) * max(margin - d, 0)^2.
+// Only the step's first `valid_pairs` pairs count: a last, partial batch is padded to the batch size,
+// and its padding pairs add nothing to the loss and get a zero gradient (so they change no weight).
 // The forward pass is one workgroup: each invocation sums a fixed stride of pairs, then a tree
 // reduction in workgroup memory, so the sum's order is the same on every run. The loss of each step lands
 // in its own slot of `losses`, so the host reads a whole epoch's losses back at once.
@@ -8,6 +10,7 @@ override MARGIN: f32;
 
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
+    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(1) var<uniform> s: Step;
@@ -30,7 +33,7 @@ fn pair_loss(i: u32) -> f32 {
 @compute @workgroup_size(256)
 fn contrastive_forward(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
-    for (var i = lid; i < PAIRS; i += WORKGROUP) {
+    for (var i = lid; i < s.valid_pairs; i += WORKGROUP) {
         acc += pair_loss(i);
     }
     partial_sums[lid] = acc;
@@ -42,11 +45,11 @@ fn contrastive_forward(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        losses[s.loss_slot] = partial_sums[0] / f32(PAIRS);
+        losses[s.loss_slot] = partial_sums[0] / f32(s.valid_pairs);
     }
 }
 
-// d loss / d d_i = (y * 2 d - (1 - y) * 2 max(margin - d, 0)) / pairs
+// d loss / d d_i = (y * 2 d - (1 - y) * 2 max(margin - d, 0)) / valid_pairs, and 0 for padding pairs
 @compute @workgroup_size(256)
 fn contrastive_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
@@ -54,8 +57,12 @@ fn contrastive_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     if (i >= PAIRS) {
         return;
     }
+    if (i >= s.valid_pairs) {
+        ddist[i] = 0.0;
+        return;
+    }
     let d = dist[i];
     let y = label[i];
-    let g = 1.0 / f32(PAIRS);
+    let g = 1.0 / f32(s.valid_pairs);
     ddist[i] = g * y * 2.0 * d - g * (1.0 - y) * 2.0 * max(MARGIN - d, 0.0);
 }

@@ -12,6 +12,7 @@ override SCALE: f32;
 // Per-step values, written by the host before each step's submission.
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
+    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(1) var<uniform> s: Step;

@@ -5,6 +5,7 @@
 //! - [`model`]: the tower's spec, its layout for an input and batch, its parameters.
 //! - [`twin`]: the whole training step recorded as GPU dispatches, mirroring `reference::TwinReference`.
 
+pub mod data;
 pub mod dims;
 pub mod gpu;
 pub mod model;

@@ -2,9 +2,10 @@
 //! and a whole training step (forward, loss, backward, Adam) recorded into one compute pass and submitted
 //! without reading anything back. It runs the same sequence as `reference::TwinReference`.
 
+use crate::data::Pair;
 use crate::dims::AdamConfig;
-use crate::gpu::{submit, Dispatch, Gpu, Kernels, Region, StepUniform};
-use crate::gpu::conv2d_weight_chunks;
+use crate::gpu::{conv2d_weight_chunks, record, submit, Dispatch, Gpu, Kernels, Region, StepUniform};
+use crate::reference::byte_value;
 use crate::model::{LayerOp, Plan};
 use std::fmt;
 
@@ -111,7 +112,7 @@ impl<'a> GpuTwin<'a> {
         forward.push(kernels.contrastive_forward(pairs, margin, step.clone(), whole(&distances), whole(&labels), whole(&losses)));
 
         let mut backward = vec![
-            kernels.contrastive_backward(pairs, margin, whole(&distances), whole(&labels), whole(&ddist)),
+            kernels.contrastive_backward(pairs, margin, step.clone(), whole(&distances), whole(&labels), whole(&ddist)),
             kernels.distance_backward(pairs, dim, whole(&ddist), embeddings, whole(act_grads.last().unwrap())),
         ];
         // Layers up to the first one with parameters need no input gradient: nothing before them trains.
@@ -193,12 +194,15 @@ impl<'a> GpuTwin<'a> {
         self.gpu.write(&self.labels, 0, labels);
     }
 
-    fn write_step(&self, training: bool, loss_slot: usize) {
+    fn write_step(&self, training: bool, loss_slot: usize, batch_start: usize, valid_pairs: usize) {
         let uniform = StepUniform {
             step: self.step as u32,
             training: training as u32,
             loss_slot: loss_slot as u32,
             alpha: self.adam.alpha(self.step + 1),
+            batch_start: batch_start as u32,
+            valid_pairs: valid_pairs as u32,
+            _pad: [0; 2],
         };
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
     }
@@ -208,27 +212,83 @@ impl<'a> GpuTwin<'a> {
         (step % self.loss_capacity as u64) as usize
     }
 
-    /// Submits one training step on the current batch; returns without waiting for the GPU.
-    pub fn train_step(&mut self) {
-        self.write_step(true, self.loss_slot(self.step));
-        let dispatches: Vec<&Dispatch> = self.forward.iter().chain(&self.backward).collect();
-        submit(self.gpu, &dispatches);
-        self.step += 1;
+    /// Submits one training step on the batch last uploaded with `set_batch`; returns without waiting.
+    pub fn train_step(&mut self) -> wgpu::SubmissionIndex {
+        self.submit_step(None, 0, self.plan.pairs())
     }
 
-    /// Distances and mean loss of the current batch with dropout off; waits for the GPU.
+    /// Submits one training step on pairs `start..start + valid` of a dataset on the GPU, gathered by
+    /// `gather` (from [`GpuTwin::gather_from`]); `valid` below the batch size pads a last, partial batch.
+    pub fn train_step_gathered(&mut self, gather: &Dispatch, start: usize, valid: usize) -> wgpu::SubmissionIndex {
+        self.submit_step(Some(gather), start, valid)
+    }
+
+    fn submit_step(&mut self, gather: Option<&Dispatch>, start: usize, valid: usize) -> wgpu::SubmissionIndex {
+        assert!(valid >= 1 && valid <= self.plan.pairs(), "{valid} valid pairs in a batch of {}", self.plan.pairs());
+        self.write_step(true, self.loss_slot(self.step), start, valid);
+        let dispatches: Vec<&Dispatch> = gather.into_iter().chain(&self.forward).chain(&self.backward).collect();
+        let index = submit(self.gpu, &dispatches);
+        self.step += 1;
+        index
+    }
+
+    /// Distances and mean loss of the batch last uploaded, with dropout off; waits for the GPU.
     pub fn evaluate(&self) -> (Vec<f32>, f32) {
-        self.write_step(false, self.loss_capacity);
+        self.write_step(false, self.loss_capacity, 0, self.plan.pairs());
         submit(self.gpu, &self.forward.iter().collect::<Vec<_>>());
         let distances = self.gpu.read(&self.distances, 0, self.plan.pairs());
         let loss = self.gpu.read(&self.losses, self.loss_capacity, 1)[0];
         (distances, loss)
     }
 
+    /// Submits the forward pass, dropout off, on pairs `start..start + valid` of a dataset on the GPU and
+    /// copies their distances to `out[start..start + valid]`; returns without waiting.
+    pub fn evaluate_gathered(&self, gather: &Dispatch, start: usize, valid: usize, out: &wgpu::Buffer) -> wgpu::SubmissionIndex {
+        self.write_step(false, self.loss_capacity, start, valid);
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        let dispatches: Vec<&Dispatch> = std::iter::once(gather).chain(&self.forward).collect();
+        record(&mut encoder, &dispatches);
+        encoder.copy_buffer_to_buffer(&self.distances, 0, out, (start * 4) as u64, (valid * 4) as u64);
+        self.gpu.queue.submit([encoder.finish()])
+    }
+
+    /// The launch that gathers this twin's batches from `data`: built once per dataset.
+    pub fn gather_from(&self, kernels: &Kernels, data: &DeviceDataset) -> Dispatch {
+        assert_eq!(data.image_len, self.plan.input.len(), "image size");
+        let whole = Region::whole;
+        kernels.gather_pairs(
+            self.plan.pairs(),
+            data.image_len,
+            whole(&self.step_uniform),
+            whole(&data.images),
+            whole(&data.pair_images),
+            whole(&data.pair_labels),
+            whole(&data.byte_values),
+            whole(&self.inputs),
+            whole(&self.labels),
+        )
+    }
+
+    /// Losses of training steps `first..first + count`, which must still be in the ring of slots.
+    pub fn read_losses(&self, first: u64, count: usize) -> Vec<f32> {
+        assert!(count <= self.loss_capacity && first + count as u64 <= self.step, "losses {first}+{count} are gone");
+        let start = self.loss_slot(first);
+        let head = count.min(self.loss_capacity - start);
+        let mut losses = self.gpu.read(&self.losses, start, head);
+        losses.extend(self.gpu.read(&self.losses, 0, count - head));
+        losses
+    }
+
     /// The loss of training step `step` (0-based), if it is still in the ring of slots.
     pub fn read_loss(&self, step: u64) -> f32 {
-        assert!(step < self.step && self.step - step <= self.loss_capacity as u64, "loss of step {step} is gone");
-        self.gpu.read(&self.losses, self.loss_slot(step), 1)[0]
+        self.read_losses(step, 1)[0]
+    }
+
+    /// Overwrites the optimiser's state: the moments and the number of updates done (resuming a run).
+    pub fn set_adam_state(&mut self, m: &[f32], v: &[f32], step: u64) {
+        self.gpu.write(&self.adam_m, 0, m);
+        self.gpu.write(&self.adam_v, 0, v);
+        self.step = step;
     }
 
     pub fn read_params(&self) -> Vec<f32> {
@@ -254,6 +314,51 @@ impl<'a> GpuTwin<'a> {
     /// Every dispatch of one training step, in order (for timing them one by one).
     pub fn step_dispatches(&self) -> Vec<&Dispatch> {
         self.forward.iter().chain(&self.backward).collect()
+    }
+}
+
+/// A dataset resident on the GPU: its images as bytes (four to a u32), the byte-to-f32 table, and a list
+/// of pairs over the images that the host rewrites when it reshuffles them (once per epoch).
+pub struct DeviceDataset {
+    pub images: wgpu::Buffer,
+    pub image_len: usize,
+    pub count: usize,
+    pub pair_images: wgpu::Buffer,
+    pub pair_labels: wgpu::Buffer,
+    pub pair_capacity: usize,
+    pub byte_values: wgpu::Buffer,
+}
+
+impl DeviceDataset {
+    /// Uploads `pixels` ([count, image_len] bytes) once, with room for `pair_capacity` pairs.
+    pub fn new(gpu: &Gpu, pixels: &[u8], image_len: usize, pair_capacity: usize) -> Result<DeviceDataset, TooLarge> {
+        let limit = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
+        if pixels.len() as u64 > limit {
+            return Err(TooLarge(format!(
+                "the images take {:.0} MiB, more than this adapter binds at once ({:.0} MiB); use --train-limit",
+                pixels.len() as f64 / 1048576.0,
+                limit as f64 / 1048576.0
+            )));
+        }
+        let table: Vec<f32> = (0..=255u8).map(byte_value::<f32>).collect();
+        Ok(DeviceDataset {
+            images: gpu.storage_from_bytes("images", pixels),
+            image_len,
+            count: pixels.len() / image_len,
+            pair_images: gpu.storage("pair images", 2 * pair_capacity),
+            pair_labels: gpu.storage("pair labels", pair_capacity),
+            pair_capacity,
+            byte_values: gpu.storage_from("byte values", &table),
+        })
+    }
+
+    /// Replaces the pair list (uploaded in the queue's order, before the next submission runs).
+    pub fn set_pairs(&self, gpu: &Gpu, pairs: &[Pair]) {
+        assert!(pairs.len() <= self.pair_capacity, "{} pairs, room for {}", pairs.len(), self.pair_capacity);
+        let images: Vec<u32> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+        let labels: Vec<f32> = pairs.iter().map(|p| p.label).collect();
+        gpu.queue.write_buffer(&self.pair_images, 0, bytemuck::cast_slice(&images));
+        gpu.write(&self.pair_labels, 0, &labels);
     }
 }
 

@@ -123,9 +123,11 @@ fn whole_twin_gradient() {
     let spec: TowerSpec = "conv(4,2,same,relu),maxpool,dropout(0.4),conv(3,3,valid,relu),gap,dense(5)".parse().unwrap();
     let plan = Plan::new(&spec, InputShape { h: 9, w: 8, c: 2 }, 6, 11).unwrap();
     let params: Vec<f64> = cpu::convert(&glorot_uniform(&plan, 3));
+    // The last pair pads the batch: it must add nothing.
     let batch = TwinBatch {
         inputs: random(plan.batch * plan.input.len(), 4).iter().map(|v| v.abs()).collect(),
         labels: vec![1.0, 0.0, 1.0],
+        valid: 2,
     };
     let twin = TwinReference::new(plan.clone(), params.clone(), AdamConfig::default(), 1.0);
     let trace = twin.loss_and_gradients(&batch);

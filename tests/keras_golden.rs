@@ -89,7 +89,7 @@ fn compare(who: &str, golden: &Golden, plan: &Plan, step: usize, got: &StepOutpu
 }
 
 fn batch(golden: &Golden) -> TwinBatch<f32> {
-    TwinBatch { inputs: [golden.get("input_a"), golden.get("input_b")].concat(), labels: golden.get("label") }
+    TwinBatch::new([golden.get("input_a"), golden.get("input_b")].concat(), golden.get("label"))
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use gpu_siamese::dims::*;
-use gpu_siamese::gpu::Region;
+use gpu_siamese::gpu::{Region, StepUniform};
 use gpu_siamese::reference as cpu;
 
 /// Comfortably above f32 rounding of the sums involved, far under the 1e-4 the project promises.
@@ -109,9 +109,8 @@ fn maxpool2_gradient_goes_to_the_first_maximum() {
     assert_eq!(gpu.read(&dx, 0, 4), [0.0, 1.0, 0.0, 0.0]);
 }
 
-fn step_buffer(gpu: &gpu_siamese::gpu::Gpu, step: u32, training: bool, loss_slot: u32) -> wgpu::Buffer {
+fn step_buffer(gpu: &gpu_siamese::gpu::Gpu, s: gpu_siamese::gpu::StepUniform) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
-    let s = gpu_siamese::gpu::StepUniform { step, training: training as u32, loss_slot, alpha: 0.0 };
     gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("step"),
         contents: bytemuck::bytes_of(&s),
@@ -131,7 +130,7 @@ fn dropout_matches_reference_bit_for_bit() {
         let dy = random(count, seed ^ 1);
         let y_ref = cpu::dropout_forward(&x, &d, step, training);
         let dx_ref = cpu::dropout_backward(&dy, &d, step, training);
-        let (xb, dyb, sb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), step_buffer(gpu, step, training, 0));
+        let (xb, dyb, sb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), step_buffer(gpu, StepUniform { step, training: training as u32, ..Default::default() }));
         let (y, dx) = (poisoned(gpu, count), poisoned(gpu, count));
         let f = kernels.dropout_forward(&d, (&sb).into(), (&xb).into(), (&y).into());
         let b = kernels.dropout_backward(&d, (&sb).into(), (&dyb).into(), (&dx).into());
@@ -232,23 +231,58 @@ fn distance_matches_reference() {
 fn contrastive_matches_reference() {
     let (gpu, kernels) = gpu();
     let mut seed = fresh_seed("contrastive");
-    for (pairs, margin) in [(1, 1.0), (7, 1.0), (1000, 0.5), (257, 2.0)] {
+    // (pairs, valid pairs, margin): a last, partial batch counts only its valid pairs.
+    for (pairs, valid, margin) in [(1, 1, 1.0), (7, 7, 1.0), (1000, 1000, 0.5), (257, 257, 2.0), (64, 29, 1.0)] {
         seed += 1;
         let dist: Vec<f32> = random(pairs, seed).iter().map(|v| v.abs() * 1.5).collect();
         let label: Vec<f32> = random(pairs, seed ^ 1).iter().map(|&v| (v > 0.0) as u8 as f32).collect();
-        let loss_ref = cpu::contrastive_forward(&dist, &label, margin);
-        let ddist_ref = cpu::contrastive_backward(&dist, &label, margin);
+        let loss_ref = cpu::contrastive_forward(&dist[..valid], &label[..valid], margin);
+        let mut ddist_ref = cpu::contrastive_backward(&dist[..valid], &label[..valid], margin);
+        ddist_ref.resize(pairs, 0.0);
         let (distb, labelb) = (gpu.storage_from("dist", &dist), gpu.storage_from("label", &label));
         let (losses, ddist) = (poisoned(gpu, 3), poisoned(gpu, pairs));
-        let step = step_buffer(gpu, 0, true, 2);
+        let step = step_buffer(gpu, StepUniform { loss_slot: 2, valid_pairs: valid as u32, ..Default::default() });
         let f = kernels.contrastive_forward(pairs, margin, (&step).into(), (&distb).into(), (&labelb).into(), (&losses).into());
-        let b = kernels.contrastive_backward(pairs, margin, (&distb).into(), (&labelb).into(), (&ddist).into());
+        let b = kernels.contrastive_backward(pairs, margin, (&step).into(), (&distb).into(), (&labelb).into(), (&ddist).into());
         run(gpu, &[&f, &b]);
         let got = gpu.read(&losses, 0, 3);
         assert!(got[0].is_nan() && got[1].is_nan(), "only the step's slot is written");
-        assert_close(&format!("contrastive_forward {pairs} pairs margin {margin}"), &got[2..], &[loss_ref], TOLERANCE);
-        assert_close(&format!("contrastive_backward {pairs} pairs"), &gpu.read(&ddist, 0, pairs), &ddist_ref, TOLERANCE);
+        let what = format!("{pairs} pairs ({valid} valid), margin {margin}");
+        assert_close(&format!("contrastive_forward {what}"), &got[2..], &[loss_ref], TOLERANCE);
+        assert_close(&format!("contrastive_backward {what}"), &gpu.read(&ddist, 0, pairs), &ddist_ref, TOLERANCE);
     }
+}
+
+#[test]
+fn gather_pairs_matches_reference_bit_for_bit() {
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed("gather_pairs");
+    // 13-byte images, so images straddle the u32 words the bytes are packed in.
+    let (images, image_len, batch_pairs) = (37, 13, 5);
+    let pixels: Vec<u8> = random(images * image_len, seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
+    let pair_images: Vec<(u32, u32)> = (0..11).map(|i| ((i * 7 % 37) as u32, (i * 5 % 37) as u32)).collect();
+    let pair_labels: Vec<f32> = (0..11).map(|i| (i % 2) as f32).collect();
+    let images_buffer = gpu.storage_from_bytes("images", &pixels);
+    let flat_pairs: Vec<u32> = pair_images.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let pairs_buffer = gpu.storage_from_bytes("pairs", bytemuck::cast_slice(&flat_pairs));
+    let labels_buffer = gpu.storage_from("pair labels", &pair_labels);
+    let table: Vec<f32> = (0..=255u8).map(cpu::byte_value::<f32>).collect();
+    let table_buffer = gpu.storage_from("byte values", &table);
+    for (start, valid) in [(0, 5), (6, 5), (8, 3)] {
+        let (inputs, labels) = (poisoned(gpu, 2 * batch_pairs * image_len), poisoned(gpu, batch_pairs));
+        let step = step_buffer(gpu, StepUniform { batch_start: start as u32, valid_pairs: valid as u32, ..Default::default() });
+        let g = kernels.gather_pairs(
+            batch_pairs, image_len, (&step).into(), (&images_buffer).into(), (&pairs_buffer).into(),
+            (&labels_buffer).into(), (&table_buffer).into(), (&inputs).into(), (&labels).into(),
+        );
+        run(gpu, &[&g]);
+        let (inputs_ref, labels_ref) =
+            cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, start, valid, batch_pairs);
+        assert_eq!(gpu.read(&inputs, 0, inputs_ref.len()), inputs_ref, "gather_pairs images from pair {start}");
+        assert_eq!(gpu.read(&labels, 0, batch_pairs), labels_ref, "gather_pairs labels from pair {start}");
+    }
+    assert_eq!(cpu::byte_value::<f32>(255), 1.0);
+    assert_eq!(cpu::byte_value::<f32>(51), 0.2);
 }
 
 #[test]
@@ -266,7 +300,7 @@ fn adam_matches_reference() {
         let gb = gpu.storage_from("g", &g);
         let step = {
             use wgpu::util::DeviceExt;
-            let s = gpu_siamese::gpu::StepUniform { step: 0, training: 1, loss_slot: 0, alpha: config.alpha(t) };
+            let s = gpu_siamese::gpu::StepUniform { training: 1, alpha: config.alpha(t), ..Default::default() };
             gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("step"),
                 contents: bytemuck::bytes_of(&s),

@@ -13,7 +13,7 @@ fn batch(plan: &Plan, seed: u64) -> TwinBatch<f32> {
     // Images in [0, 1) like scaled pixels, labels of both kinds.
     let inputs = random(plan.batch * plan.input.len(), seed).iter().map(|v| v.abs()).collect();
     let labels = (0..plan.pairs()).map(|i| ((i as u64 + seed) % 2) as f32).collect();
-    TwinBatch { inputs, labels }
+    TwinBatch::new(inputs, labels)
 }
 
 /// Runs `steps` training steps (a new batch each) on both and compares everything after each step.

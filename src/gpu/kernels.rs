@@ -21,6 +21,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("distance", include_str!("../../shaders/distance.wgsl")),
     ("contrastive", include_str!("../../shaders/contrastive.wgsl")),
     ("adam", include_str!("../../shaders/adam.wgsl")),
+    ("gather", include_str!("../../shaders/gather.wgsl")),
 ];
 
 /// Every kernel: a WGSL entry point, named as in its shader and in the CPU reference.
@@ -44,10 +45,11 @@ pub enum Kernel {
     ContrastiveForward,
     ContrastiveBackward,
     AdamUpdate,
+    GatherPairs,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Conv2dForward,
         Kernel::Conv2dBackwardInput,
         Kernel::Conv2dBackwardWeight,
@@ -66,6 +68,7 @@ impl Kernel {
         Kernel::ContrastiveForward,
         Kernel::ContrastiveBackward,
         Kernel::AdamUpdate,
+        Kernel::GatherPairs,
     ];
 
     /// (shader file, entry point)
@@ -89,6 +92,7 @@ impl Kernel {
             Kernel::ContrastiveForward => ("contrastive", "contrastive_forward"),
             Kernel::ContrastiveBackward => ("contrastive", "contrastive_backward"),
             Kernel::AdamUpdate => ("adam", "adam_update"),
+            Kernel::GatherPairs => ("gather", "gather_pairs"),
         }
     }
 
@@ -140,15 +144,18 @@ impl Dispatch {
 }
 
 /// Records dispatches into one compute pass and submits it, without waiting.
-pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) {
+pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) -> wgpu::SubmissionIndex {
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        for d in dispatches {
-            d.record(&mut pass);
-        }
+    record(&mut encoder, dispatches);
+    gpu.queue.submit([encoder.finish()])
+}
+
+/// Records dispatches, in order, into one compute pass of `encoder`.
+pub fn record(encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    for d in dispatches {
+        d.record(&mut pass);
     }
-    gpu.queue.submit([encoder.finish()]);
 }
 
 /// The pipeline-overridable constants of one launch, as (name in the WGSL, value).

@@ -3,7 +3,7 @@
 mod kernels;
 mod ops;
 
-pub use kernels::{submit, Dispatch, Kernel, Kernels, Region, SHADERS, WORKGROUP_SIZE};
+pub use kernels::{record, submit, Dispatch, Kernel, Kernels, Region, SHADERS, WORKGROUP_SIZE};
 pub use ops::{conv2d_weight_chunks, StepUniform};
 
 use std::fmt;
@@ -132,10 +132,16 @@ impl Gpu {
 
     /// A storage buffer holding `data`.
     pub fn storage_from(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
-        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        self.storage_from_bytes(label, bytemuck::cast_slice(data))
+    }
+
+    /// A storage buffer holding `bytes`, zero-padded to a whole number of u32s.
+    pub fn storage_from_bytes(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        let mut contents = bytes.to_vec();
+        contents.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: bytemuck::cast_slice(data),
+            contents: &contents,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         })
     }

@@ -18,6 +18,11 @@ pub struct StepUniform {
     pub loss_slot: u32,
     /// Adam's step size for update step + 1.
     pub alpha: f32,
+    /// The index, in the GPU's pair list, of this batch's first pair (gather_pairs).
+    pub batch_start: u32,
+    /// How many of the batch's pairs are real; the rest pad a last, partial batch.
+    pub valid_pairs: u32,
+    pub _pad: [u32; 2],
 }
 
 fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -> [(&'static str, f64); 14] {
@@ -198,9 +203,37 @@ impl Kernels {
         self.dispatch(Kernel::ContrastiveForward, &c, &bindings, super::WORKGROUP_SIZE as usize)
     }
 
-    pub fn contrastive_backward(&self, pairs: usize, margin: f32, dist: Region, label: Region, ddist: Region) -> Dispatch {
+    pub fn contrastive_backward(
+        &self,
+        pairs: usize,
+        margin: f32,
+        step: Region,
+        dist: Region,
+        label: Region,
+        ddist: Region,
+    ) -> Dispatch {
         let c = [("PAIRS", pairs as f64), ("MARGIN", margin as f64)];
-        self.dispatch(Kernel::ContrastiveBackward, &c, &[(2, dist), (3, label), (5, ddist)], pairs)
+        self.dispatch(Kernel::ContrastiveBackward, &c, &[(1, step), (2, dist), (3, label), (5, ddist)], pairs)
+    }
+
+    /// Gathers the step's batch of `pairs` pairs of `pixels`-byte images into `inputs` and `labels`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gather_pairs(
+        &self,
+        pairs: usize,
+        pixels: usize,
+        step: Region,
+        images: Region,
+        pair_images: Region,
+        pair_labels: Region,
+        byte_values: Region,
+        inputs: Region,
+        labels: Region,
+    ) -> Dispatch {
+        let c = [("PAIRS", pairs as f64), ("PIXELS", pixels as f64)];
+        let bindings =
+            [(1, step), (2, images), (3, pair_images), (4, pair_labels), (5, byte_values), (6, inputs), (7, labels)];
+        self.dispatch(Kernel::GatherPairs, &c, &bindings, 2 * pairs * pixels)
     }
 
     /// Adam over `count` parameters; the step size comes from `step.alpha`.

@@ -10,6 +10,7 @@ mod dense;
 mod distance;
 mod dropout;
 mod gap;
+mod gather;
 mod maxpool;
 mod twin;
 
@@ -20,6 +21,7 @@ pub use dense::{dense_backward_input, dense_backward_weight, dense_forward};
 pub use distance::{distance_backward, distance_forward};
 pub use dropout::{dropout_backward, dropout_forward, dropout_hash, dropout_keeps, pcg_hash};
 pub use gap::{gap_backward, gap_forward};
+pub use gather::{byte_value, gather_pairs};
 pub use maxpool::{maxpool2_backward, maxpool2_forward};
 pub use twin::{TwinBatch, TwinReference, TwinTrace};
 

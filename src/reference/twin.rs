@@ -7,11 +7,21 @@ use crate::dims::AdamConfig;
 use crate::model::{LayerOp, Plan};
 
 /// One batch: `inputs` holds the pairs' first images, then their second images ([2 * pairs, h, w, c]);
-/// `labels` is 1 for a same-class pair, 0 otherwise.
+/// `labels` is 1 for a same-class pair, 0 otherwise. Only the first `valid` pairs count: the rest pad a
+/// last, partial batch to the batch size and add nothing to the loss or the gradients.
 #[derive(Clone, Debug)]
 pub struct TwinBatch<T> {
     pub inputs: Vec<T>,
     pub labels: Vec<T>,
+    pub valid: usize,
+}
+
+impl<T: Real> TwinBatch<T> {
+    /// A full batch: every pair counts.
+    pub fn new(inputs: Vec<T>, labels: Vec<T>) -> Self {
+        let valid = labels.len();
+        TwinBatch { inputs, labels, valid }
+    }
 }
 
 /// Everything one step computes.
@@ -67,9 +77,11 @@ impl<T: Real> TwinReference<T> {
         let activations = self.forward(&batch.inputs, true);
         let embeddings = activations.last().unwrap();
         let distances = distance_forward(embeddings, pairs, dim);
-        let loss = contrastive_forward(&distances, &batch.labels, self.margin);
+        let valid = batch.valid;
+        let loss = contrastive_forward(&distances[..valid], &batch.labels[..valid], self.margin);
 
-        let ddist = contrastive_backward(&distances, &batch.labels, self.margin);
+        let mut ddist = contrastive_backward(&distances[..valid], &batch.labels[..valid], self.margin);
+        ddist.resize(pairs, T::zero());
         let mut grad = distance_backward(&ddist, embeddings, pairs, dim);
         let mut grads = vec![T::zero(); self.plan.param_len];
         for (i, layer) in self.plan.layers.iter().enumerate().rev() {
@@ -108,7 +120,7 @@ impl<T: Real> TwinReference<T> {
     pub fn evaluate(&self, batch: &TwinBatch<T>) -> (Vec<T>, T) {
         let activations = self.forward(&batch.inputs, false);
         let distances = distance_forward(activations.last().unwrap(), self.plan.pairs(), self.plan.embedding_dim);
-        let loss = contrastive_forward(&distances, &batch.labels, self.margin);
+        let loss = contrastive_forward(&distances[..batch.valid], &batch.labels[..batch.valid], self.margin);
         (distances, loss)
     }
 }

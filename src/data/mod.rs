@@ -1,0 +1,135 @@
+//! Datasets: the IDX files Fashion-MNIST ships as, where to find them, and the tutorial's pairs.
+
+mod idx;
+mod pairs;
+
+pub use idx::{read_idx, IdxArray};
+pub use pairs::{make_pairs, shuffle, Pair};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A file that cannot be used, and why.
+#[derive(Debug)]
+pub struct DataError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+impl DataError {
+    pub fn new(path: &Path, message: impl Into<String>) -> DataError {
+        DataError { path: path.to_path_buf(), message: message.into() }
+    }
+}
+
+/// Labelled grayscale images, kept as bytes (0..=255) the way the files hold them.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    pub count: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// [count, rows, cols], row-major.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl ImageSet {
+    pub fn image_len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The number of classes: the largest label plus one.
+    pub fn classes(&self) -> usize {
+        self.labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0)
+    }
+
+    /// The first `limit` images (all when `limit` is None or larger).
+    pub fn truncated(mut self, limit: Option<usize>) -> ImageSet {
+        if let Some(limit) = limit.filter(|&l| l < self.count) {
+            self.count = limit;
+            self.pixels.truncate(limit * self.rows * self.cols);
+            self.labels.truncate(limit);
+        }
+        self
+    }
+}
+
+/// The places Fashion-MNIST is looked for, in order: `--data`, `$GPU_SIAMESE_DATA`, the Debian package
+/// `dataset-fashion-mnist`'s folder, then `./data/fashion-mnist`.
+pub fn fashion_mnist_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("GPU_SIAMESE_DATA") {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.push(PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    dirs.push(PathBuf::from("data/fashion-mnist"));
+    dirs
+}
+
+/// The file `stem` (e.g. `train-images-idx3-ubyte`) in `dir`, gzip-compressed or not.
+fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
+    [format!("{stem}.gz"), stem.to_string()].into_iter().map(|name| dir.join(name)).find(|p| p.is_file())
+}
+
+/// Loads the `train` or `t10k` split of an MNIST-layout folder.
+pub fn load_split(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
+    let images_stem = format!("{split}-images-idx3-ubyte");
+    let labels_stem = format!("{split}-labels-idx1-ubyte");
+    let images_path = find_file(dir, &images_stem)
+        .ok_or_else(|| DataError::new(&dir.join(&images_stem), "not found (looked for .gz and uncompressed)"))?;
+    let labels_path = find_file(dir, &labels_stem)
+        .ok_or_else(|| DataError::new(&dir.join(&labels_stem), "not found (looked for .gz and uncompressed)"))?;
+    let images = read_idx(&images_path)?;
+    if images.dims.len() != 3 {
+        return Err(DataError::new(&images_path, format!("expected images [count, rows, cols], found {} dimensions", images.dims.len())));
+    }
+    let labels = read_idx(&labels_path)?;
+    if labels.dims.len() != 1 {
+        return Err(DataError::new(&labels_path, format!("expected labels [count], found {} dimensions", labels.dims.len())));
+    }
+    if labels.dims[0] != images.dims[0] {
+        return Err(DataError::new(
+            &labels_path,
+            format!("holds {} labels but {} holds {} images", labels.dims[0], images_path.display(), images.dims[0]),
+        ));
+    }
+    Ok(ImageSet { count: images.dims[0], rows: images.dims[1], cols: images.dims[2], pixels: images.data, labels: labels.data })
+}
+
+/// Fashion-MNIST's training and test sets from the first candidate folder that holds them.
+pub fn load_fashion_mnist(explicit: Option<&Path>) -> Result<(PathBuf, ImageSet, ImageSet), String> {
+    let candidates = fashion_mnist_candidates(explicit);
+    for dir in &candidates {
+        if !dir.is_dir() {
+            continue;
+        }
+        let load = || -> Result<(ImageSet, ImageSet), DataError> { Ok((load_split(dir, "train")?, load_split(dir, "t10k")?)) };
+        return match load() {
+            Ok((train, test)) => {
+                if (train.rows, train.cols) != (test.rows, test.cols) {
+                    return Err(format!("{}: training images are {}x{} but test images {}x{}", dir.display(), train.rows, train.cols, test.rows, test.cols));
+                }
+                Ok((dir.clone(), train, test))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let looked: Vec<String> = candidates.iter().map(|d| format!("  {}", d.display())).collect();
+    Err(format!(
+        "Fashion-MNIST not found. Looked in:\n{}\nInstall it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu; `make train` does this), \
+         or put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz \
+         in a folder and pass it with --data DIR or GPU_SIAMESE_DATA.",
+        looked.join("\n")
+    ))
+}

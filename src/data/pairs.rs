@@ -1,0 +1,51 @@
+//! The tutorial's `create_pairs`: for every image, in order, one positive pair (a random image of the
+//! same class, possibly itself, label 1) and one negative pair (a random image of another class, label 0).
+
+use rand::Rng;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pair {
+    pub a: u32,
+    pub b: u32,
+    /// 1 same class, 0 different.
+    pub label: f32,
+}
+
+pub fn make_pairs(labels: &[u8], rng: &mut impl Rng) -> Vec<Pair> {
+    let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
+    let by_class: Vec<Vec<u32>> =
+        (0..classes).map(|c| (0..labels.len() as u32).filter(|&i| labels[i as usize] as usize == c).collect()).collect();
+    let mut pairs = Vec::with_capacity(2 * labels.len());
+    for (i, &label) in labels.iter().enumerate() {
+        let same = &by_class[label as usize];
+        pairs.push(Pair { a: i as u32, b: same[rng.random_range(0..same.len())], label: 1.0 });
+        // Uniform over the images of other classes, as np.random.choice(np.where(labels != label)[0]).
+        let others = labels.len() - same.len();
+        if others == 0 {
+            continue;
+        }
+        let mut k = rng.random_range(0..others);
+        let b = by_class
+            .iter()
+            .enumerate()
+            .filter(|&(c, _)| c != label as usize)
+            .find_map(|(_, members)| {
+                if k < members.len() {
+                    Some(members[k])
+                } else {
+                    k -= members.len();
+                    None
+                }
+            })
+            .expect("an index below the count of other-class images");
+        pairs.push(Pair { a: i as u32, b, label: 0.0 });
+    }
+    pairs
+}
+
+/// Fisher-Yates shuffle, as Keras shuffles the training pairs every epoch.
+pub fn shuffle<T>(items: &mut [T], rng: &mut impl Rng) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.random_range(0..=i));
+    }
+}
