@@ -12,3 +12,6 @@ pub mod model;
 pub mod reference;
 pub mod twin;
 pub mod synthetic;
+pub mod metrics;
+pub mod checkpoint;
+pub mod train;

@@ -1,11 +1,14 @@
 //! The gpu-siamese command line.
 
 use clap::{Parser, Subcommand};
+use gpu_siamese::checkpoint::{Checkpoint, TrainConfig};
 use gpu_siamese::dims::AdamConfig;
+use gpu_siamese::train;
 use gpu_siamese::gpu::{self, Gpu, Kernels};
 use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec, TUTORIAL_TOWER};
 use gpu_siamese::synthetic::SyntheticSet;
 use gpu_siamese::twin::GpuTwin;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -14,6 +17,53 @@ use std::time::Instant;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Folder with train-/t10k- images and labels in IDX format (.gz or not). Default: $GPU_SIAMESE_DATA,
+    /// then /usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist), then ./data/fashion-mnist.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Total epochs (a resumed run counts the ones already done, like Keras' initial_epoch). [default: 70]
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Pairs per training step. [default: 64]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam's learning rate (beta1 0.9, beta2 0.999, epsilon 1e-7 as Keras). [default: 0.001]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Contrastive loss margin. [default: 1]
+    #[arg(long)]
+    margin: Option<f32>,
+    /// Width of the embedding: the last dense layer's units. [default: the tower's, 48]
+    #[arg(long)]
+    embedding_dim: Option<usize>,
+    /// The tower: conv(FILTERS,K[xK][,same|valid][,relu|linear]), maxpool, dropout(RATE), gap,
+    /// dense(UNITS[,relu|linear]), comma-separated. [default: the tutorial's tower as its code runs,
+    /// conv(128,2,same,relu),maxpool,dropout(0.4),gap,dense(48)]
+    #[arg(long)]
+    arch: Option<String>,
+    /// Seed of the weights, the pairs, their order and the dropout masks. [default: 0]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Train on the first N training images only (a quick run).
+    #[arg(long, value_name = "N")]
+    train_limit: Option<usize>,
+    /// Validate on the first N test images only.
+    #[arg(long, value_name = "N")]
+    test_limit: Option<usize>,
+    /// Draw new pairs every epoch instead of reshuffling the same ones.
+    #[arg(long)]
+    resample_pairs: bool,
+    /// Output folder. [default: runs/<date-time>, or the resumed run's folder]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR from its last finished epoch; it keeps its settings (only --epochs,
+    /// --out and --data may be given).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
 }
 
 /// The tower, the batch and the seed, shared by the commands that build a twin.
@@ -36,23 +86,14 @@ struct TwinArgs {
 enum Command {
     /// List every adapter wgpu can see, with the limits that matter for compute.
     Adapters,
-    /// Train the twin on synthetic classes (Fashion-MNIST training comes with the data reader).
-    Train {
-        #[command(flatten)]
-        twin: TwinArgs,
-        /// Training steps.
-        #[arg(long, default_value_t = 300)]
-        steps: u64,
-        /// Adam's learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Contrastive loss margin.
-        #[arg(long, default_value_t = 1.0)]
-        margin: f32,
-        /// Print the mean training loss every this many steps.
-        #[arg(long, default_value_t = 50)]
-        log_every: u64,
-    },
+    /// Train the twin on Fashion-MNIST, the tutorial's way: for every image one positive and one
+    /// negative pair, contrastive loss, Adam; validated each epoch on fixed test pairs.
+    ///
+    /// Writes OUT/metrics.csv, OUT/last.safetensors and OUT/best.safetensors (by val_loss), and
+    /// OUT/resume.safetensors (with Adam's state) for --resume. Ctrl-C stops cleanly, keeping the last
+    /// finished epoch.
+    #[command(verbatim_doc_comment)]
+    Train(TrainArgs),
     /// Time training steps on random 28x28 images and print ms per step and the time of each kernel.
     Bench {
         #[command(flatten)]
@@ -76,7 +117,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Adapters => adapters(),
-        Command::Train { twin, steps, lr, margin, log_every } => train(&twin, steps, lr, margin, log_every),
+        Command::Train(args) => train(args),
         Command::Bench { twin, steps, repeats, warmup, no_kernels } => bench(&twin, steps, repeats, warmup, !no_kernels),
     };
     match result {
@@ -134,52 +175,98 @@ fn plan(args: &TwinArgs, input: InputShape) -> Result<Plan> {
     Ok(Plan::new(&spec, input, 2 * args.batch_size, args.seed)?)
 }
 
-fn train(args: &TwinArgs, steps: u64, lr: f64, margin: f32, log_every: u64) -> Result<()> {
-    let (gpu, kernels) = open_gpu()?;
-    let input = InputShape::FASHION_MNIST;
-    let plan = plan(args, input)?;
-    println!("tower: {} ({} parameters), {} pairs per step", plan.spec, plan.trainable_params(), plan.pairs());
-    let train_set = SyntheticSet::new(input, 10, 6000, 0.35, args.seed);
-    let test_set = SyntheticSet::new(input, 10, 1000, 0.35, args.seed ^ 0x7e57);
-    let adam = AdamConfig { learning_rate: lr, ..Default::default() };
-    let log_every = log_every.max(1);
-    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), adam, margin, log_every as usize)?;
-    twin.set_params(&glorot_uniform(&plan, args.seed));
-    let pairs = train_set.pairs(args.seed);
-    let started = Instant::now();
-    for step in 0..steps {
-        let start = (step as usize * plan.pairs()) % (pairs.len() - plan.pairs() + 1);
-        let (inputs, labels) = train_set.batch(&pairs[start..start + plan.pairs()]);
-        twin.set_batch(&inputs, &labels);
-        twin.train_step();
-        if (step + 1) % log_every == 0 || step + 1 == steps {
-            let first = step + 1 - ((step % log_every) + 1);
-            let losses: Vec<f32> = (first..=step).map(|s| twin.read_loss(s)).collect();
-            let mean = losses.iter().sum::<f32>() / losses.len() as f32;
-            if !mean.is_finite() {
-                return Err(format!("the training loss became {mean} at step {}; try a lower --lr", step + 1).into());
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            println!("step {:>6}/{steps}  loss {mean:.4}  {:.1} ms/step", step + 1, 1e3 * elapsed / (step + 1) as f64);
-        }
+/// Settings no run can use, refused before anything starts.
+fn check_numbers(config: &TrainConfig) -> Result<()> {
+    let bad = |flag: &str, value: String, want: &str| -> Result<()> { Err(format!("{flag} {value}: {want}").into()) };
+    if !(config.learning_rate.is_finite() && config.learning_rate > 0.0) {
+        return bad("--lr", config.learning_rate.to_string(), "the learning rate must be a positive number");
     }
-    let test_pairs = test_set.pairs(args.seed ^ 1);
-    let (mut correct, mut loss_sum, mut batches) = (0usize, 0.0f64, 0usize);
-    for chunk in test_pairs.chunks_exact(plan.pairs()) {
-        let (inputs, labels) = test_set.batch(chunk);
-        twin.set_batch(&inputs, &labels);
-        let (distances, loss) = twin.evaluate();
-        correct += distances.iter().zip(&labels).filter(|(d, y)| (**d < margin / 2.0) == (**y == 1.0)).count();
-        loss_sum += loss as f64;
-        batches += 1;
+    if !(config.margin.is_finite() && config.margin > 0.0) {
+        return bad("--margin", config.margin.to_string(), "the margin must be a positive number");
     }
-    println!(
-        "held-out synthetic pairs: loss {:.4}, accuracy {:.3} at distance threshold {:.2}",
-        loss_sum / batches.max(1) as f64,
-        correct as f64 / (batches * plan.pairs()).max(1) as f64,
-        margin / 2.0
-    );
+    if config.batch_size == 0 {
+        return bad("--batch-size", "0".into(), "at least one pair per step");
+    }
+    if config.epochs == 0 {
+        return bad("--epochs", "0".into(), "at least one epoch");
+    }
+    if config.train_limit.is_some_and(|l| l < 2) || config.test_limit.is_some_and(|l| l < 2) {
+        return Err("--train-limit and --test-limit need at least 2 images".into());
+    }
     Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let (config, out) = match &args.resume {
+        None => {
+            let spec = train::tower(args.arch.as_deref().unwrap_or(TUTORIAL_TOWER), args.embedding_dim)?;
+            let config = TrainConfig {
+                arch: spec.to_string(),
+                input: [28, 28, 1],
+                epochs: args.epochs.unwrap_or(70),
+                batch_size: args.batch_size.unwrap_or(64),
+                learning_rate: args.lr.unwrap_or(1e-3),
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-7,
+                margin: args.margin.unwrap_or(1.0),
+                seed: args.seed.unwrap_or(0),
+                resample_pairs: args.resample_pairs,
+                train_limit: args.train_limit,
+                test_limit: args.test_limit,
+            };
+            check_numbers(&config)?;
+            let out = args.out.clone().unwrap_or_else(train::default_out_dir);
+            if out.join(train::RESUME_FILE).exists() {
+                return Err(format!(
+                    "{} already holds a run: continue it with --resume {}, or choose another --out",
+                    out.display(),
+                    out.display()
+                )
+                .into());
+            }
+            (config, out)
+        }
+        Some(dir) => {
+            let state = Checkpoint::load(&dir.join(train::RESUME_FILE))
+                .map_err(|e| format!("cannot resume: {e} (a run folder holds resume.safetensors after its first epoch)"))?;
+            let mut config = state.config;
+            let conflicts: Vec<String> = [
+                args.arch.as_ref().map(|a| ("--arch", a.clone(), config.arch.clone())),
+                args.embedding_dim.map(|d| ("--embedding-dim", d.to_string(), "the saved tower's".into())),
+                args.batch_size.filter(|&b| b != config.batch_size).map(|b| ("--batch-size", b.to_string(), config.batch_size.to_string())),
+                args.lr.filter(|&l| l != config.learning_rate).map(|l| ("--lr", l.to_string(), config.learning_rate.to_string())),
+                args.margin.filter(|&m| m != config.margin).map(|m| ("--margin", m.to_string(), config.margin.to_string())),
+                args.seed.filter(|&s| s != config.seed).map(|s| ("--seed", s.to_string(), config.seed.to_string())),
+                args.train_limit.filter(|&l| Some(l) != config.train_limit).map(|l| ("--train-limit", l.to_string(), format!("{:?}", config.train_limit))),
+                args.test_limit.filter(|&l| Some(l) != config.test_limit).map(|l| ("--test-limit", l.to_string(), format!("{:?}", config.test_limit))),
+                (args.resample_pairs && !config.resample_pairs).then(|| ("--resample-pairs", "on".into(), "off".into())),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|(flag, given, saved)| !(*flag == "--arch" && train::tower(given, None).map(|s| s.to_string()).ok().as_ref() == Some(saved)))
+            .map(|(flag, given, saved)| format!("{flag} {given} (the run has {saved})"))
+            .collect();
+            if !conflicts.is_empty() {
+                return Err(format!(
+                    "a resumed run keeps its settings; only --epochs, --out and --data may be given. Conflicting: {}",
+                    conflicts.join("; ")
+                )
+                .into());
+            }
+            if let Some(epochs) = args.epochs {
+                config.epochs = epochs;
+            }
+            check_numbers(&config)?;
+            (config, args.out.clone().unwrap_or_else(|| dir.clone()))
+        }
+    };
+    train::install_interrupt_handler();
+    let run = train::TrainRun { config, data: args.data, out, resume: args.resume };
+    match train::train(&run)? {
+        train::Outcome::Finished => Ok(()),
+        train::Outcome::Interrupted => std::process::exit(130),
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -252,18 +252,18 @@ impl<'a> GpuTwin<'a> {
         self.gpu.queue.submit([encoder.finish()])
     }
 
-    /// The launch that gathers this twin's batches from `data`: built once per dataset.
-    pub fn gather_from(&self, kernels: &Kernels, data: &DeviceDataset) -> Dispatch {
-        assert_eq!(data.image_len, self.plan.input.len(), "image size");
+    /// The launch that gathers this twin's batches from `pairs` over `images`: built once per list.
+    pub fn gather_from(&self, kernels: &Kernels, images: &DeviceImages, pairs: &DevicePairs) -> Dispatch {
+        assert_eq!(images.image_len, self.plan.input.len(), "image size");
         let whole = Region::whole;
         kernels.gather_pairs(
             self.plan.pairs(),
-            data.image_len,
+            images.image_len,
             whole(&self.step_uniform),
-            whole(&data.images),
-            whole(&data.pair_images),
-            whole(&data.pair_labels),
-            whole(&data.byte_values),
+            whole(&images.images),
+            whole(&pairs.pair_images),
+            whole(&pairs.pair_labels),
+            whole(&images.byte_values),
             whole(&self.inputs),
             whole(&self.labels),
         )
@@ -317,21 +317,17 @@ impl<'a> GpuTwin<'a> {
     }
 }
 
-/// A dataset resident on the GPU: its images as bytes (four to a u32), the byte-to-f32 table, and a list
-/// of pairs over the images that the host rewrites when it reshuffles them (once per epoch).
-pub struct DeviceDataset {
+/// Images resident on the GPU as bytes (four to a u32), with the byte-to-f32 table; uploaded once.
+pub struct DeviceImages {
     pub images: wgpu::Buffer,
     pub image_len: usize,
     pub count: usize,
-    pub pair_images: wgpu::Buffer,
-    pub pair_labels: wgpu::Buffer,
-    pub pair_capacity: usize,
     pub byte_values: wgpu::Buffer,
 }
 
-impl DeviceDataset {
-    /// Uploads `pixels` ([count, image_len] bytes) once, with room for `pair_capacity` pairs.
-    pub fn new(gpu: &Gpu, pixels: &[u8], image_len: usize, pair_capacity: usize) -> Result<DeviceDataset, TooLarge> {
+impl DeviceImages {
+    /// Uploads `pixels` ([count, image_len] bytes).
+    pub fn new(gpu: &Gpu, pixels: &[u8], image_len: usize) -> Result<DeviceImages, TooLarge> {
         let limit = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
         if pixels.len() as u64 > limit {
             return Err(TooLarge(format!(
@@ -341,24 +337,44 @@ impl DeviceDataset {
             )));
         }
         let table: Vec<f32> = (0..=255u8).map(byte_value::<f32>).collect();
-        Ok(DeviceDataset {
+        Ok(DeviceImages {
             images: gpu.storage_from_bytes("images", pixels),
             image_len,
             count: pixels.len() / image_len,
-            pair_images: gpu.storage("pair images", 2 * pair_capacity),
-            pair_labels: gpu.storage("pair labels", pair_capacity),
-            pair_capacity,
             byte_values: gpu.storage_from("byte values", &table),
         })
     }
+}
 
-    /// Replaces the pair list (uploaded in the queue's order, before the next submission runs).
-    pub fn set_pairs(&self, gpu: &Gpu, pairs: &[Pair]) {
-        assert!(pairs.len() <= self.pair_capacity, "{} pairs, room for {}", pairs.len(), self.pair_capacity);
+/// A list of pairs on the GPU, over the images of a [`DeviceImages`]; the host rewrites it when it
+/// reshuffles (once per epoch).
+pub struct DevicePairs {
+    pub pair_images: wgpu::Buffer,
+    pub pair_labels: wgpu::Buffer,
+    pub capacity: usize,
+    pub len: usize,
+}
+
+impl DevicePairs {
+    pub fn new(gpu: &Gpu, pairs: &[Pair]) -> DevicePairs {
+        let mut list = DevicePairs {
+            pair_images: gpu.storage("pair images", 2 * pairs.len()),
+            pair_labels: gpu.storage("pair labels", pairs.len()),
+            capacity: pairs.len(),
+            len: 0,
+        };
+        list.set(gpu, pairs);
+        list
+    }
+
+    /// Replaces the list (written in the queue's order, before the next submission runs).
+    pub fn set(&mut self, gpu: &Gpu, pairs: &[Pair]) {
+        assert!(pairs.len() <= self.capacity, "{} pairs, room for {}", pairs.len(), self.capacity);
         let images: Vec<u32> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
         let labels: Vec<f32> = pairs.iter().map(|p| p.label).collect();
         gpu.queue.write_buffer(&self.pair_images, 0, bytemuck::cast_slice(&images));
         gpu.write(&self.pair_labels, 0, &labels);
+        self.len = pairs.len();
     }
 }
 

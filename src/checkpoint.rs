@@ -1,0 +1,170 @@
+//! Checkpoints as safetensors files: the weights under their layer names (Keras' layouts), with the
+//! architecture, the training configuration and the calibrated threshold as metadata. A resume file
+//! adds Adam's moments and the step count. Every file is written atomically: a temporary file beside it,
+//! flushed to disk, then renamed over the old one, so a crash leaves either the old file or the new.
+
+use crate::model::Plan;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+/// Everything that defines a training run; stored in every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub arch: String,
+    /// [height, width, channels] of the images.
+    pub input: [usize; 3],
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub margin: f32,
+    pub seed: u64,
+    pub resample_pairs: bool,
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+}
+
+/// Where a run stands when a checkpoint is written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Adam updates done (the step dropout masks are drawn from next).
+    pub step: u64,
+    pub loss: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// The distance below which a pair is called "same", calibrated on training pairs.
+    pub threshold: f32,
+}
+
+const FORMAT: &str = "gpu-siamese checkpoint 1";
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Make the rename itself durable where the platform allows it.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Saves the weights in `params` (the plan's flat layout), plus any `extra` flat buffers under a name
+/// prefix (the resume file's Adam moments), with the run's metadata.
+pub fn save(
+    path: &Path,
+    plan: &Plan,
+    params: &[f32],
+    extra: &[(&str, &[f32])],
+    config: &TrainConfig,
+    progress: &Progress,
+) -> Result<(), String> {
+    let tensors = plan.param_tensors();
+    let mut named: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+    for (prefix, buffer) in std::iter::once(("", params)).chain(extra.iter().copied()) {
+        for t in &tensors {
+            named.push((format!("{prefix}{}", t.name), t.shape.clone(), &buffer[t.range.clone()]));
+        }
+    }
+    let metadata: BTreeMap<&str, String> = [
+        ("format", FORMAT.to_string()),
+        ("arch", plan.spec.to_string()),
+        ("layout", "Keras: conv kernel [kh, kw, in, out], dense kernel [in, out]; images NHWC scaled to [0, 1]".to_string()),
+        ("config", serde_json::to_string(config).expect("config serialises")),
+        ("progress", serde_json::to_string(progress).expect("progress serialises")),
+        ("threshold", progress.threshold.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    write_atomically(path, &serialize(&mut named, &metadata)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The safetensors encoding with its header's keys in sorted order, so that the same weights and
+/// metadata always give the same bytes (the safetensors crate writes its metadata map in hash order).
+/// Layout: header length (u64, little-endian), the JSON header padded with spaces to 8 bytes, the data.
+fn serialize(tensors: &mut [(String, Vec<usize>, &[f32])], metadata: &BTreeMap<&str, String>) -> Vec<u8> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("metadata serialises"));
+    let mut offset = 0;
+    for (name, shape, values) in tensors.iter() {
+        let end = offset + 4 * values.len();
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        offset = end;
+    }
+    // serde_json's map keeps keys sorted, so the header is the same for the same content.
+    let mut json = serde_json::to_string(&header).expect("header serialises").into_bytes();
+    json.resize(json.len().div_ceil(8) * 8, b' ');
+    let mut bytes = Vec::with_capacity(8 + json.len() + offset);
+    bytes.extend((json.len() as u64).to_le_bytes());
+    bytes.extend(json);
+    for (_, _, values) in tensors.iter() {
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    bytes
+}
+
+/// A checkpoint read back.
+pub struct Checkpoint {
+    pub arch: String,
+    pub config: TrainConfig,
+    pub progress: Progress,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Checkpoint {
+    pub fn load(path: &Path) -> Result<Checkpoint, String> {
+        let err = |m: String| format!("{}: {m}", path.display());
+        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file ({e})")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("{e}")))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        if metadata.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(err("not a gpu-siamese checkpoint (its metadata has no gpu-siamese format)".into()));
+        }
+        let field = |name: &str| metadata.get(name).ok_or_else(|| err(format!("metadata lacks '{name}'")));
+        let config = serde_json::from_str(field("config")?).map_err(|e| err(format!("bad 'config' metadata: {e}")))?;
+        let progress = serde_json::from_str(field("progress")?).map_err(|e| err(format!("bad 'progress' metadata: {e}")))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(err(format!("tensor {name} is {:?}, not F32", view.dtype())));
+            }
+            tensors.insert(name, (view.shape().to_vec(), bytemuck::pod_collect_to_vec(view.data())));
+        }
+        Ok(Checkpoint { arch: field("arch")?.clone(), config, progress, tensors })
+    }
+
+    /// The flat buffer for `plan` from the tensors named `prefix` + each parameter's name, checking
+    /// that the checkpoint holds this architecture with these shapes.
+    pub fn flat(&self, plan: &Plan, prefix: &str) -> Result<Vec<f32>, String> {
+        let mut flat = vec![0.0; plan.param_len];
+        for t in plan.param_tensors() {
+            let name = format!("{prefix}{}", t.name);
+            let (shape, values) = self.tensors.get(&name).ok_or_else(|| {
+                format!("the checkpoint has no tensor {name}: it was trained with --arch \"{}\", not \"{}\"", self.arch, plan.spec)
+            })?;
+            if *shape != t.shape {
+                return Err(format!(
+                    "tensor {name} is {shape:?} in the checkpoint but {:?} for this network: it was trained with --arch \"{}\", not \"{}\"",
+                    t.shape, self.arch, plan.spec
+                ));
+            }
+            flat[t.range].copy_from_slice(values);
+        }
+        Ok(flat)
+    }
+}

@@ -1,0 +1,403 @@
+//! The training run: Fashion-MNIST (or any MNIST-layout IDX folder) on the GPU, the tutorial's pairs,
+//! an epoch loop that submits whole steps without waiting, validation on fixed test pairs, metrics.csv,
+//! and checkpoints that a run resumes from bit for bit.
+
+use crate::checkpoint::{save, Checkpoint, Progress, TrainConfig};
+use crate::data::{load_fashion_mnist, make_pairs, shuffle, ImageSet, Pair};
+use crate::dims::AdamConfig;
+use crate::gpu::{Gpu, Kernels};
+use crate::metrics::{accuracy_at, best_threshold, contrastive_loss};
+use crate::model::{glorot_uniform, InputShape, Plan, TowerSpec};
+use crate::twin::{DeviceImages, DevicePairs, GpuTwin};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// The files a run leaves in its folder.
+pub const METRICS_FILE: &str = "metrics.csv";
+pub const LAST_FILE: &str = "last.safetensors";
+pub const BEST_FILE: &str = "best.safetensors";
+pub const RESUME_FILE: &str = "resume.safetensors";
+const METRICS_HEADER: &str = "epoch,loss,val_loss,val_acc,threshold,val_acc_at_threshold,seconds";
+
+/// Training pairs the distance threshold is calibrated on, each epoch (a fixed sample, eval mode): at most
+/// this many, and at most a quarter of them on a small set.
+const CALIBRATION_PAIRS: usize = 4096;
+/// Steps submitted between two reads of the losses (which wait for the GPU): the progress display's
+/// granularity, and a bound on how far the host runs ahead of the GPU.
+const SYNC_EVERY: u64 = 16;
+
+pub struct TrainRun {
+    pub config: TrainConfig,
+    pub data: Option<PathBuf>,
+    pub out: PathBuf,
+    /// The folder of the run being resumed.
+    pub resume: Option<PathBuf>,
+}
+
+/// How a run ended without an error.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Finished,
+    Interrupted,
+}
+
+/// Seeds for each random stream of a run, derived from its seed and a purpose.
+fn rng(seed: u64, purpose: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+const TRAIN_PAIRS: u64 = 1;
+const TEST_PAIRS: u64 = 2;
+const CALIBRATION: u64 = 3;
+/// Epoch e's shuffle (and, with --resample-pairs, its pairs) use purposes EPOCH + e.
+const EPOCH: u64 = 1 << 32;
+
+/// The training pairs of epoch `epoch` (0-based), in the order they are trained on.
+pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[u8], epoch: usize) -> Vec<Pair> {
+    let mut epoch_rng = rng(config.seed, EPOCH + epoch as u64);
+    let mut pairs = if config.resample_pairs { make_pairs(labels, &mut epoch_rng) } else { base.to_vec() };
+    shuffle(&mut pairs, &mut epoch_rng);
+    pairs
+}
+
+/// The tower for this run: `arch`, with the final dense layer's width set to `embedding_dim`.
+pub fn tower(arch: &str, embedding_dim: Option<usize>) -> Result<TowerSpec, String> {
+    let mut spec: TowerSpec = arch.parse().map_err(|e| format!("--arch \"{arch}\": {e}"))?;
+    if let Some(dim) = embedding_dim {
+        match spec.layers.last_mut() {
+            Some(crate::model::LayerSpec::Dense { units, .. }) if dim > 0 => *units = dim,
+            _ => return Err(format!("--embedding-dim {dim}: the tower must end in a dense layer and the width be above 0")),
+        }
+    }
+    Ok(spec)
+}
+
+fn interrupted_flag() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    &FLAG
+}
+
+/// Ctrl-C asks the run to stop at the next step, keeping the last good checkpoint; a second Ctrl-C
+/// ends the process at once.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if interrupted_flag().swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+}
+
+fn append_metrics(path: &Path, line: &str) -> Result<(), String> {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    writeln!(file, "{line}").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Keeps metrics.csv's header and its rows for epochs up to `epochs` (a resumed run rewrites the rest).
+fn keep_metrics(from: &Path, to: &Path, epochs: usize) -> Result<(), String> {
+    let old = std::fs::read_to_string(from).unwrap_or_default();
+    let mut kept = vec![METRICS_HEADER.to_string()];
+    kept.extend(
+        old.lines()
+            .skip(1)
+            .filter(|l| l.split(',').next().and_then(|e| e.parse::<usize>().ok()).is_some_and(|e| e <= epochs))
+            .map(str::to_string),
+    );
+    crate::checkpoint::write_atomically(to, (kept.join("\n") + "\n").as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", to.display()))
+}
+
+/// Distances of every pair in `pairs` (already on the GPU), with dropout off.
+fn distances(gpu: &Gpu, twin: &GpuTwin, gather: &crate::gpu::Dispatch, count: usize, out: &wgpu::Buffer) -> Vec<f32> {
+    let batch = twin.plan.pairs();
+    for start in (0..count).step_by(batch) {
+        twin.evaluate_gathered(gather, start, batch.min(count - start), out);
+    }
+    gpu.read(out, 0, count)
+}
+
+fn labels_of(pairs: &[Pair]) -> Vec<f32> {
+    pairs.iter().map(|p| p.label).collect()
+}
+
+pub fn train(run: &TrainRun) -> Result<Outcome, String> {
+    let config = &run.config;
+    let gpu = Gpu::new().map_err(|e| e.to_string())?;
+    println!("adapter: {}", gpu.describe());
+    let kernels = Kernels::new(&gpu);
+
+    let (dir, train_set, test_set) = load_fashion_mnist(run.data.as_deref())?;
+    let train_set = train_set.truncated(config.train_limit);
+    let test_set = test_set.truncated(config.test_limit);
+    println!(
+        "data: {} ({} training and {} test images of {}x{}, {} classes)",
+        dir.display(),
+        train_set.count,
+        test_set.count,
+        train_set.rows,
+        train_set.cols,
+        train_set.classes()
+    );
+    check_usable(&train_set, "training")?;
+    check_usable(&test_set, "test")?;
+    let input = InputShape { h: train_set.rows, w: train_set.cols, c: 1 };
+    if config.input != [input.h, input.w, input.c] {
+        return Err(format!("the run was trained on {:?} images, these are {:?}", config.input, [input.h, input.w, input.c]));
+    }
+
+    let spec: TowerSpec = config.arch.parse().map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
+    let plan = Plan::new(&spec, input, 2 * config.batch_size, config.seed).map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
+    let adam = AdamConfig { learning_rate: config.learning_rate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon };
+
+    let base_train_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS));
+    let test_pairs = make_pairs(&test_set.labels, &mut rng(config.seed, TEST_PAIRS));
+    let mut calibration_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, CALIBRATION));
+    shuffle(&mut calibration_pairs, &mut rng(config.seed, CALIBRATION));
+    calibration_pairs.truncate(CALIBRATION_PAIRS.min(calibration_pairs.len().div_ceil(4)));
+    let steps_per_epoch = base_train_pairs.len().div_ceil(config.batch_size);
+
+    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch).map_err(|e| e.to_string())?;
+    let train_images = DeviceImages::new(&gpu, &train_set.pixels, input.len()).map_err(|e| e.to_string())?;
+    let test_images = DeviceImages::new(&gpu, &test_set.pixels, input.len()).map_err(|e| e.to_string())?;
+    let mut train_pairs = DevicePairs::new(&gpu, &base_train_pairs);
+    let test_pair_list = DevicePairs::new(&gpu, &test_pairs);
+    let calibration_list = DevicePairs::new(&gpu, &calibration_pairs);
+    let train_gather = twin.gather_from(&kernels, &train_images, &train_pairs);
+    let test_gather = twin.gather_from(&kernels, &test_images, &test_pair_list);
+    let calibration_gather = twin.gather_from(&kernels, &train_images, &calibration_list);
+    let test_distances = gpu.storage("test distances", test_pairs.len());
+    let calibration_distances = gpu.storage("calibration distances", calibration_pairs.len());
+
+    // Where the run starts: fresh weights, or the resumed run's state.
+    std::fs::create_dir_all(&run.out).map_err(|e| format!("cannot create {}: {e}", run.out.display()))?;
+    let metrics_path = run.out.join(METRICS_FILE);
+    let (start_epoch, mut best_val_loss) = match &run.resume {
+        Some(from) => {
+            let state = Checkpoint::load(&from.join(RESUME_FILE))?;
+            twin.set_params(&state.flat(&plan, "")?);
+            twin.set_adam_state(&state.flat(&plan, "adam.m.")?, &state.flat(&plan, "adam.v.")?, state.progress.step);
+            let best = Checkpoint::load(&from.join(BEST_FILE)).map(|c| c.progress.val_loss).unwrap_or(f64::INFINITY);
+            if from != &run.out {
+                if let Ok(bytes) = std::fs::read(from.join(BEST_FILE)) {
+                    crate::checkpoint::write_atomically(&run.out.join(BEST_FILE), &bytes).map_err(|e| e.to_string())?;
+                }
+            }
+            keep_metrics(&from.join(METRICS_FILE), &metrics_path, state.progress.epoch)?;
+            println!("resuming {} after epoch {} (step {})", from.display(), state.progress.epoch, state.progress.step);
+            (state.progress.epoch, best)
+        }
+        None => {
+            twin.set_params(&glorot_uniform(&plan, config.seed));
+            keep_metrics(Path::new(""), &metrics_path, 0)?;
+            (0, f64::INFINITY)
+        }
+    };
+    println!(
+        "tower: {} ({} parameters); {} training pairs, {} test pairs, batch {}, {} steps per epoch; writing to {}",
+        plan.spec,
+        plan.trainable_params(),
+        base_train_pairs.len(),
+        test_pairs.len(),
+        config.batch_size,
+        steps_per_epoch,
+        run.out.display()
+    );
+    if start_epoch >= config.epochs {
+        println!("the run already has {start_epoch} epochs of the {} asked for", config.epochs);
+        return Ok(Outcome::Finished);
+    }
+
+    let bar_style = ProgressStyle::with_template("Epoch {prefix}  {pos}/{len} {bar:20} {elapsed} {per_sec} - {msg}")
+        .expect("progress template")
+        .progress_chars("━━ ");
+    for epoch in start_epoch..config.epochs {
+        let started = Instant::now();
+        let pairs = epoch_pairs(config, &base_train_pairs, &train_set.labels, epoch);
+        train_pairs.set(&gpu, &pairs);
+        let bar = ProgressBar::new(steps_per_epoch as u64).with_style(bar_style.clone()).with_prefix(format!("{}/{}", epoch + 1, config.epochs));
+        let first_step = twin.step;
+        let mut losses: Vec<f32> = Vec::with_capacity(steps_per_epoch);
+        for s in 0..steps_per_epoch {
+            if interrupted_flag().load(Ordering::SeqCst) {
+                bar.abandon();
+                gpu.wait();
+                println!(
+                    "interrupted in epoch {}: its work is dropped; {} holds the run as of epoch {epoch}. Continue with --resume {}",
+                    epoch + 1,
+                    run.out.display(),
+                    run.out.display()
+                );
+                return Ok(Outcome::Interrupted);
+            }
+            let start = s * config.batch_size;
+            twin.train_step_gathered(&train_gather, start, config.batch_size.min(pairs.len() - start));
+            if (s as u64 + 1) % SYNC_EVERY == 0 || s + 1 == steps_per_epoch {
+                let done = losses.len() as u64;
+                losses.extend(twin.read_losses(first_step + done, (s as u64 + 1 - done) as usize));
+                check_finite(&losses, epoch, first_step, &run.out)?;
+                let recent = &losses[losses.len().saturating_sub(SYNC_EVERY as usize * 4)..];
+                bar.set_position(s as u64 + 1);
+                bar.set_message(format!("loss: {:.4}", recent.iter().sum::<f32>() / recent.len() as f32));
+            }
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        // Keras' epoch loss: the mean over samples, so the last, partial batch weighs what it holds.
+        let weights = (0..steps_per_epoch).map(|s| config.batch_size.min(pairs.len() - s * config.batch_size) as f64);
+        let loss = losses.iter().zip(weights).map(|(&l, w)| l as f64 * w).sum::<f64>() / pairs.len() as f64;
+
+        bar.set_message("validating");
+        let test_d = distances(&gpu, &twin, &test_gather, test_pairs.len(), &test_distances);
+        let test_labels = labels_of(&test_pairs);
+        let val_loss = contrastive_loss(&test_d, &test_labels, config.margin);
+        let (_, val_acc) = best_threshold(&test_d, &test_labels);
+        let calibration_d = distances(&gpu, &twin, &calibration_gather, calibration_pairs.len(), &calibration_distances);
+        let (threshold, _) = best_threshold(&calibration_d, &labels_of(&calibration_pairs));
+        let val_acc_at_threshold = accuracy_at(&test_d, &test_labels, threshold);
+        if !val_loss.is_finite() {
+            return Err(format!(
+                "the validation loss became {val_loss} after epoch {}: the weights hold NaN or infinity. {} still holds the run as of epoch {epoch}; try a lower --lr",
+                epoch + 1,
+                run.out.display()
+            ));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        println!(
+            "Epoch {}/{}  {steps_per_epoch}/{steps_per_epoch} ━━━━━━━━━━━━━━━━━━━━ {:.0}s {:.0}ms/step - loss: {loss:.4} - val_loss: {val_loss:.4} - val_acc: {val_acc:.4}",
+            epoch + 1,
+            config.epochs,
+            seconds,
+            1e3 * train_seconds / steps_per_epoch as f64
+        );
+
+        let progress = Progress { epoch: epoch + 1, step: twin.step, loss, val_loss, val_acc, threshold };
+        let params = twin.read_params();
+        // ReLU and max-pooling can hide a NaN weight from the loss; a checkpoint must never hold one.
+        if let Some(bad) = plan.param_tensors().iter().find(|t| params[t.range.clone()].iter().any(|w| !w.is_finite())) {
+            return Err(format!(
+                "the weights of {} hold NaN or infinity after epoch {}; nothing of this epoch was saved and {} holds the run as of epoch {epoch}. Try a lower --lr",
+                bad.name,
+                epoch + 1,
+                run.out.display()
+            ));
+        }
+        if val_loss < best_val_loss {
+            best_val_loss = val_loss;
+            save(&run.out.join(BEST_FILE), &plan, &params, &[], config, &progress)?;
+        }
+        save(&run.out.join(LAST_FILE), &plan, &params, &[], config, &progress)?;
+        let (m, v) = twin.read_adam();
+        save(&run.out.join(RESUME_FILE), &plan, &params, &[("adam.m.", &m), ("adam.v.", &v)], config, &progress)?;
+        append_metrics(
+            &metrics_path,
+            &format!("{},{loss:.6},{val_loss:.6},{val_acc:.6},{threshold:.6},{val_acc_at_threshold:.6},{seconds:.2}", epoch + 1),
+        )?;
+    }
+    Ok(Outcome::Finished)
+}
+
+fn check_usable(set: &ImageSet, what: &str) -> Result<(), String> {
+    if set.count < 2 || set.classes() < 2 {
+        return Err(format!("the {what} set needs at least two images of two classes, it has {} images", set.count));
+    }
+    Ok(())
+}
+
+fn check_finite(losses: &[f32], epoch: usize, first_step: u64, out: &Path) -> Result<(), String> {
+    match losses.iter().position(|l| !l.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "the training loss became {} at step {} of epoch {}; nothing of this epoch was saved and {} holds the run as of epoch {epoch}. Try a lower --lr",
+            losses[i],
+            first_step + i as u64 + 1,
+            epoch + 1,
+            out.display()
+        )),
+    }
+}
+
+/// `runs/<UTC date and time>`, the default output folder.
+pub fn default_out_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    PathBuf::from(format!(
+        "runs/{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TrainConfig {
+        TrainConfig {
+            arch: crate::model::TUTORIAL_TOWER.into(),
+            input: [28, 28, 1],
+            epochs: 3,
+            batch_size: 4,
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            margin: 1.0,
+            seed: 5,
+            resample_pairs: false,
+            train_limit: None,
+            test_limit: None,
+        }
+    }
+
+    #[test]
+    fn epochs_shuffle_the_same_pairs_unless_resampled() {
+        let labels: Vec<u8> = (0..50).map(|i| (i % 5) as u8).collect();
+        let mut c = config();
+        let base = make_pairs(&labels, &mut rng(c.seed, TRAIN_PAIRS));
+        let (e0, e1) = (epoch_pairs(&c, &base, &labels, 0), epoch_pairs(&c, &base, &labels, 1));
+        assert_ne!(e0, e1, "each epoch has its own order");
+        assert_eq!(e0, epoch_pairs(&c, &base, &labels, 0), "an epoch's order depends only on the seed and the epoch");
+        let key = |p: &Pair| (p.a, p.b, p.label as u8);
+        let (mut s0, mut sb) = (e0.iter().map(key).collect::<Vec<_>>(), base.iter().map(key).collect::<Vec<_>>());
+        s0.sort();
+        sb.sort();
+        assert_eq!(s0, sb, "without resampling an epoch is a permutation of the pairs");
+        c.resample_pairs = true;
+        let r0 = epoch_pairs(&c, &base, &labels, 0);
+        let mut sr = r0.iter().map(key).collect::<Vec<_>>();
+        sr.sort();
+        assert_ne!(sr, sb, "resampling draws new pairs");
+        assert_eq!(r0.len(), base.len());
+    }
+
+    #[test]
+    fn embedding_dim_sets_the_last_dense_layer() {
+        assert_eq!(tower(crate::model::TUTORIAL_TOWER, Some(16)).unwrap().to_string(), "conv(128,2,same,relu),maxpool,dropout(0.4),gap,dense(16)");
+        assert!(tower("conv(8,2),gap", Some(16)).is_err());
+        assert!(tower("conv(8,2),bad", None).unwrap_err().contains("column 11"));
+    }
+
+    #[test]
+    fn default_out_dir_is_a_timestamp() {
+        let name = default_out_dir().to_string_lossy().to_string();
+        assert!(name.starts_with("runs/20") && name.len() == "runs/20261128-143000".len(), "{name}");
+    }
+}
