@@ -1,21 +1,30 @@
 # The two entry points of a fresh Debian/Ubuntu machine: `make train` and `make test`.
 # Each installs what is missing (the software Vulkan driver, so that a machine without a GPU still has
-# an adapter), then calls cargo.
+# an adapter; for training, the Fashion-MNIST package), then calls cargo.
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mesa-vulkan-drivers libvulkan1
+DRIVER_PACKAGES := mesa-vulkan-drivers libvulkan1
+DATA_PACKAGES := dataset-fashion-mnist
 
-.PHONY: deps train test bench adapters
+.PHONY: deps data train test bench adapters
 
-deps:
-	@command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.87 or newer (https://rustup.rs)"; exit 1; }
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(call apt_install,PACKAGES): installs those of PACKAGES that are not installed yet.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+endef
 
-train: deps
+deps:
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.87 or newer (https://rustup.rs)"; exit 1; }
+	$(call apt_install,$(DRIVER_PACKAGES))
+
+data:
+	$(call apt_install,$(DATA_PACKAGES))
+
+train: deps data
 	cargo run --release -- train $(ARGS)
 
 test: deps

@@ -1,17 +1,19 @@
 //! gpu-siamese: Siamese (twin) convolutional networks trained with WGSL compute shaders through wgpu.
 //!
 //! - [`reference`]: the CPU reference, plain loops that read like the spec.
-//! - [`gpu`]: the adapter, the device and the kernels (one pipeline per WGSL entry point, built once).
+//! - [`gpu`]: the adapter, the device and the kernels (one pipeline per kernel and shape, built once).
 //! - [`model`]: the tower's spec, its layout for an input and batch, its parameters.
-//! - [`twin`]: the whole training step recorded as GPU dispatches, mirroring `reference::TwinReference`.
+//! - [`twin`]: the whole training step recorded as GPU dispatches, mirroring `reference::TwinReference`;
+//!   datasets kept on the GPU.
+//! - [`data`]: IDX files, where Fashion-MNIST is found, the tutorial's pairs.
+//! - [`train`]: the training run; [`checkpoint`] its files; [`metrics`] its scores.
 
+pub mod checkpoint;
 pub mod data;
 pub mod dims;
 pub mod gpu;
+pub mod metrics;
 pub mod model;
 pub mod reference;
-pub mod twin;
-pub mod synthetic;
-pub mod metrics;
-pub mod checkpoint;
 pub mod train;
+pub mod twin;

@@ -6,8 +6,10 @@ use gpu_siamese::dims::AdamConfig;
 use gpu_siamese::train;
 use gpu_siamese::gpu::{self, Gpu, Kernels};
 use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec, TUTORIAL_TOWER};
-use gpu_siamese::synthetic::SyntheticSet;
-use gpu_siamese::twin::GpuTwin;
+use gpu_siamese::data::make_pairs;
+use gpu_siamese::twin::{DeviceImages, DevicePairs, GpuTwin};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -94,7 +96,8 @@ enum Command {
     /// finished epoch.
     #[command(verbatim_doc_comment)]
     Train(TrainArgs),
-    /// Time training steps on random 28x28 images and print ms per step and the time of each kernel.
+    /// Time training steps on random 28x28 images (kept on the GPU and gathered per step, as in
+    /// training) and print ms per step and the time of each kernel.
     Bench {
         #[command(flatten)]
         twin: TwinArgs,
@@ -280,18 +283,29 @@ fn bench(args: &TwinArgs, steps: u64, repeats: usize, warmup: u64, per_kernel: b
     println!("tower: {}, batch {} pairs ({} images)", plan.spec, plan.pairs(), plan.batch);
     let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), AdamConfig::default(), 1.0, 1024)?;
     twin.set_params(&glorot_uniform(&plan, args.seed));
-    let set = SyntheticSet::new(plan.input, 10, plan.pairs(), 0.35, args.seed);
-    let (inputs, labels) = set.batch(&set.pairs(args.seed)[..plan.pairs()]);
-    twin.set_batch(&inputs, &labels);
+    // Random images and labels, kept on the GPU and gathered per step as training does.
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let images: Vec<u8> = (0..2048 * plan.input.len()).map(|_| rng.random()).collect();
+    let labels: Vec<u8> = (0..2048).map(|_| rng.random_range(0..10)).collect();
+    let pairs = make_pairs(&labels, &mut rng);
+    let device_images = DeviceImages::new(&gpu, &images, plan.input.len())?;
+    let device_pairs = DevicePairs::new(&gpu, &pairs);
+    let gather = twin.gather_from(&kernels, &device_images, &device_pairs);
+    let batches = pairs.len() / plan.pairs();
+    let mut batch = 0;
+    let mut train_step = |twin: &mut GpuTwin| {
+        twin.train_step_gathered(&gather, (batch % batches) * plan.pairs(), plan.pairs());
+        batch += 1;
+    };
     for _ in 0..warmup {
-        twin.train_step();
+        train_step(&mut twin);
     }
     gpu.wait();
     let mut per_step: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
             let start = Instant::now();
             for _ in 0..steps {
-                twin.train_step();
+                train_step(&mut twin);
             }
             gpu.wait();
             1e3 * start.elapsed().as_secs_f64() / steps as f64
@@ -309,7 +323,7 @@ fn bench(args: &TwinArgs, steps: u64, repeats: usize, warmup: u64, per_kernel: b
         // Each dispatch of the step alone, many times in one pass: its time with the launch cost included.
         let reps = 20;
         let mut rows = Vec::new();
-        for dispatch in twin.step_dispatches() {
+        for dispatch in std::iter::once(&gather).chain(twin.step_dispatches()) {
             let mut times: Vec<f64> = (0..3)
                 .map(|_| {
                     let start = Instant::now();
