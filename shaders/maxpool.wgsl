@@ -20,16 +20,24 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
 }
 
-// Index into x of the first maximum of output (n, oy, ox, c)'s window.
-fn window_argmax(n: u32, oy: u32, ox: u32, c: u32) -> u32 {
-    var best = ((n * IN_H + 2u * oy) * IN_W + 2u * ox) * CHANNELS + c;
-    var best_value = x[best];
+// Index into x of the top-left element of output element o's window, o = (n, oy, ox, c).
+fn window_corner(o: u32) -> u32 {
+    let c = o % CHANNELS;
+    let ox = (o / CHANNELS) % OUT_W;
+    let oy = (o / (CHANNELS * OUT_W)) % OUT_H;
+    let n = o / (CHANNELS * OUT_W * OUT_H);
+    return ((n * IN_H + 2u * oy) * IN_W + 2u * ox) * CHANNELS + c;
+}
+
+// Index into x of the first maximum, in row-major order, of output element o's window.
+fn window_argmax(o: u32) -> u32 {
+    let corner = window_corner(o);
+    var best = corner;
     for (var wy = 0u; wy < 2u; wy++) {
         for (var wx = 0u; wx < 2u; wx++) {
-            let i = ((n * IN_H + 2u * oy + wy) * IN_W + 2u * ox + wx) * CHANNELS + c;
-            if (x[i] > best_value) {
+            let i = corner + (wy * IN_W + wx) * CHANNELS;
+            if (x[i] > x[best]) {
                 best = i;
-                best_value = x[i];
             }
         }
     }
@@ -43,13 +51,7 @@ fn maxpool2_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     if (idx >= BATCH * OUT_H * OUT_W * CHANNELS) {
         return;
     }
-    let c = idx % CHANNELS;
-    var t = idx / CHANNELS;
-    let ox = t % OUT_W;
-    t = t / OUT_W;
-    let oy = t % OUT_H;
-    let n = t / OUT_H;
-    y[idx] = x[window_argmax(n, oy, ox, c)];
+    y[idx] = x[window_argmax(idx)];
 }
 
 // One invocation per window: the window's gradient goes to its first maximum, zero to the other three.
@@ -61,13 +63,10 @@ fn maxpool2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     if (idx >= BATCH * OUT_H * OUT_W * CHANNELS) {
         return;
     }
-    let c = idx % CHANNELS;
-    var t = idx / CHANNELS;
-    let ox = t % OUT_W;
-    t = t / OUT_W;
-    let oy = t % OUT_H;
-    let n = t / OUT_H;
-    let best = window_argmax(n, oy, ox, c);
+    let corner = window_corner(idx);
+    let best = window_argmax(idx);
+    let ox = (idx / CHANNELS) % OUT_W;
+    let oy = (idx / (CHANNELS * OUT_W)) % OUT_H;
     let g = dy[idx];
     // Rows 2oy, 2oy+1 (and the dropped row 2 OUT_H for the last window row), likewise for columns.
     var rows = 2u;
@@ -80,7 +79,7 @@ fn maxpool2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     }
     for (var wy = 0u; wy < rows; wy++) {
         for (var wx = 0u; wx < cols; wx++) {
-            let i = ((n * IN_H + 2u * oy + wy) * IN_W + 2u * ox + wx) * CHANNELS + c;
+            let i = corner + (wy * IN_W + wx) * CHANNELS;
             dx[i] = select(0.0, g, i == best);
         }
     }

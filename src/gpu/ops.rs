@@ -53,8 +53,11 @@ const TAPS_PER_INVOCATION: usize = 8;
 /// than positions.
 pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
     let positions = d.batch / branches * d.out_h() * d.out_w();
-    let tap_groups = (d.kernel_h * d.kernel_w * d.in_c).div_ceil(TAPS_PER_INVOCATION);
-    (131072usize).div_ceil(branches * d.out_c * tap_groups).clamp(1, positions.max(1))
+    (131072usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, positions.max(1))
+}
+
+fn conv2d_tap_groups(d: &Conv2dDims) -> usize {
+    (d.kernel_h * d.kernel_w * d.in_c).div_ceil(TAPS_PER_INVOCATION)
 }
 
 fn pool_constants(d: &PoolDims) -> [(&'static str, f64); 6] {
@@ -119,12 +122,11 @@ impl Kernels {
     ) -> [Dispatch; 2] {
         let chunks = conv2d_weight_chunks(d, branches);
         let count = d.param_len();
-        let tap_groups = (d.kernel_h * d.kernel_w * d.in_c).div_ceil(TAPS_PER_INVOCATION);
         let partials = self.dispatch(
             Kernel::Conv2dBackwardWeight,
             &conv2d_constants(d, branches, chunks),
             &[(1, x), (3, y), (4, dy), (6, partial.clone())],
-            branches * chunks * tap_groups * d.out_c,
+            branches * chunks * conv2d_tap_groups(d) * d.out_c,
         );
         let r = [("COUNT", count as f64), ("BRANCHES", branches as f64), ("CHUNKS", chunks as f64)];
         let sum = self.dispatch(Kernel::SumPartials, &r, &[(1, partial), (2, dwb)], count);
