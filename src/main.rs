@@ -261,7 +261,11 @@ fn train(args: TrainArgs) -> Result<()> {
                 config.epochs = epochs;
             }
             check_numbers(&config)?;
-            (config, args.out.clone().unwrap_or_else(|| dir.clone()))
+            let out = args.out.clone().unwrap_or_else(|| dir.clone());
+            if out != *dir && out.join(train::RESUME_FILE).exists() {
+                return Err(format!("{} already holds another run: choose another --out", out.display()).into());
+            }
+            (config, out)
         }
     };
     train::install_interrupt_handler();
