@@ -2,11 +2,11 @@
 
 use clap::{Parser, Subcommand};
 use gpu_siamese::checkpoint::{Checkpoint, TrainConfig};
-use gpu_siamese::dims::AdamConfig;
-use gpu_siamese::train;
-use gpu_siamese::gpu::{self, Gpu, Kernels};
-use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec, TUTORIAL_TOWER};
 use gpu_siamese::data::make_pairs;
+use gpu_siamese::dims::AdamConfig;
+use gpu_siamese::gpu::{self, Gpu, Kernels};
+use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TUTORIAL_TOWER};
+use gpu_siamese::train;
 use gpu_siamese::twin::{DeviceImages, DevicePairs, GpuTwin};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -68,7 +68,7 @@ struct TrainArgs {
     resume: Option<PathBuf>,
 }
 
-/// The tower, the batch and the seed, shared by the commands that build a twin.
+/// The tower, the batch and the seed of the benchmark's twin.
 #[derive(clap::Args, Clone)]
 struct TwinArgs {
     /// The tower, as a comma-separated list of layers: conv(FILTERS,K[xK][,same|valid][,relu|linear]),
@@ -171,7 +171,7 @@ fn open_gpu() -> Result<(Gpu, Kernels)> {
 }
 
 fn plan(args: &TwinArgs, input: InputShape) -> Result<Plan> {
-    let spec: TowerSpec = args.arch.parse().map_err(|e| format!("--arch {:?}: {e}", args.arch))?;
+    let spec = train::tower(&args.arch, None)?;
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
