@@ -33,3 +33,23 @@ fn every_kernel_has_its_entry_point() {
     listed.sort();
     assert_eq!(on_disk, listed);
 }
+
+#[test]
+fn the_step_uniform_is_declared_alike_everywhere() {
+    // WGSL has no includes: each shader that reads the per-step uniform declares `Step` itself. Every
+    // copy must be the same, and match the host's StepUniform.
+    let declarations: Vec<(&str, &str)> = SHADERS
+        .iter()
+        .filter_map(|(name, source)| {
+            let start = source.find("struct Step {")?;
+            let end = start + source[start..].find('}').unwrap() + 1;
+            Some((*name, &source[start..end]))
+        })
+        .collect();
+    assert!(declarations.len() >= 4, "dropout, contrastive, adam and gather read the step");
+    for (name, declaration) in &declarations {
+        assert_eq!(*declaration, declarations[0].1, "{name}.wgsl declares Step differently");
+    }
+    let fields = declarations[0].1.matches(':').count();
+    assert_eq!(fields * 4, std::mem::size_of::<gpu_siamese::gpu::StepUniform>(), "Step has StepUniform's size");
+}
