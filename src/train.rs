@@ -114,13 +114,18 @@ fn keep_metrics(from: &Path, to: &Path, epochs: usize) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", to.display()))
 }
 
-/// Distances of every pair in `pairs` (already on the GPU), with dropout off.
-fn distances(gpu: &Gpu, twin: &GpuTwin, gather: &crate::gpu::Dispatch, count: usize, out: &wgpu::Buffer) -> Vec<f32> {
+/// The pairs in step `step` of an epoch over `total` pairs: the batch size, less in a last, partial batch.
+fn pairs_in_step(step: usize, batch: usize, total: usize) -> usize {
+    batch.min(total - step * batch)
+}
+
+/// Distances, with dropout off, of every pair in `pairs` (on the GPU, gathered by `gather`).
+fn distances(gpu: &Gpu, twin: &GpuTwin, gather: &crate::gpu::Dispatch, pairs: &DevicePairs, out: &wgpu::Buffer) -> Vec<f32> {
     let batch = twin.plan.pairs();
-    for start in (0..count).step_by(batch) {
-        twin.evaluate_gathered(gather, start, batch.min(count - start), out);
+    for step in 0..pairs.len.div_ceil(batch) {
+        twin.evaluate_gathered(gather, step * batch, pairs_in_step(step, batch, pairs.len), out);
     }
-    gpu.read(out, 0, count)
+    gpu.read(out, 0, pairs.len)
 }
 
 fn labels_of(pairs: &[Pair]) -> Vec<f32> {
@@ -236,8 +241,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
                 );
                 return Ok(Outcome::Interrupted);
             }
-            let start = s * config.batch_size;
-            twin.train_step_gathered(&train_gather, start, config.batch_size.min(pairs.len() - start));
+            twin.train_step_gathered(&train_gather, s * config.batch_size, pairs_in_step(s, config.batch_size, pairs.len()));
             if (s as u64 + 1) % SYNC_EVERY == 0 || s + 1 == steps_per_epoch {
                 let done = losses.len() as u64;
                 losses.extend(twin.read_losses(first_step + done, (s as u64 + 1 - done) as usize));
@@ -249,15 +253,15 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         }
         let train_seconds = started.elapsed().as_secs_f64();
         // Keras' epoch loss: the mean over samples, so the last, partial batch weighs what it holds.
-        let weights = (0..steps_per_epoch).map(|s| config.batch_size.min(pairs.len() - s * config.batch_size) as f64);
+        let weights = (0..steps_per_epoch).map(|s| pairs_in_step(s, config.batch_size, pairs.len()) as f64);
         let loss = losses.iter().zip(weights).map(|(&l, w)| l as f64 * w).sum::<f64>() / pairs.len() as f64;
 
         bar.set_message("validating");
-        let test_d = distances(&gpu, &twin, &test_gather, test_pairs.len(), &test_distances);
+        let test_d = distances(&gpu, &twin, &test_gather, &test_pair_list, &test_distances);
         let test_labels = labels_of(&test_pairs);
         let val_loss = contrastive_loss(&test_d, &test_labels, config.margin);
         let (_, val_acc) = best_threshold(&test_d, &test_labels);
-        let calibration_d = distances(&gpu, &twin, &calibration_gather, calibration_pairs.len(), &calibration_distances);
+        let calibration_d = distances(&gpu, &twin, &calibration_gather, &calibration_list, &calibration_distances);
         let (threshold, _) = best_threshold(&calibration_d, &labels_of(&calibration_pairs));
         let val_acc_at_threshold = accuracy_at(&test_d, &test_labels, threshold);
         if !val_loss.is_finite() {

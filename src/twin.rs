@@ -321,14 +321,13 @@ impl<'a> GpuTwin<'a> {
 pub struct DeviceImages {
     pub images: wgpu::Buffer,
     pub image_len: usize,
-    pub count: usize,
     pub byte_values: wgpu::Buffer,
 }
 
 impl DeviceImages {
     /// Uploads `pixels` ([count, image_len] bytes).
     pub fn new(gpu: &Gpu, pixels: &[u8], image_len: usize) -> Result<DeviceImages, TooLarge> {
-        let limit = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
+        let limit = gpu.max_binding_bytes();
         if pixels.len() as u64 > limit {
             return Err(TooLarge(format!(
                 "the images take {:.0} MiB, more than this adapter binds at once ({:.0} MiB); use --train-limit",
@@ -340,7 +339,6 @@ impl DeviceImages {
         Ok(DeviceImages {
             images: gpu.storage_from_bytes("images", pixels),
             image_len,
-            count: pixels.len() / image_len,
             byte_values: gpu.storage_from("byte values", &table),
         })
     }
@@ -380,9 +378,7 @@ impl DevicePairs {
 
 /// Checks every buffer the plan needs against the adapter's limits, before allocating any.
 fn check_fits(gpu: &Gpu, plan: &Plan, partial_len: usize) -> Result<(), TooLarge> {
-    let max_binding = gpu.limits.max_storage_buffer_binding_size as u64;
-    let max_buffer = gpu.limits.max_buffer_size;
-    let limit = max_binding.min(max_buffer);
+    let limit = gpu.max_binding_bytes();
     let mut needs = vec![("the input images".to_string(), plan.batch * plan.input.len()), ("the weight-gradient partial sums".to_string(), partial_len)];
     for (i, l) in plan.layers.iter().enumerate() {
         needs.push((format!("layer {}'s output", i + 1), l.output_len));
