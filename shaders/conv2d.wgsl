@@ -12,6 +12,7 @@
 
 // Weight gradients: the batch is split into `branches` equal parts (the twin's two towers) whose sums
 // are added at the end, and each branch's positions into `chunks` partial sums (see reduce.wgsl).
+// conv_block.wgsl fuses conv -> maxpool -> dropout -> gap and must keep every operation's order here.
 override BATCH: u32;
 override IN_H: u32;
 override IN_W: u32;
@@ -75,10 +76,7 @@ fn kernel_len() -> u32 {
 
 // The gradient reaching the pre-activation z at output element o.
 fn grad_z(o: u32) -> f32 {
-    if (RELU != 0u && y[o] <= 0.0) {
-        return 0.0;
-    }
-    return dy[o];
+    return select(dy[o], 0.0, RELU != 0u && y[o] <= 0.0);
 }
 
 @compute @workgroup_size(256)
@@ -153,11 +151,24 @@ fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
 }
 
 // Partial sums of the kernel and bias gradients. Each invocation owns one output channel co and up to
-// TAPS_PER_INVOCATION kernel taps (ky, kx, ci) of it (group `tap_group`), and sums x * dz over its chunk of
-// the branch's output positions, reading dz once for all its taps; the first group also sums dz for the
-// bias. reduce.wgsl's sum_partials then adds the chunks in order, branch by branch: a fixed order, no atomics.
+// TAPS_PER_INVOCATION kernel taps (ky, kx, ci) of it (group `tap_group`), and sums x * dz over its chunk
+// of the branch's output positions, reading dz once for all its taps; the first group also sums dz for
+// the bias. reduce.wgsl's sum_partials then adds the chunks in order, branch by branch: a fixed order, no
+// atomics.
+// Positions are visited in 2x2 blocks (block rows, then blocks, then the block's four positions in
+// row-major order), and chunks are runs of blocks: then conv_block.wgsl's backward, which visits only
+// each pooling window's winner, adds the same nonzero terms in the same order as this kernel, which
+// visits every position and adds zeros elsewhere.
 // Partial layout: [branch][chunk][kernel (tap-major, as the kernel itself) then bias].
 const TAPS_PER_INVOCATION: u32 = 8u;
+
+// The input value at (n, iy, ix, ci), and 0 outside the image: adding x * dz = 0 leaves a sum as it is,
+// and a select costs a CPU adapter less than a branch its lanes may take differently.
+fn input_or_zero(n: u32, iy: i32, ix: i32, ci: u32) -> f32 {
+    let inside = iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W);
+    let i = select(0u, ((n * IN_H + u32(iy)) * IN_W + u32(ix)) * IN_C + ci, inside);
+    return select(0.0, x[i], inside);
+}
 
 @compute @workgroup_size(256)
 fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -173,12 +184,13 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
     let part = idx / (OUT_C * tap_groups);
     let branch = part / CHUNKS;
     let chunk = part % CHUNKS;
-    let per_image = OUT_H * OUT_W;
+    let blocks_w = (OUT_W + 1u) / 2u;
+    let per_image = ((OUT_H + 1u) / 2u) * blocks_w;
     let branch_images = BATCH / BRANCHES;
-    let positions = branch_images * per_image;
-    let chunk_len = (positions + CHUNKS - 1u) / CHUNKS;
-    let start = min(chunk * chunk_len, positions);
-    let end = min(start + chunk_len, positions);
+    let blocks = branch_images * per_image;
+    let chunk_len = (blocks + CHUNKS - 1u) / CHUNKS;
+    let start = min(chunk * chunk_len, blocks);
+    let end = min(start + chunk_len, blocks);
 
     // This invocation's taps, decoded once.
     var tap_ky: array<u32, TAPS_PER_INVOCATION>;
@@ -196,26 +208,29 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
     }
     var bias_acc = 0.0;
 
-    // Walk the chunk's positions with counters rather than a division per position.
+    // Walk the chunk's blocks with counters rather than a division per block.
     var n = branch * branch_images + start / per_image;
-    var oy = (start % per_image) / OUT_W;
-    var ox = start % OUT_W;
-    for (var pos = start; pos < end; pos++) {
-        let gz = grad_z(((n * OUT_H + oy) * OUT_W + ox) * OUT_C + co);
-        bias_acc += gz;
-        for (var t = 0u; t < tap_count; t++) {
-            let iy = i32(oy + tap_ky[t]) - i32(PAD_TOP);
-            let ix = i32(ox + tap_kx[t]) - i32(PAD_LEFT);
-            if (iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W)) {
-                acc[t] = fma(x[((n * IN_H + u32(iy)) * IN_W + u32(ix)) * IN_C + tap_ci[t]], gz, acc[t]);
+    var by = (start % per_image) / blocks_w;
+    var bx = start % blocks_w;
+    for (var b = start; b < end; b++) {
+        for (var k = 0u; k < 4u; k++) {
+            let oy = 2u * by + k / 2u;
+            let ox = 2u * bx + k % 2u;
+            if (oy < OUT_H && ox < OUT_W) {
+                let gz = grad_z(((n * OUT_H + oy) * OUT_W + ox) * OUT_C + co);
+                bias_acc += gz;
+                for (var t = 0u; t < tap_count; t++) {
+                    let v = input_or_zero(n, i32(oy + tap_ky[t]) - i32(PAD_TOP), i32(ox + tap_kx[t]) - i32(PAD_LEFT), tap_ci[t]);
+                    acc[t] = fma(v, gz, acc[t]);
+                }
             }
         }
-        ox += 1u;
-        if (ox == OUT_W) {
-            ox = 0u;
-            oy += 1u;
-            if (oy == OUT_H) {
-                oy = 0u;
+        bx += 1u;
+        if (bx == blocks_w) {
+            bx = 0u;
+            by += 1u;
+            if (by * blocks_w == per_image) {
+                by = 0u;
                 n += 1u;
             }
         }

@@ -1,5 +1,8 @@
 // Fixed-order reduction of partial sums laid out [branches][chunks][count]:
 // out[j] = sum over branches of (sum over chunks of partial[branch][chunk][j]).
+// A branch's chunks are added pairwise (a fixed binary tree: chunk 0 + chunk 1, 2 + 3, then those pairs,
+// and so on): a weight gradient sums tens of thousands of products whose signs differ, and adding
+// hundreds of chunk sums one after another would lose more to rounding than the chunk sums themselves.
 // Each branch is summed on its own and the branch sums are added last, as Keras adds the gradients of a
 // layer shared by the twin's two towers; this keeps exact cancellations exact (the dense bias).
 
@@ -16,6 +19,31 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
 }
 
+// The pairwise sum of partial[branch][0..CHUNKS][j], with a stack of subtotals by tree level: chunk c
+// closes one subtree per trailing 1 bit of c.
+fn pairwise_sum(branch: u32, j: u32) -> f32 {
+    var levels: array<f32, 32>;
+    for (var c = 0u; c < CHUNKS; c++) {
+        var v = partial[(branch * CHUNKS + c) * COUNT + j];
+        var level = 0u;
+        for (var k = c; (k & 1u) == 1u; k = k >> 1u) {
+            v = levels[level] + v;
+            level++;
+        }
+        levels[level] = v;
+    }
+    // The complete subtrees left are the set bits of CHUNKS, earliest chunks at the highest level.
+    var acc = 0.0;
+    var started = false;
+    for (var level = 0u; level < 32u; level++) {
+        if (((CHUNKS >> level) & 1u) == 1u) {
+            acc = select(levels[level], levels[level] + acc, started);
+            started = true;
+        }
+    }
+    return acc;
+}
+
 @compute @workgroup_size(256)
 fn sum_partials(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -25,11 +53,7 @@ fn sum_partials(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     }
     var total = 0.0;
     for (var b = 0u; b < BRANCHES; b++) {
-        var acc = 0.0;
-        for (var c = 0u; c < CHUNKS; c++) {
-            acc += partial[(b * CHUNKS + c) * COUNT + j];
-        }
-        total += acc;
+        total += pairwise_sum(b, j);
     }
     out[j] = total;
 }

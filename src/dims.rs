@@ -144,6 +144,41 @@ impl DropoutDims {
     }
 }
 
+/// The most kernel taps (kernel_h * kernel_w * in_c) a fused block's convolution may have (MAX_TAPS in
+/// conv_block.wgsl): its kernels keep each lane's taps and inputs in registers and are unrolled over
+/// them, which a CPU adapter takes tens of seconds to compile for a few dozen taps. 3x3 on grayscale,
+/// 2x2 on two channels, 1x1 on nine.
+pub const MAX_FUSED_TAPS: usize = 9;
+
+/// The fused block: conv2d -> 2x2 max-pool -> dropout (if any) -> global average pool, run as one kernel
+/// forward (`conv2d_maxpool_gap_forward`) and one backward. Only the averages and a 4-bit code per
+/// pooled element (the window's winner, and whether a gradient flows through it) are stored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2dMaxPoolGapDims {
+    pub conv: Conv2dDims,
+    pub dropout: Option<DropoutDims>,
+}
+
+impl Conv2dMaxPoolGapDims {
+    pub fn pool(&self) -> PoolDims {
+        let c = &self.conv;
+        PoolDims { batch: c.batch, in_h: c.out_h(), in_w: c.out_w(), channels: c.out_c }
+    }
+    pub fn gap(&self) -> GapDims {
+        let p = self.pool();
+        GapDims { batch: p.batch, h: p.out_h(), w: p.out_w(), channels: p.channels }
+    }
+    /// The codes buffer's length in u32s: [batch, pooled position, group of eight channels], one 4-bit
+    /// code per channel.
+    pub fn codes_len(&self) -> usize {
+        let p = self.pool();
+        p.batch * p.out_h() * p.out_w() * p.channels.div_ceil(8)
+    }
+    pub fn output_len(&self) -> usize {
+        self.gap().output_len()
+    }
+}
+
 /// Keras' `K.epsilon()`, the floor of the squared distance.
 pub const DISTANCE_EPSILON: f32 = 1e-7;
 

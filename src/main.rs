@@ -113,6 +113,10 @@ enum Command {
         /// Skip the per-kernel breakdown.
         #[arg(long)]
         no_kernels: bool,
+        /// Run every layer as its own kernels, without the fused conv -> maxpool -> dropout -> gap block
+        /// (the reference path, for comparison).
+        #[arg(long)]
+        unfused: bool,
     },
 }
 
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Adapters => adapters(),
         Command::Train(args) => train(args),
-        Command::Bench { twin, steps, repeats, warmup, no_kernels } => bench(&twin, steps, repeats, warmup, !no_kernels),
+        Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused } => bench(&twin, steps, repeats, warmup, !no_kernels, !unfused),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -281,11 +285,11 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-fn bench(args: &TwinArgs, steps: u64, repeats: usize, warmup: u64, per_kernel: bool) -> Result<()> {
+fn bench(args: &TwinArgs, steps: u64, repeats: usize, warmup: u64, per_kernel: bool, fuse: bool) -> Result<()> {
     let (gpu, kernels) = open_gpu()?;
     let plan = plan(args, InputShape::FASHION_MNIST)?;
     println!("tower: {}, batch {} pairs ({} images)", plan.spec, plan.pairs(), plan.batch);
-    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), AdamConfig::default(), 1.0, 1024)?;
+    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), AdamConfig::default(), 1.0, 1024, fuse)?;
     twin.set_params(&glorot_uniform(&plan, args.seed));
     // Random images and labels, kept on the GPU and gathered per step as training does.
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);

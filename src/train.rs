@@ -168,7 +168,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     calibration_pairs.truncate(CALIBRATION_PAIRS.min(calibration_pairs.len().div_ceil(4)));
     let steps_per_epoch = base_train_pairs.len().div_ceil(config.batch_size);
 
-    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch).map_err(|e| e.to_string())?;
+    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, true).map_err(|e| e.to_string())?;
     let train_images = DeviceImages::new(&gpu, &train_set.pixels, input.len()).map_err(|e| e.to_string())?;
     let test_images = DeviceImages::new(&gpu, &test_set.pixels, input.len()).map_err(|e| e.to_string())?;
     let mut train_pairs = DevicePairs::new(&gpu, &base_train_pairs);

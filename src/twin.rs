@@ -49,6 +49,9 @@ pub struct GpuTwin<'a> {
 impl<'a> GpuTwin<'a> {
     /// Allocates everything for `plan.batch` images and builds the step's dispatches.
     /// `loss_capacity` is how many steps' losses are kept on the GPU before the slots wrap around.
+    /// With `fuse`, a tower that starts with conv -> maxpool -> dropout -> gap ([`Plan::fused_head`])
+    /// runs that block as one kernel each way; the result is the same, bit for bit, and the block's
+    /// intermediate activations are then never stored (nor readable).
     pub fn new(
         gpu: &'a Gpu,
         kernels: &Kernels,
@@ -56,6 +59,7 @@ impl<'a> GpuTwin<'a> {
         adam: AdamConfig,
         margin: f32,
         loss_capacity: usize,
+        fuse: bool,
     ) -> Result<GpuTwin<'a>, TooLarge> {
         let pairs = plan.pairs();
         let dim = plan.embedding_dim;
@@ -69,12 +73,18 @@ impl<'a> GpuTwin<'a> {
             })
             .max()
             .unwrap_or(1);
-        check_fits(gpu, &plan, partial_len)?;
+        let fused = if fuse { plan.fused_head() } else { None };
+        // Layers below `fused_layers` run inside the fused block; the last of them (gap) keeps its output.
+        let fused_layers = fused.map_or(0, |(_, layers)| layers);
+        check_fits(gpu, &plan, partial_len, fused_layers)?;
 
         let inputs = gpu.storage("inputs", plan.batch * plan.input.len());
         let labels = gpu.storage("labels", pairs);
-        let activations: Vec<_> = plan.layers.iter().map(|l| gpu.storage("activation", l.output_len)).collect();
-        let act_grads: Vec<_> = plan.layers.iter().map(|l| gpu.storage("activation gradient", l.output_len)).collect();
+        let stored = |i: usize| i + 1 >= fused_layers;
+        let layer_buffer = |label: &str, i: usize| gpu.storage(label, if stored(i) { plan.layers[i].output_len } else { 1 });
+        let activations: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation", i)).collect();
+        let act_grads: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation gradient", i)).collect();
+        let codes = gpu.storage("pooling codes", fused.map_or(1, |(d, _)| d.codes_len()));
         let params = gpu.storage("params", plan.param_len);
         let grads = gpu.storage("grads", plan.param_len);
         let adam_m = gpu.storage("adam m", plan.param_len);
@@ -96,7 +106,12 @@ impl<'a> GpuTwin<'a> {
         };
 
         let mut forward = Vec::new();
-        for (i, layer) in plan.layers.iter().enumerate() {
+        if let Some((d, layers)) = &fused {
+            let conv = plan.layers[0].params.as_ref().unwrap();
+            let y = whole(&activations[layers - 1]);
+            forward.push(kernels.conv2d_maxpool_gap_forward(d, step.clone(), whole(&inputs), param_region(conv, &params), y, whole(&codes)));
+        }
+        for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers) {
             let x = whole(if i == 0 { &inputs } else { &activations[i - 1] });
             let y = whole(&activations[i]);
             forward.push(match layer.op {
@@ -117,7 +132,7 @@ impl<'a> GpuTwin<'a> {
         ];
         // Layers up to the first one with parameters need no input gradient: nothing before them trains.
         let first_trained = plan.layers.iter().position(|l| l.params.is_some()).unwrap_or(plan.layers.len());
-        for (i, layer) in plan.layers.iter().enumerate().rev() {
+        for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers).rev() {
             let x = whole(if i == 0 { &inputs } else { &activations[i - 1] });
             let y = whole(&activations[i]);
             let dy = whole(&act_grads[i]);
@@ -147,12 +162,18 @@ impl<'a> GpuTwin<'a> {
                 LayerOp::Gap(d) => backward.push(kernels.gap_backward(&d, dy, dx())),
             }
         }
+        if let Some((d, layers)) = &fused {
+            let conv = plan.layers[0].params.as_ref().unwrap();
+            backward.extend(kernels.conv2d_maxpool_gap_backward_weight(
+                d, branches, whole(&inputs), whole(&act_grads[layers - 1]), whole(&codes), whole(&partial), param_region(conv, &grads),
+            ));
+        }
         backward.push(kernels.adam_update(
             plan.param_len, &adam, step, whole(&grads), whole(&params), whole(&adam_m), whole(&adam_v),
         ));
 
         let mut scratch = act_grads;
-        scratch.extend([ddist, partial]);
+        scratch.extend([ddist, partial, codes]);
         Ok(GpuTwin {
             gpu,
             plan,
@@ -303,7 +324,9 @@ impl<'a> GpuTwin<'a> {
         (self.gpu.read(&self.adam_m, 0, self.plan.param_len), self.gpu.read(&self.adam_v, 0, self.plan.param_len))
     }
 
+    /// The output of layer `layer` (0-based) for the last batch; not for the layers inside a fused block.
     pub fn read_activation(&self, layer: usize) -> Vec<f32> {
+        assert!(self.activations[layer].size() >= 4 * self.plan.layers[layer].output_len as u64, "layer {layer} runs inside the fused block: its output is never stored");
         self.gpu.read(&self.activations[layer], 0, self.plan.layers[layer].output_len)
     }
 
@@ -376,11 +399,12 @@ impl DevicePairs {
     }
 }
 
-/// Checks every buffer the plan needs against the adapter's limits, before allocating any.
-fn check_fits(gpu: &Gpu, plan: &Plan, partial_len: usize) -> Result<(), TooLarge> {
+/// Checks every buffer the plan needs against the adapter's limits, before allocating any; the first
+/// `fused_layers` but one run inside the fused block and store nothing.
+fn check_fits(gpu: &Gpu, plan: &Plan, partial_len: usize, fused_layers: usize) -> Result<(), TooLarge> {
     let limit = gpu.max_binding_bytes();
     let mut needs = vec![("the input images".to_string(), plan.batch * plan.input.len()), ("the weight-gradient partial sums".to_string(), partial_len)];
-    for (i, l) in plan.layers.iter().enumerate() {
+    for (i, l) in plan.layers.iter().enumerate().skip(fused_layers.saturating_sub(1)) {
         needs.push((format!("layer {}'s output", i + 1), l.output_len));
     }
     for (what, len) in needs {

@@ -123,11 +123,22 @@ fn gpu_reproduces_keras() {
     let golden = Golden::load();
     let plan = plan();
     let batch = batch(&golden);
-    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 4).unwrap();
-    twin.set_params(&flat_params(&golden, &plan, "w0"));
-    twin.set_batch(&batch.inputs, &batch.labels);
+    let new_twin = |fuse: bool| {
+        let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 4, fuse).unwrap();
+        twin.set_params(&flat_params(&golden, &plan, "w0"));
+        twin.set_batch(&batch.inputs, &batch.labels);
+        twin
+    };
+    // The unfused kernels, whose every layer's output can be read, and the fused block, which must give
+    // the same bits (so it reproduces Keras exactly as well).
+    let (mut twin, mut fused) = (new_twin(false), new_twin(true));
     for step in 0..2 {
         twin.train_step();
+        fused.train_step();
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert!(bits(fused.read_activation(3)) == bits(twin.read_activation(3)), "step {step}: the fused block's averages differ");
+        assert!(bits(fused.read_grads()) == bits(twin.read_grads()), "step {step}: the fused block's gradients differ");
+        assert!(bits(fused.read_params()) == bits(twin.read_params()), "step {step}: the fused block's weights differ");
         let (adam_m, adam_v) = twin.read_adam();
         let outputs = StepOutputs {
             first_conv_relu: twin.read_activation(0)[..IMAGE * 128].to_vec(),

@@ -16,8 +16,9 @@ fn batch(plan: &Plan, seed: u64) -> TwinBatch<f32> {
     TwinBatch::new(inputs, labels)
 }
 
-/// Runs `steps` training steps (a new batch each) on both and compares everything after each step.
-fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64) {
+/// Runs `steps` training steps (a new batch each) on both and compares everything after each step;
+/// `fuse` runs the tower's leading block fused (whose inner activations are then not stored).
+fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64, fuse: bool) {
     let (gpu, kernels) = gpu();
     let seed = fresh_seed(spec);
     let spec: TowerSpec = spec.parse().unwrap();
@@ -25,7 +26,8 @@ fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64
     let adam = AdamConfig::default();
     let params = glorot_uniform(&plan, seed);
     let mut reference = TwinReference::new(plan.clone(), params.clone(), adam, 1.0f32);
-    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), adam, 1.0, 8).unwrap();
+    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), adam, 1.0, 8, fuse).unwrap();
+    let stored_from = if fuse { plan.fused_head().expect("the tower starts with a fusable block").1 - 1 } else { 0 };
     twin.set_params(&params);
     for step in 0..steps {
         let b = batch(&plan, seed.wrapping_add(step));
@@ -34,7 +36,7 @@ fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64
         let trace = reference.train_step(&b);
         twin.train_step();
         let what = |t: &str| format!("{spec} step {step}: {t}");
-        for (i, act) in trace.activations.iter().enumerate() {
+        for (i, act) in trace.activations.iter().enumerate().skip(stored_from) {
             assert_close(&what(&format!("layer {i} output")), &twin.read_activation(i), act, 2e-5);
         }
         assert_close(&what("distances"), &twin.read_distances(), &trace.distances, 2e-5);
@@ -59,20 +61,72 @@ fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64
 
 #[test]
 fn tutorial_tower_steps_match_reference() {
-    gpu_matches_reference(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 5, 4);
+    gpu_matches_reference(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 5, 4, false);
+}
+
+#[test]
+fn tutorial_tower_fused_steps_match_reference() {
+    gpu_matches_reference(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 5, 4, true);
+}
+
+/// The fused block against the unfused kernels: every loss, distance, gradient, weight and Adam moment
+/// the same, bit for bit, step after step, and evaluation too.
+fn fused_gives_unfused_bits(spec: &str, input: InputShape, pairs: usize, steps: u64) {
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed(spec);
+    let plan = Plan::new(&spec.parse().unwrap(), input, 2 * pairs, seed).unwrap();
+    assert!(plan.fused_head().is_some(), "{spec} starts with a fusable block");
+    let params = glorot_uniform(&plan, seed);
+    let new_twin = |fuse: bool| {
+        let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8, fuse).unwrap();
+        twin.set_params(&params);
+        twin
+    };
+    let (mut fused, mut unfused) = (new_twin(true), new_twin(false));
+    let kernel_names = |t: &GpuTwin| t.step_dispatches().iter().map(|d| d.kernel.name()).collect::<Vec<_>>();
+    assert!(kernel_names(&fused).contains(&"conv2d_maxpool_gap_forward"), "{:?}", kernel_names(&fused));
+    assert!(!kernel_names(&unfused).contains(&"conv2d_maxpool_gap_forward"));
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for step in 0..steps {
+        let b = batch(&plan, seed.wrapping_add(step));
+        for twin in [&mut fused, &mut unfused] {
+            twin.set_batch(&b.inputs, &b.labels);
+            twin.train_step();
+        }
+        let what = |t: &str| format!("{spec} step {step}: {t}");
+        assert_eq!(fused.read_loss(step).to_bits(), unfused.read_loss(step).to_bits(), "{}", what("loss"));
+        assert!(bits(fused.read_distances()) == bits(unfused.read_distances()), "{}", what("distances differ"));
+        assert!(bits(fused.read_grads()) == bits(unfused.read_grads()), "{}", what("gradients differ"));
+        assert!(bits(fused.read_params()) == bits(unfused.read_params()), "{}", what("weights differ"));
+        let ((fm, fv), (um, uv)) = (fused.read_adam(), unfused.read_adam());
+        assert!(bits(fm) == bits(um) && bits(fv) == bits(uv), "{}", what("Adam moments differ"));
+    }
+    let (fused_eval, unfused_eval) = (fused.evaluate(), unfused.evaluate());
+    assert!(bits(fused_eval.0) == bits(unfused_eval.0) && fused_eval.1.to_bits() == unfused_eval.1.to_bits(), "{spec}: evaluation differs");
+}
+
+#[test]
+fn fused_block_gives_the_unfused_bits() {
+    // The tutorial's tower, on more lanes than a workgroup has.
+    fused_gives_unfused_bits(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 40, 3);
+    // Odd sizes: an 11x9 conv output drops a row and a column at pooling, 11x8 a row; 13 filters (not a
+    // multiple of eight); 3x2 and 1x2 kernels; 3 input channels; no dropout; a linear conv; valid padding.
+    fused_gives_unfused_bits("conv(13,3x2,same,relu),maxpool,dropout(0.3),gap,dense(6)", InputShape { h: 11, w: 9, c: 1 }, 7, 3);
+    fused_gives_unfused_bits("conv(5,1x2,valid,linear),maxpool,gap,dense(4,relu),dense(3)", InputShape { h: 11, w: 9, c: 3 }, 4, 3);
+    fused_gives_unfused_bits("conv(9,1),maxpool,dropout(0.5),gap,dense(2)", InputShape { h: 5, w: 4, c: 2 }, 33, 2);
 }
 
 #[test]
 fn deeper_tower_on_odd_rgb_images_matches_reference() {
     // Two conv blocks (the tower the tutorial meant), a valid conv, a dense ReLU; 11x9 RGB images.
     let spec = "conv(6,2,same,relu),maxpool,dropout(0.4),conv(5,3,valid,relu),dropout(0.2),gap,dense(7,relu),dense(4)";
-    gpu_matches_reference(spec, InputShape { h: 11, w: 9, c: 3 }, 3, 3);
+    gpu_matches_reference(spec, InputShape { h: 11, w: 9, c: 3 }, 3, 3, false);
 }
 
 #[test]
 fn large_batch_steps_match_reference() {
     // More pairs than one workgroup holds.
-    gpu_matches_reference("conv(3,2),maxpool,dropout(0.4),gap,dense(5)", InputShape { h: 7, w: 5, c: 1 }, 300, 2);
+    gpu_matches_reference("conv(3,2),maxpool,dropout(0.4),gap,dense(5)", InputShape { h: 7, w: 5, c: 1 }, 300, 2, false);
 }
 
 #[test]
@@ -80,7 +134,7 @@ fn same_seed_same_weights_bit_for_bit() {
     let (gpu, kernels) = gpu();
     let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 2 * 70, 42).unwrap();
     let run = |seed: u64| {
-        let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8).unwrap();
+        let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8, false).unwrap();
         twin.set_params(&glorot_uniform(&plan, seed));
         for step in 0..3 {
             let b = batch(&plan, step);
@@ -101,7 +155,7 @@ fn evaluation_has_no_dropout_and_matches_reference() {
     let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 2 * 9, 3).unwrap();
     let params = glorot_uniform(&plan, 3);
     let reference = TwinReference::new(plan.clone(), params.clone(), AdamConfig::default(), 1.0f32);
-    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8).unwrap();
+    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8, false).unwrap();
     twin.set_params(&params);
     let b = batch(&plan, 5);
     twin.set_batch(&b.inputs, &b.labels);
@@ -122,7 +176,7 @@ fn a_batch_beyond_the_adapters_limits_is_refused_before_allocating() {
     let (gpu, kernels) = gpu();
     let pairs = 200_000;
     let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 2 * pairs, 0).unwrap();
-    let err = GpuTwin::new(gpu, kernels, plan, AdamConfig::default(), 1.0, 8).err().expect("too large");
+    let err = GpuTwin::new(gpu, kernels, plan, AdamConfig::default(), 1.0, 8, false).err().expect("too large");
     let message = err.to_string();
     assert!(message.contains("200000 pairs") && message.contains("smaller batch size"), "{message}");
 }

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 /// The WGSL files, one per operation family, as (name, source).
 pub const SHADERS: &[(&str, &str)] = &[
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
+    ("conv_block", include_str!("../../shaders/conv_block.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("maxpool", include_str!("../../shaders/maxpool.wgsl")),
     ("dropout", include_str!("../../shaders/dropout.wgsl")),
@@ -30,6 +31,8 @@ pub enum Kernel {
     Conv2dForward,
     Conv2dBackwardInput,
     Conv2dBackwardWeight,
+    Conv2dMaxPoolGapForward,
+    Conv2dMaxPoolGapBackwardWeight,
     SumPartials,
     MaxPool2Forward,
     MaxPool2Backward,
@@ -49,10 +52,12 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Conv2dForward,
         Kernel::Conv2dBackwardInput,
         Kernel::Conv2dBackwardWeight,
+        Kernel::Conv2dMaxPoolGapForward,
+        Kernel::Conv2dMaxPoolGapBackwardWeight,
         Kernel::SumPartials,
         Kernel::MaxPool2Forward,
         Kernel::MaxPool2Backward,
@@ -77,6 +82,8 @@ impl Kernel {
             Kernel::Conv2dForward => ("conv2d", "conv2d_forward"),
             Kernel::Conv2dBackwardInput => ("conv2d", "conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => ("conv2d", "conv2d_backward_weight"),
+            Kernel::Conv2dMaxPoolGapForward => ("conv_block", "conv2d_maxpool_gap_forward"),
+            Kernel::Conv2dMaxPoolGapBackwardWeight => ("conv_block", "conv2d_maxpool_gap_backward_weight"),
             Kernel::SumPartials => ("reduce", "sum_partials"),
             Kernel::MaxPool2Forward => ("maxpool", "maxpool2_forward"),
             Kernel::MaxPool2Backward => ("maxpool", "maxpool2_backward"),

@@ -2,7 +2,7 @@
 //! and the buffers it binds. Binding numbers follow the `@binding` attributes of the shaders.
 
 use super::kernels::{Dispatch, Kernel, Kernels, Region};
-use crate::dims::{AdamConfig, Conv2dDims, DenseDims, DropoutDims, GapDims, PoolDims};
+use crate::dims::{AdamConfig, Conv2dDims, Conv2dMaxPoolGapDims, DenseDims, DropoutDims, GapDims, PoolDims};
 use bytemuck::{Pod, Zeroable};
 
 /// The values that change every step, one small uniform buffer written before each submission
@@ -45,15 +45,24 @@ fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -> [(&'stati
     ]
 }
 
+/// The fused block's constants: the conv's, then its dropout's (without one, nothing is dropped).
+fn conv2d_maxpool_gap_constants(d: &Conv2dMaxPoolGapDims, branches: usize, chunks: usize) -> Vec<(&'static str, f64)> {
+    let mut c = conv2d_constants(&d.conv, branches, chunks).to_vec();
+    let dropout = d.dropout.map_or([0.0, 0.0, 0.0, 1.0], |d| [1.0, d.seed as f64, d.threshold() as f64, d.scale() as f64]);
+    c.extend(["HAS_DROPOUT", "DROPOUT_SEED", "DROPOUT_THRESHOLD", "DROPOUT_SCALE"].into_iter().zip(dropout));
+    c
+}
+
 /// Kernel taps one conv2d_backward_weight invocation sums (TAPS_PER_INVOCATION in conv2d.wgsl).
 const TAPS_PER_INVOCATION: usize = 8;
 
-/// How many chunks each branch's output positions are split into for the weight gradient: enough
-/// invocations (one per chunk, channel and group of taps) to keep about 128k busy, but never more chunks
-/// than positions.
+/// How many chunks each branch's output positions, taken in 2x2 blocks, are split into for the weight
+/// gradient: enough invocations (one per chunk, channel and group of taps) to keep about 128k busy, but
+/// never more chunks than blocks. The fused block's backward uses the same chunks, so that its partial
+/// sums are the same.
 pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
-    let positions = d.batch / branches * d.out_h() * d.out_w();
-    (131072usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, positions.max(1))
+    let blocks = d.batch / branches * d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
+    (131072usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, blocks.max(1))
 }
 
 fn conv2d_tap_groups(d: &Conv2dDims) -> usize {
@@ -121,16 +130,56 @@ impl Kernels {
         dwb: Region,
     ) -> [Dispatch; 2] {
         let chunks = conv2d_weight_chunks(d, branches);
-        let count = d.param_len();
         let partials = self.dispatch(
             Kernel::Conv2dBackwardWeight,
             &conv2d_constants(d, branches, chunks),
             &[(1, x), (3, y), (4, dy), (6, partial.clone())],
             branches * chunks * conv2d_tap_groups(d) * d.out_c,
         );
+        [partials, self.sum_partials(d.param_len(), branches, chunks, partial, dwb)]
+    }
+
+    fn sum_partials(&self, count: usize, branches: usize, chunks: usize, partial: Region, out: Region) -> Dispatch {
         let r = [("COUNT", count as f64), ("BRANCHES", branches as f64), ("CHUNKS", chunks as f64)];
-        let sum = self.dispatch(Kernel::SumPartials, &r, &[(1, partial), (2, dwb)], count);
-        [partials, sum]
+        self.dispatch(Kernel::SumPartials, &r, &[(1, partial), (2, out)], count)
+    }
+
+    /// The fused block forward: the averages into `y` ([batch, out_c]) and the windows' codes into
+    /// `codes` (`d.codes_len()` u32s), for `d.conv.batch` images of `x`.
+    pub fn conv2d_maxpool_gap_forward(
+        &self,
+        d: &Conv2dMaxPoolGapDims,
+        step: Region,
+        x: Region,
+        wb: Region,
+        y: Region,
+        codes: Region,
+    ) -> Dispatch {
+        let bindings = [(1, x), (2, wb), (3, y), (6, step), (7, codes)];
+        let lanes = d.conv.batch * d.conv.out_c.div_ceil(8);
+        self.dispatch(Kernel::Conv2dMaxPoolGapForward, &conv2d_maxpool_gap_constants(d, 1, 1), &bindings, lanes)
+    }
+
+    /// The fused block's kernel-and-bias gradient from the averages' gradient `dy` and the forward's
+    /// `codes`, through partial sums as [`Kernels::conv2d_backward_weight`]: the same sums, bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_maxpool_gap_backward_weight(
+        &self,
+        d: &Conv2dMaxPoolGapDims,
+        branches: usize,
+        x: Region,
+        dy: Region,
+        codes: Region,
+        partial: Region,
+        dwb: Region,
+    ) -> [Dispatch; 2] {
+        let conv = &d.conv;
+        let chunks = conv2d_weight_chunks(conv, branches);
+        let bindings = [(1, x), (4, dy), (5, partial.clone()), (7, codes)];
+        let constants = conv2d_maxpool_gap_constants(d, branches, chunks);
+        let lanes = branches * chunks * conv.out_c.div_ceil(8);
+        let partials = self.dispatch(Kernel::Conv2dMaxPoolGapBackwardWeight, &constants, &bindings, lanes);
+        [partials, self.sum_partials(conv.param_len(), branches, chunks, partial, dwb)]
     }
 
     pub fn maxpool2_forward(&self, d: &PoolDims, x: Region, y: Region) -> Dispatch {

@@ -2,7 +2,7 @@
 //! layer's parameters sit in the one flat parameter buffer.
 
 use super::spec::{LayerSpec, TowerSpec};
-use crate::dims::{Conv2dDims, DenseDims, DropoutDims, GapDims, PoolDims};
+use crate::dims::{Conv2dDims, Conv2dMaxPoolGapDims, DenseDims, DropoutDims, GapDims, PoolDims, MAX_FUSED_TAPS};
 use crate::reference::pcg_hash;
 use std::fmt;
 use std::ops::Range;
@@ -146,6 +146,25 @@ impl Plan {
 
     pub fn pairs(&self) -> usize {
         self.batch / 2
+    }
+
+    /// The fused block the tower starts with, if it does: conv2d -> maxpool -> dropout (optional) -> gap,
+    /// with at most MAX_FUSED_TAPS taps per output channel, and how many layers it covers. Only a
+    /// leading block fuses: nothing before it trains, so its input gradient is never needed.
+    pub fn fused_head(&self) -> Option<(Conv2dMaxPoolGapDims, usize)> {
+        let op = |i: usize| self.layers.get(i).map(|l| l.op);
+        let Some(LayerOp::Conv2d(conv)) = op(0) else { return None };
+        if conv.kernel_h * conv.kernel_w * conv.in_c > MAX_FUSED_TAPS || !matches!(op(1), Some(LayerOp::MaxPool2(_))) {
+            return None;
+        }
+        let (dropout, gap_index) = match op(2) {
+            Some(LayerOp::Dropout(d)) => (Some(d), 3),
+            _ => (None, 2),
+        };
+        match op(gap_index) {
+            Some(LayerOp::Gap(_)) => Some((Conv2dMaxPoolGapDims { conv, dropout }, gap_index + 1)),
+            _ => None,
+        }
     }
 
     /// Number of trainable parameters (padding excluded).

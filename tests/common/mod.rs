@@ -71,16 +71,23 @@ pub fn abs_error(got: &[f32], want: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Where `got` is furthest from `want`, for a failure's message.
+fn worst_element(got: &[f32], want: &[f32]) -> String {
+    let diff = |i: usize| if got[i].is_finite() { (got[i] as f64 - want[i] as f64).abs() } else { f64::INFINITY };
+    let i = (0..got.len()).max_by(|&a, &b| diff(a).total_cmp(&diff(b))).unwrap_or(0);
+    format!("worst at element {i}: {} against {}", got.get(i).copied().unwrap_or(f32::NAN), want.get(i).copied().unwrap_or(f32::NAN))
+}
+
 /// Asserts `got` matches `want` within `tolerance` relative error, and prints the error measured.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f64) {
     let err = relative_error(got, want);
     eprintln!("{what}: relative error {err:.2e}");
-    assert!(err <= tolerance, "{what}: relative error {err:.3e} above {tolerance:.1e}");
+    assert!(err <= tolerance, "{what}: relative error {err:.3e} above {tolerance:.1e}; {}", worst_element(got, want));
 }
 
 /// Asserts `got` matches `want` within `tolerance` absolute error, and prints the error measured.
 pub fn assert_abs_close(what: &str, got: &[f32], want: &[f32], tolerance: f64) {
     let err = abs_error(got, want);
     eprintln!("{what}: absolute error {err:.2e}");
-    assert!(err <= tolerance, "{what}: absolute error {err:.3e} above {tolerance:.1e}");
+    assert!(err <= tolerance, "{what}: absolute error {err:.3e} above {tolerance:.1e}; {}", worst_element(got, want));
 }

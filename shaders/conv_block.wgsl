@@ -1,0 +1,366 @@
+// The fused block: conv2d (+ bias, ReLU) -> 2x2 max-pool -> dropout (if the tower has it) -> global
+// average pool, as one kernel forward and one backward (the weight gradient; the block starts the tower,
+// so nothing needs its input gradient). The conv's output, the pooled map and the dropout output are
+// never stored: the forward keeps only the averages and, per pooled element, a 4-bit code: which of the
+// window's four positions won (bits 0-1, row-major) and whether a gradient flows back through it
+// (bit 2: ReLU active and dropout kept).
+//
+// Every value is computed by the same operations in the same order as the unfused kernels (conv2d.wgsl,
+// maxpool.wgsl, dropout.wgsl, gap.wgsl), so both paths give the same bits; the tests check that.
+//
+// Why it is shaped as it is: a CPU adapter such as lavapipe runs eight lanes of one SIMD register, and
+// a load whose address may differ per lane becomes eight loads. So each lane computes eight output
+// channels (two vec4 quads) of one image, and every input pixel it loads serves all eight; the kernel
+// taps live in registers; choices (the pooling winner, dropout, the image border) are selects, not
+// branches that lanes could take differently.
+
+override BATCH: u32;
+override IN_H: u32;
+override IN_W: u32;
+override IN_C: u32;
+override OUT_H: u32;
+override OUT_W: u32;
+override OUT_C: u32;
+override KERNEL_H: u32;
+override KERNEL_W: u32;
+override PAD_TOP: u32;
+override PAD_LEFT: u32;
+override RELU: u32;
+override BRANCHES: u32;
+override CHUNKS: u32;
+override HAS_DROPOUT: bool;
+override DROPOUT_SEED: u32;
+override DROPOUT_THRESHOLD: u32;
+override DROPOUT_SCALE: f32;
+
+// Per-step values, written by the host before each step's submission.
+struct Step {
+    step: u32, training: u32, loss_slot: u32, alpha: f32,
+    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wb: array<f32>;
+// The averages [batch, out_c] (forward), and their gradient (backward).
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(6) var<uniform> s: Step;
+// [batch, window, channel group]: one u32 holds the 4-bit codes of a group's eight channels.
+@group(0) @binding(7) var<storage, read_write> codes: array<u32>;
+
+const WORKGROUP: u32 = 256u;
+// The most kernel taps (kernel_h * kernel_w * in_c) a block may have (MAX_FUSED_TAPS on the host), and
+// the most input values under one pooling window's four conv outputs.
+const MAX_TAPS: u32 = 9u;
+const MAX_INPUTS: u32 = 36u;
+
+fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
+}
+
+fn kernel_len() -> u32 {
+    return KERNEL_H * KERNEL_W * IN_C * OUT_C;
+}
+
+fn pool_h() -> u32 {
+    return OUT_H / 2u;
+}
+
+fn pool_w() -> u32 {
+    return OUT_W / 2u;
+}
+
+fn windows() -> u32 {
+    return pool_h() * pool_w();
+}
+
+// Lanes own eight channels each: groups of eight, the last one padded.
+fn channel_groups() -> u32 {
+    return (OUT_C + 7u) / 8u;
+}
+
+// The four channels of quad q (0 or 1) of a group; padding channels past the last read the last one.
+fn quad_channels(group: u32, q: u32) -> vec4<u32> {
+    return min(vec4<u32>(group * 8u + q * 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(OUT_C - 1u));
+}
+
+// A window's inputs: the (kernel_h + 1) x (kernel_w + 1) x in_c input values under the four conv outputs of the
+// pooling window whose top-left output is (oy, ox), 0 outside the image. conv2d_forward skips those
+// taps; adding them as 0 gives the same bits (an exact fused multiply-add of 0 and any factor returns
+// the accumulator, and no accumulator here is ever -0).
+fn input_slot(ry: u32, rx: u32, ci: u32) -> u32 {
+    return (ry * (KERNEL_W + 1u) + rx) * IN_C + ci;
+}
+
+fn input_or_zero(n: u32, iy: i32, ix: i32, ci: u32) -> f32 {
+    let inside = iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W);
+    let i = select(0u, ((n * IN_H + u32(iy)) * IN_W + u32(ix)) * IN_C + ci, inside);
+    return select(0.0, x[i], inside);
+}
+
+fn load_inputs(n: u32, oy: u32, ox: u32, inputs: ptr<function, array<f32, MAX_INPUTS>>) {
+    for (var ry = 0u; ry <= KERNEL_H; ry++) {
+        for (var rx = 0u; rx <= KERNEL_W; rx++) {
+            for (var ci = 0u; ci < IN_C; ci++) {
+                let iy = i32(oy + ry) - i32(PAD_TOP);
+                let ix = i32(ox + rx) - i32(PAD_LEFT);
+                (*inputs)[input_slot(ry, rx, ci)] = input_or_zero(n, iy, ix, ci);
+            }
+        }
+    }
+}
+
+// conv2d.wgsl's exact_fma, for four channels at once, with both factors split beforehand (each input
+// value serves every channel and position, each weight every window): the same operations, so the
+// same bits.
+fn split4(a: vec4<f32>) -> array<vec4<f32>, 2> {
+    let c = 4097.0 * a;
+    let hi = c - (c - a);
+    return array<vec4<f32>, 2>(hi, a - hi);
+}
+
+fn exact_fma4(a: vec4<f32>, sa: array<vec4<f32>, 2>, b: vec4<f32>, sb: array<vec4<f32>, 2>, c: vec4<f32>) -> vec4<f32> {
+    let p = a * b;
+    let e = sa[1] * sb[1] - (((p - sa[0] * sb[0]) - sa[1] * sb[0]) - sa[0] * sb[1]);
+    let s = p + c;
+    let back = s - p;
+    let t = (p - (s - back)) + (c - back);
+    return s + (t + e);
+}
+
+// One channel quad's kernel taps, their splits and biases, kept in registers for the whole image.
+struct QuadWeights {
+    w: array<vec4<f32>, MAX_TAPS>,
+    hi: array<vec4<f32>, MAX_TAPS>,
+    lo: array<vec4<f32>, MAX_TAPS>,
+    bias: vec4<f32>,
+}
+
+fn load_quad_weights(group: u32, q: u32) -> QuadWeights {
+    var qw: QuadWeights;
+    let co = quad_channels(group, q);
+    for (var t = 0u; t < KERNEL_H * KERNEL_W * IN_C; t++) {
+        let w = vec4<f32>(wb[t * OUT_C + co.x], wb[t * OUT_C + co.y], wb[t * OUT_C + co.z], wb[t * OUT_C + co.w]);
+        let sw = split4(w);
+        qw.w[t] = w;
+        qw.hi[t] = sw[0];
+        qw.lo[t] = sw[1];
+    }
+    let b = kernel_len();
+    qw.bias = vec4<f32>(wb[b + co.x], wb[b + co.y], wb[b + co.z], wb[b + co.w]);
+    return qw;
+}
+
+// conv2d_forward's output at position (wy, wx) of a pooling window, for one quad of channels: the
+// taps in the same order, then the bias, then ReLU.
+fn conv_quad(inputs: ptr<function, array<f32, MAX_INPUTS>>, inputs_hi: ptr<function, array<f32, MAX_INPUTS>>,
+             inputs_lo: ptr<function, array<f32, MAX_INPUTS>>, qw: ptr<function, QuadWeights>, wy: u32, wx: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    for (var ky = 0u; ky < KERNEL_H; ky++) {
+        for (var kx = 0u; kx < KERNEL_W; kx++) {
+            for (var ci = 0u; ci < IN_C; ci++) {
+                let i = input_slot(wy + ky, wx + kx, ci);
+                let t = (ky * KERNEL_W + kx) * IN_C + ci;
+                let sa = array<vec4<f32>, 2>(vec4<f32>((*inputs_hi)[i]), vec4<f32>((*inputs_lo)[i]));
+                let sb = array<vec4<f32>, 2>((*qw).hi[t], (*qw).lo[t]);
+                acc = exact_fma4(vec4<f32>((*inputs)[i]), sa, (*qw).w[t], sb, acc);
+            }
+        }
+    }
+    acc += (*qw).bias;
+    if (RELU != 0u) {
+        acc = max(acc, vec4<f32>(0.0));
+    }
+    return acc;
+}
+
+// dropout.wgsl's hash, for four elements at once.
+fn pcg_hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn pcg_hash4(v: vec4<u32>) -> vec4<u32> {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> vec4<u32>(28u)) + 4u)) ^ state) * 277803737u;
+    return (word >> vec4<u32>(22u)) ^ word;
+}
+
+// One pooling window for one quad of channels: maxpool2_forward's choice (the first maximum in
+// row-major order), dropout_forward's factor for the pooled elements (n, py, px, channel), added to
+// `sum`; returns the quad's four codes as the bits they take in the group's word. The four positions
+// are written out rather than looped over: a CPU adapter's compiler then sees every register index as
+// a constant.
+fn pool_window(inputs: ptr<function, array<f32, MAX_INPUTS>>, inputs_hi: ptr<function, array<f32, MAX_INPUTS>>,
+               inputs_lo: ptr<function, array<f32, MAX_INPUTS>>, qw: ptr<function, QuadWeights>,
+               sum: ptr<function, vec4<f32>>, element: vec4<u32>, step_hash: u32, q: u32) -> u32 {
+    var best = conv_quad(inputs, inputs_hi, inputs_lo, qw, 0u, 0u);
+    var winner = vec4<u32>(0u);
+    let v1 = conv_quad(inputs, inputs_hi, inputs_lo, qw, 0u, 1u);
+    winner = select(winner, vec4<u32>(1u), v1 > best);
+    best = select(best, v1, v1 > best);
+    let v2 = conv_quad(inputs, inputs_hi, inputs_lo, qw, 1u, 0u);
+    winner = select(winner, vec4<u32>(2u), v2 > best);
+    best = select(best, v2, v2 > best);
+    let v3 = conv_quad(inputs, inputs_hi, inputs_lo, qw, 1u, 1u);
+    winner = select(winner, vec4<u32>(3u), v3 > best);
+    best = select(best, v3, v3 > best);
+    var value = best;
+    var flows = select(best > vec4<f32>(0.0), vec4<bool>(true), RELU == 0u);
+    if (HAS_DROPOUT && s.training != 0u) {
+        let kept = pcg_hash4(element ^ vec4<u32>(step_hash)) >= vec4<u32>(DROPOUT_THRESHOLD);
+        value = best * select(vec4<f32>(0.0), vec4<f32>(DROPOUT_SCALE), kept);
+        flows = flows & kept;
+    } else if (HAS_DROPOUT) {
+        value = best * 1.0;
+    }
+    *sum += value;
+    let nibbles = (winner | select(vec4<u32>(0u), vec4<u32>(4u), flows)) << (vec4<u32>(0u, 4u, 8u, 12u) + 16u * q);
+    return nibbles.x | nibbles.y | nibbles.z | nibbles.w;
+}
+
+fn store_average(n: u32, group: u32, q: u32, sum: vec4<f32>) {
+    let average = sum / f32(windows());
+    for (var c = 0u; c < 4u; c++) {
+        let co = group * 8u + q * 4u + c;
+        if (co < OUT_C) {
+            y[n * OUT_C + co] = average[c];
+        }
+    }
+}
+
+// Forward: one lane per (image, group of eight channels); it walks the image's pooling windows in order,
+// so the averages add the windows in gap_forward's order.
+@compute @workgroup_size(256)
+fn conv2d_maxpool_gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32) {
+    let idx = thread_index(wg, nwg, lid);
+    if (idx >= BATCH * channel_groups()) {
+        return;
+    }
+    let group = idx % channel_groups();
+    let n = idx / channel_groups();
+    var quad0 = load_quad_weights(group, 0u);
+    var quad1 = load_quad_weights(group, 1u);
+    var sum0 = vec4<f32>(0.0);
+    var sum1 = vec4<f32>(0.0);
+    let step_hash = pcg_hash(s.step ^ pcg_hash(DROPOUT_SEED));
+    for (var p = 0u; p < windows(); p++) {
+        let py = p / pool_w();
+        let px = p % pool_w();
+        var inputs: array<f32, MAX_INPUTS>;
+        var inputs_hi: array<f32, MAX_INPUTS>;
+        var inputs_lo: array<f32, MAX_INPUTS>;
+        load_inputs(n, 2u * py, 2u * px, &inputs);
+        for (var i = 0u; i < (KERNEL_H + 1u) * (KERNEL_W + 1u) * IN_C; i++) {
+            let c = 4097.0 * inputs[i];
+            inputs_hi[i] = c - (c - inputs[i]);
+            inputs_lo[i] = inputs[i] - inputs_hi[i];
+        }
+        let element = vec4<u32>(((n * pool_h() + py) * pool_w() + px) * OUT_C);
+        let word = pool_window(&inputs, &inputs_hi, &inputs_lo, &quad0, &sum0, element + quad_channels(group, 0u), step_hash, 0u)
+            | pool_window(&inputs, &inputs_hi, &inputs_lo, &quad1, &sum1, element + quad_channels(group, 1u), step_hash, 1u);
+        codes[(n * windows() + p) * channel_groups() + group] = word;
+    }
+    store_average(n, group, 0u, sum0);
+    store_average(n, group, 1u, sum1);
+}
+
+// A pooling window's share of one quad's weight gradient: each channel's winner (from its code in
+// `word`) takes gz = g if a gradient flows through it, else 0, times the input under each tap.
+fn add_window_gradient(inputs: ptr<function, array<f32, MAX_INPUTS>>, acc: ptr<function, array<vec4<f32>, MAX_TAPS>>,
+                       bias_acc: ptr<function, vec4<f32>>, word: u32, q: u32, g: vec4<f32>) {
+    let code = (vec4<u32>(word) >> (vec4<u32>(0u, 4u, 8u, 12u) + 16u * q)) & vec4<u32>(15u);
+    let wy = (code & vec4<u32>(2u)) != vec4<u32>(0u);
+    let wx = (code & vec4<u32>(1u)) != vec4<u32>(0u);
+    let gz = select(vec4<f32>(0.0), g, (code & vec4<u32>(4u)) != vec4<u32>(0u));
+    *bias_acc += gz;
+    for (var ky = 0u; ky < KERNEL_H; ky++) {
+        for (var kx = 0u; kx < KERNEL_W; kx++) {
+            for (var ci = 0u; ci < IN_C; ci++) {
+                let top = select(vec4<f32>((*inputs)[input_slot(ky, kx, ci)]), vec4<f32>((*inputs)[input_slot(ky, kx + 1u, ci)]), wx);
+                let bottom = select(vec4<f32>((*inputs)[input_slot(ky + 1u, kx, ci)]), vec4<f32>((*inputs)[input_slot(ky + 1u, kx + 1u, ci)]), wx);
+                let t = (ky * KERNEL_W + kx) * IN_C + ci;
+                (*acc)[t] = fma(select(top, bottom, wy), gz, (*acc)[t]);
+            }
+        }
+    }
+}
+
+// The gradient reaching a winner: gap_backward's then dropout_backward's, dy / windows * scale.
+fn winner_gradient(n: u32, group: u32, q: u32) -> vec4<f32> {
+    let co = quad_channels(group, q);
+    var g = vec4<f32>(dy[n * OUT_C + co.x], dy[n * OUT_C + co.y], dy[n * OUT_C + co.z], dy[n * OUT_C + co.w]) / f32(windows());
+    if (HAS_DROPOUT) {
+        g = g * DROPOUT_SCALE;
+    }
+    return g;
+}
+
+fn store_partials(part: u32, group: u32, q: u32, acc: ptr<function, array<vec4<f32>, MAX_TAPS>>, bias_acc: vec4<f32>) {
+    let count = kernel_len() + OUT_C;
+    for (var c = 0u; c < 4u; c++) {
+        let co = group * 8u + q * 4u + c;
+        if (co < OUT_C) {
+            for (var t = 0u; t < KERNEL_H * KERNEL_W * IN_C; t++) {
+                partial[part * count + t * OUT_C + co] = (*acc)[t][c];
+            }
+            partial[part * count + kernel_len() + co] = bias_acc[c];
+        }
+    }
+}
+
+// Backward: the kernel-and-bias gradient as partial sums laid out, chunked and ordered exactly as
+// conv2d_backward_weight's (see conv2d.wgsl), so reduce.wgsl's sum_partials gives the same bits. One
+// lane per (chunk, group of eight channels), all taps: it visits each pooling window's winner only.
+@compute @workgroup_size(256)
+fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                      @builtin(local_invocation_index) lid: u32) {
+    let idx = thread_index(wg, nwg, lid);
+    if (idx >= BRANCHES * CHUNKS * channel_groups()) {
+        return;
+    }
+    let group = idx % channel_groups();
+    let part = idx / channel_groups();
+    let branch = part / CHUNKS;
+    let chunk = part % CHUNKS;
+    let blocks_w = (OUT_W + 1u) / 2u;
+    let per_image = ((OUT_H + 1u) / 2u) * blocks_w;
+    let branch_images = BATCH / BRANCHES;
+    let blocks = branch_images * per_image;
+    let chunk_len = (blocks + CHUNKS - 1u) / CHUNKS;
+    let start = min(chunk * chunk_len, blocks);
+    let end = min(start + chunk_len, blocks);
+
+    var acc0: array<vec4<f32>, MAX_TAPS>;
+    var acc1: array<vec4<f32>, MAX_TAPS>;
+    var bias0 = vec4<f32>(0.0);
+    var bias1 = vec4<f32>(0.0);
+    var b = start;
+    while (b < end) {
+        // One image's blocks at a time: its channels' gradients are loaded once.
+        let image = b / per_image;
+        let n = branch * branch_images + image;
+        let image_end = min(end, (image + 1u) * per_image);
+        let g0 = winner_gradient(n, group, 0u);
+        let g1 = winner_gradient(n, group, 1u);
+        for (var block = b; block < image_end; block++) {
+            let by = (block % per_image) / blocks_w;
+            let bx = (block % per_image) % blocks_w;
+            // Blocks of a dropped odd row or column are no pooling window: no gradient.
+            if (by >= pool_h() || bx >= pool_w()) {
+                continue;
+            }
+            var inputs: array<f32, MAX_INPUTS>;
+            load_inputs(n, 2u * by, 2u * bx, &inputs);
+            let word = codes[(n * windows() + by * pool_w() + bx) * channel_groups() + group];
+            add_window_gradient(&inputs, &acc0, &bias0, word, 0u, g0);
+            add_window_gradient(&inputs, &acc1, &bias1, word, 1u, g1);
+        }
+        b = image_end;
+    }
+    store_partials(part, group, 0u, &acc0, bias0);
+    store_partials(part, group, 1u, &acc1, bias1);
+}
