@@ -57,12 +57,12 @@ fn conv2d_maxpool_gap_constants(d: &Conv2dMaxPoolGapDims, branches: usize, chunk
 const TAPS_PER_INVOCATION: usize = 8;
 
 /// How many chunks each branch's output positions, taken in 2x2 blocks, are split into for the weight
-/// gradient: enough invocations (one per chunk, channel and group of taps) to keep about 128k busy, but
+/// gradient: enough invocations (one per chunk, channel and group of taps) to keep about 16k busy, but
 /// never more chunks than blocks. The fused block's backward uses the same chunks, so that its partial
 /// sums are the same.
 pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
     let blocks = d.batch / branches * d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
-    (131072usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, blocks.max(1))
+    (16384usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, blocks.max(1))
 }
 
 fn conv2d_tap_groups(d: &Conv2dDims) -> usize {
@@ -94,6 +94,9 @@ fn gap_constants(d: &GapDims) -> [(&'static str, f64); 4] {
     let f = |v: usize| v as f64;
     [("BATCH", f(d.batch)), ("H", f(d.h)), ("W", f(d.w)), ("CHANNELS", f(d.channels))]
 }
+
+/// Outputs (or inputs) one dense lane computes (GROUP in dense.wgsl).
+const DENSE_GROUP: usize = 4;
 
 fn dense_constants(d: &DenseDims, branches: usize) -> [(&'static str, f64); 5] {
     let f = |v: usize| v as f64;
@@ -208,12 +211,12 @@ impl Kernels {
 
     pub fn dense_forward(&self, d: &DenseDims, x: Region, wb: Region, y: Region) -> Dispatch {
         let c = dense_constants(d, 1);
-        self.dispatch(Kernel::DenseForward, &c, &[(1, x), (2, wb), (3, y)], d.batch * d.out_dim)
+        self.dispatch(Kernel::DenseForward, &c, &[(1, x), (2, wb), (3, y)], d.batch * d.out_dim.div_ceil(DENSE_GROUP))
     }
 
     pub fn dense_backward_input(&self, d: &DenseDims, dy: Region, y: Region, wb: Region, dx: Region) -> Dispatch {
         let c = dense_constants(d, 1);
-        self.dispatch(Kernel::DenseBackwardInput, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], d.batch * d.in_dim)
+        self.dispatch(Kernel::DenseBackwardInput, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], d.batch * d.in_dim.div_ceil(DENSE_GROUP))
     }
 
     pub fn dense_backward_weight(
@@ -226,7 +229,8 @@ impl Kernels {
         dwb: Region,
     ) -> Dispatch {
         let c = dense_constants(d, branches);
-        self.dispatch(Kernel::DenseBackwardWeight, &c, &[(1, x), (3, y), (4, dy), (6, dwb)], d.param_len())
+        let lanes = (d.in_dim.div_ceil(DENSE_GROUP) + 1) * d.out_dim;
+        self.dispatch(Kernel::DenseBackwardWeight, &c, &[(1, x), (3, y), (4, dy), (6, dwb)], lanes)
     }
 
     pub fn distance_forward(&self, pairs: usize, dim: usize, emb: Region, dist: Region) -> Dispatch {
