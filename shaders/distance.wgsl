@@ -38,21 +38,22 @@ fn distance_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     dist[i] = sqrt(max(squared_distance(i), DISTANCE_EPSILON));
 }
 
+// One lane per pair: the squared distance is summed once, then spread over the pair's 2 x DIM gradients.
 @compute @workgroup_size(256)
 fn distance_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let idx = thread_index(wg, nwg, lid);
-    if (idx >= PAIRS * DIM) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= PAIRS) {
         return;
     }
-    let i = idx / DIM;
-    let k = idx % DIM;
     let ss = squared_distance(i);
-    var g = 0.0;
-    if (ss >= DISTANCE_EPSILON) {
-        let diff = emb[i * DIM + k] - emb[(PAIRS + i) * DIM + k];
-        g = ddist[i] * 0.5 / sqrt(ss) * 2.0 * diff;
+    for (var k = 0u; k < DIM; k++) {
+        var g = 0.0;
+        if (ss >= DISTANCE_EPSILON) {
+            let diff = emb[i * DIM + k] - emb[(PAIRS + i) * DIM + k];
+            g = ddist[i] * 0.5 / sqrt(ss) * 2.0 * diff;
+        }
+        demb[i * DIM + k] = g;
+        demb[(PAIRS + i) * DIM + k] = -g;
     }
-    demb[i * DIM + k] = g;
-    demb[(PAIRS + i) * DIM + k] = -g;
 }

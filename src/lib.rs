@@ -7,7 +7,9 @@
 //!   datasets kept on the GPU.
 //! - [`data`]: IDX files, where Fashion-MNIST is found, the tutorial's pairs.
 //! - [`train`]: the training run; [`checkpoint`] its files; [`metrics`] its scores.
+//! - [`bench`]: the step's time and each kernel's, for `gpu-siamese bench`.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod dims;

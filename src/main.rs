@@ -2,17 +2,12 @@
 
 use clap::{Parser, Subcommand};
 use gpu_siamese::checkpoint::{Checkpoint, TrainConfig};
-use gpu_siamese::data::make_pairs;
-use gpu_siamese::dims::AdamConfig;
 use gpu_siamese::gpu::{self, Gpu, Kernels};
-use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TUTORIAL_TOWER};
+use gpu_siamese::model::{InputShape, Plan, TUTORIAL_TOWER};
+use gpu_siamese::bench::BenchOptions;
 use gpu_siamese::train;
-use gpu_siamese::twin::{DeviceImages, DevicePairs, GpuTwin};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(name = "gpu-siamese", version, about = "Train Siamese (twin) networks with WGSL compute shaders on any GPU")]
@@ -97,7 +92,7 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Train(TrainArgs),
     /// Time training steps on random 28x28 images (kept on the GPU and gathered per step, as in
-    /// training) and print ms per step and the time of each kernel.
+    /// training) and print ms per step, and each kernel's time beside the least work it must do.
     Bench {
         #[command(flatten)]
         twin: TwinArgs,
@@ -117,6 +112,9 @@ enum Command {
         /// (the reference path, for comparison).
         #[arg(long)]
         unfused: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -125,7 +123,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Adapters => adapters(),
         Command::Train(args) => train(args),
-        Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused } => bench(&twin, steps, repeats, warmup, !no_kernels, !unfused),
+        Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused, json } => {
+            let opts = BenchOptions { steps, repeats, warmup, per_kernel: !no_kernels, fuse: !unfused, seed: twin.seed };
+            bench(&twin, &opts, json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,13 +166,6 @@ fn adapters() -> Result<()> {
     }
     println!("(* = the adapter gpu-siamese picks; choose another with WGPU_ADAPTER_NAME, WGPU_BACKEND or WGPU_POWER_PREF)");
     Ok(())
-}
-
-fn open_gpu() -> Result<(Gpu, Kernels)> {
-    let gpu = Gpu::new()?;
-    println!("adapter: {}", gpu.describe());
-    let kernels = Kernels::new(&gpu);
-    Ok((gpu, kernels))
 }
 
 fn plan(args: &TwinArgs, input: InputShape) -> Result<Plan> {
@@ -280,74 +274,15 @@ fn train(args: TrainArgs) -> Result<()> {
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    values[values.len() / 2]
-}
-
-fn bench(args: &TwinArgs, steps: u64, repeats: usize, warmup: u64, per_kernel: bool, fuse: bool) -> Result<()> {
-    let (gpu, kernels) = open_gpu()?;
+fn bench(args: &TwinArgs, opts: &BenchOptions, json: bool) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let kernels = Kernels::new(&gpu);
     let plan = plan(args, InputShape::FASHION_MNIST)?;
-    println!("tower: {}, batch {} pairs ({} images)", plan.spec, plan.pairs(), plan.batch);
-    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), AdamConfig::default(), 1.0, 1024, fuse)?;
-    twin.set_params(&glorot_uniform(&plan, args.seed));
-    // Random images and labels, kept on the GPU and gathered per step as training does.
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let images: Vec<u8> = (0..2048 * plan.input.len()).map(|_| rng.random()).collect();
-    let labels: Vec<u8> = (0..2048).map(|_| rng.random_range(0..10)).collect();
-    let pairs = make_pairs(&labels, &mut rng);
-    let device_images = DeviceImages::new(&gpu, &images, plan.input.len())?;
-    let device_pairs = DevicePairs::new(&gpu, &pairs);
-    let gather = twin.gather_from(&kernels, &device_images, &device_pairs);
-    let batches = pairs.len() / plan.pairs();
-    let mut batch = 0;
-    let mut train_step = |twin: &mut GpuTwin| {
-        twin.train_step_gathered(&gather, (batch % batches) * plan.pairs(), plan.pairs());
-        batch += 1;
-    };
-    for _ in 0..warmup {
-        train_step(&mut twin);
-    }
-    gpu.wait();
-    let mut per_step: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..steps {
-                train_step(&mut twin);
-            }
-            gpu.wait();
-            1e3 * start.elapsed().as_secs_f64() / steps as f64
-        })
-        .collect();
-    let (min, max) = (per_step.iter().cloned().fold(f64::MAX, f64::min), per_step.iter().cloned().fold(0.0, f64::max));
-    let ms = median(&mut per_step);
-    println!(
-        "{ms:.2} ms/step (median of {} repeats of {steps} steps; min {min:.2}, max {max:.2}), {:.0} images/s, {:.1} s per epoch of 120,000 pairs",
-        per_step.len(),
-        plan.batch as f64 * 1e3 / ms,
-        ms * 1e-3 * (120_000 / plan.pairs()) as f64
-    );
-    if per_kernel {
-        // Each dispatch of the step alone, many times in one pass: its time with the launch cost included.
-        let reps = 20;
-        let mut rows = Vec::new();
-        for dispatch in std::iter::once(&gather).chain(twin.step_dispatches()) {
-            let mut times: Vec<f64> = (0..3)
-                .map(|_| {
-                    let start = Instant::now();
-                    gpu::submit(&gpu, &vec![dispatch; reps]);
-                    gpu.wait();
-                    1e3 * start.elapsed().as_secs_f64() / reps as f64
-                })
-                .collect();
-            rows.push((dispatch.kernel.name(), median(&mut times)));
-        }
-        let total: f64 = rows.iter().map(|r| r.1).sum();
-        println!("per kernel (each alone, {reps} launches per pass, median of 3):");
-        for (name, t) in &rows {
-            println!("  {name:<24} {t:>8.3} ms  {:>5.1}%", 100.0 * t / total);
-        }
-        println!("  {:<24} {total:>8.3} ms", "sum");
+    let report = gpu_siamese::bench::run(&gpu, &kernels, &plan, opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        gpu_siamese::bench::print(&report);
     }
     Ok(())
 }

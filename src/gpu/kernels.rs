@@ -134,15 +134,30 @@ impl From<&wgpu::Buffer> for Region {
     }
 }
 
+/// What a launch must do at the least, for a benchmark to set its time against: floating-point
+/// operations (a multiply-add counts two) and bytes read plus written once each.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Work {
+    pub flops: f64,
+    pub bytes: f64,
+}
+
 /// One kernel launch, ready to record: its pipeline, its bound buffers and its grid.
 pub struct Dispatch {
     pub kernel: Kernel,
+    pub work: Work,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
 }
 
 impl Dispatch {
+    /// The launch with its least work: `flops` operations and `floats` f32s (4 bytes each) moved.
+    pub fn with_work(mut self, flops: usize, floats: usize) -> Dispatch {
+        self.work = Work { flops: flops as f64, bytes: 4.0 * floats as f64 };
+        self
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
@@ -236,7 +251,7 @@ impl Kernels {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { kernel, pipeline, bind_group, workgroups: self.grid(threads) }
+        Dispatch { kernel, work: Work::default(), pipeline, bind_group, workgroups: self.grid(threads) }
     }
 
     /// A 2-D grid of workgroups covering `threads` invocations: x up to the adapter's limit, y the rest.

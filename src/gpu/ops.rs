@@ -112,12 +112,15 @@ fn dense_constants(d: &DenseDims, branches: usize) -> [(&'static str, f64); 5] {
 impl Kernels {
     pub fn conv2d_forward(&self, d: &Conv2dDims, x: Region, wb: Region, y: Region) -> Dispatch {
         let c = conv2d_constants(d, 1, 1);
+        let taps = d.kernel_h * d.kernel_w * d.in_c;
         self.dispatch(Kernel::Conv2dForward, &c, &[(1, x), (2, wb), (3, y)], d.output_len())
+            .with_work(2 * d.output_len() * taps, d.input_len() + d.param_len() + d.output_len())
     }
 
     pub fn conv2d_backward_input(&self, d: &Conv2dDims, dy: Region, y: Region, wb: Region, dx: Region) -> Dispatch {
         let c = conv2d_constants(d, 1, 1);
         self.dispatch(Kernel::Conv2dBackwardInput, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], d.input_len())
+            .with_work(2 * d.output_len() * d.kernel_h * d.kernel_w * d.in_c, 2 * d.output_len() + d.param_len() + d.input_len())
     }
 
     /// The kernel-and-bias gradient: partial sums into `partial` (at least
@@ -138,13 +141,15 @@ impl Kernels {
             &conv2d_constants(d, branches, chunks),
             &[(1, x), (3, y), (4, dy), (6, partial.clone())],
             branches * chunks * conv2d_tap_groups(d) * d.out_c,
-        );
+        )
+        .with_work(2 * d.output_len() * (d.kernel_h * d.kernel_w * d.in_c + 1), d.input_len() + 2 * d.output_len() + branches * chunks * d.param_len());
         [partials, self.sum_partials(d.param_len(), branches, chunks, partial, dwb)]
     }
 
     fn sum_partials(&self, count: usize, branches: usize, chunks: usize, partial: Region, out: Region) -> Dispatch {
         let r = [("COUNT", count as f64), ("BRANCHES", branches as f64), ("CHUNKS", chunks as f64)];
         self.dispatch(Kernel::SumPartials, &r, &[(1, partial), (2, out)], count)
+            .with_work(branches * chunks * count, (branches * chunks + 1) * count)
     }
 
     /// The fused block forward: the averages into `y` ([batch, out_c]) and the windows' codes into
@@ -160,7 +165,11 @@ impl Kernels {
     ) -> Dispatch {
         let bindings = [(1, x), (2, wb), (3, y), (6, step), (7, codes)];
         let lanes = d.conv.batch * d.conv.out_c.div_ceil(8);
+        let c = &d.conv;
+        // The convolution's products; pooling, dropout and the average are a few operations per output.
+        let flops = 2 * c.output_len() * c.kernel_h * c.kernel_w * c.in_c;
         self.dispatch(Kernel::Conv2dMaxPoolGapForward, &conv2d_maxpool_gap_constants(d, 1, 1), &bindings, lanes)
+            .with_work(flops, c.input_len() + c.param_len() + d.output_len() + d.codes_len())
     }
 
     /// The fused block's kernel-and-bias gradient from the averages' gradient `dy` and the forward's
@@ -181,42 +190,53 @@ impl Kernels {
         let bindings = [(1, x), (4, dy), (5, partial.clone()), (7, codes)];
         let constants = conv2d_maxpool_gap_constants(d, branches, chunks);
         let lanes = branches * chunks * conv.out_c.div_ceil(8);
-        let partials = self.dispatch(Kernel::Conv2dMaxPoolGapBackwardWeight, &constants, &bindings, lanes);
+        // Products at the winners only: a quarter of the conv's outputs.
+        let flops = 2 * d.pool().output_len() * (conv.kernel_h * conv.kernel_w * conv.in_c + 1);
+        let floats = conv.input_len() + d.codes_len() + d.output_len() + branches * chunks * conv.param_len();
+        let partials = self.dispatch(Kernel::Conv2dMaxPoolGapBackwardWeight, &constants, &bindings, lanes).with_work(flops, floats);
         [partials, self.sum_partials(conv.param_len(), branches, chunks, partial, dwb)]
     }
 
     pub fn maxpool2_forward(&self, d: &PoolDims, x: Region, y: Region) -> Dispatch {
         self.dispatch(Kernel::MaxPool2Forward, &pool_constants(d), &[(1, x), (2, y)], d.output_len())
+            .with_work(3 * d.output_len(), d.input_len() + d.output_len())
     }
 
     pub fn maxpool2_backward(&self, d: &PoolDims, dy: Region, x: Region, dx: Region) -> Dispatch {
         self.dispatch(Kernel::MaxPool2Backward, &pool_constants(d), &[(1, x), (3, dy), (4, dx)], d.output_len())
+            .with_work(3 * d.output_len(), 2 * d.input_len() + d.output_len())
     }
 
     pub fn dropout_forward(&self, d: &DropoutDims, step: Region, x: Region, y: Region) -> Dispatch {
         self.dispatch(Kernel::DropoutForward, &dropout_constants(d), &[(1, step), (2, x), (3, y)], d.count)
+            .with_work(d.count, 2 * d.count)
     }
 
     pub fn dropout_backward(&self, d: &DropoutDims, step: Region, dy: Region, dx: Region) -> Dispatch {
         self.dispatch(Kernel::DropoutBackward, &dropout_constants(d), &[(1, step), (4, dy), (5, dx)], d.count)
+            .with_work(d.count, 2 * d.count)
     }
 
     pub fn gap_forward(&self, d: &GapDims, x: Region, y: Region) -> Dispatch {
         self.dispatch(Kernel::GapForward, &gap_constants(d), &[(1, x), (2, y)], d.output_len())
+            .with_work(d.input_len(), d.input_len() + d.output_len())
     }
 
     pub fn gap_backward(&self, d: &GapDims, dy: Region, dx: Region) -> Dispatch {
         self.dispatch(Kernel::GapBackward, &gap_constants(d), &[(3, dy), (4, dx)], d.input_len())
+            .with_work(d.input_len(), d.input_len() + d.output_len())
     }
 
     pub fn dense_forward(&self, d: &DenseDims, x: Region, wb: Region, y: Region) -> Dispatch {
         let c = dense_constants(d, 1);
         self.dispatch(Kernel::DenseForward, &c, &[(1, x), (2, wb), (3, y)], d.batch * d.out_dim.div_ceil(DENSE_GROUP))
+            .with_work(2 * d.batch * d.kernel_len(), d.batch * (d.in_dim + d.out_dim) + d.param_len())
     }
 
     pub fn dense_backward_input(&self, d: &DenseDims, dy: Region, y: Region, wb: Region, dx: Region) -> Dispatch {
         let c = dense_constants(d, 1);
         self.dispatch(Kernel::DenseBackwardInput, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], d.batch * d.in_dim.div_ceil(DENSE_GROUP))
+            .with_work(2 * d.batch * d.kernel_len(), d.batch * (d.in_dim + 2 * d.out_dim) + d.param_len())
     }
 
     pub fn dense_backward_weight(
@@ -231,16 +251,18 @@ impl Kernels {
         let c = dense_constants(d, branches);
         let lanes = (d.in_dim.div_ceil(DENSE_GROUP) + 1) * d.out_dim;
         self.dispatch(Kernel::DenseBackwardWeight, &c, &[(1, x), (3, y), (4, dy), (6, dwb)], lanes)
+            .with_work(2 * d.batch * d.param_len(), d.batch * (d.in_dim + 2 * d.out_dim) + d.param_len())
     }
 
     pub fn distance_forward(&self, pairs: usize, dim: usize, emb: Region, dist: Region) -> Dispatch {
         let c = [("PAIRS", pairs as f64), ("DIM", dim as f64)];
-        self.dispatch(Kernel::DistanceForward, &c, &[(1, emb), (2, dist)], pairs)
+        self.dispatch(Kernel::DistanceForward, &c, &[(1, emb), (2, dist)], pairs).with_work(3 * pairs * dim, 2 * pairs * dim + pairs)
     }
 
     pub fn distance_backward(&self, pairs: usize, dim: usize, ddist: Region, emb: Region, demb: Region) -> Dispatch {
         let c = [("PAIRS", pairs as f64), ("DIM", dim as f64)];
-        self.dispatch(Kernel::DistanceBackward, &c, &[(1, emb), (3, ddist), (4, demb)], pairs * dim)
+        self.dispatch(Kernel::DistanceBackward, &c, &[(1, emb), (3, ddist), (4, demb)], pairs)
+            .with_work(3 * pairs * dim, 4 * pairs * dim + pairs)
     }
 
     /// Writes the mean loss into `losses[step.loss_slot]`; one workgroup.
@@ -255,7 +277,7 @@ impl Kernels {
     ) -> Dispatch {
         let c = [("PAIRS", pairs as f64), ("MARGIN", margin as f64)];
         let bindings = [(1, step), (2, dist), (3, label), (4, losses)];
-        self.dispatch(Kernel::ContrastiveForward, &c, &bindings, super::WORKGROUP_SIZE as usize)
+        self.dispatch(Kernel::ContrastiveForward, &c, &bindings, super::WORKGROUP_SIZE as usize).with_work(6 * pairs, 2 * pairs)
     }
 
     pub fn contrastive_backward(
@@ -268,7 +290,7 @@ impl Kernels {
         ddist: Region,
     ) -> Dispatch {
         let c = [("PAIRS", pairs as f64), ("MARGIN", margin as f64)];
-        self.dispatch(Kernel::ContrastiveBackward, &c, &[(1, step), (2, dist), (3, label), (5, ddist)], pairs)
+        self.dispatch(Kernel::ContrastiveBackward, &c, &[(1, step), (2, dist), (3, label), (5, ddist)], pairs).with_work(6 * pairs, 3 * pairs)
     }
 
     /// Gathers the step's batch of `pairs` pairs of `pixels`-byte images into `inputs` and `labels`.
@@ -288,7 +310,8 @@ impl Kernels {
         let c = [("PAIRS", pairs as f64), ("PIXELS", pixels as f64)];
         let bindings =
             [(1, step), (2, images), (3, pair_images), (4, pair_labels), (5, byte_values), (6, inputs), (7, labels)];
-        self.dispatch(Kernel::GatherPairs, &c, &bindings, 2 * pairs * pixels)
+        // Reads a byte per pixel (a quarter of an f32) and two indices per pair; writes f32 pixels.
+        self.dispatch(Kernel::GatherPairs, &c, &bindings, 2 * pairs * pixels).with_work(0, 2 * pairs * pixels * 5 / 4 + 4 * pairs)
     }
 
     /// Adam over `count` parameters; the step size comes from `step.alpha`.
@@ -309,6 +332,6 @@ impl Kernels {
             ("ONE_MINUS_BETA2", config.one_minus_beta2() as f64),
             ("EPSILON", config.epsilon as f32 as f64),
         ];
-        self.dispatch(Kernel::AdamUpdate, &c, &[(1, step), (2, grad), (3, w), (4, m), (5, v)], count)
+        self.dispatch(Kernel::AdamUpdate, &c, &[(1, step), (2, grad), (3, w), (4, m), (5, v)], count).with_work(12 * count, 7 * count)
     }
 }

@@ -1,0 +1,190 @@
+//! `gpu-siamese bench`: the time of a training step on random images kept on the GPU (gathered per step
+//! as training gathers them), and what each kernel of the step costs against the least work it must do.
+
+use crate::data::make_pairs;
+use crate::dims::AdamConfig;
+use crate::gpu::{self, Dispatch, Gpu, Kernels};
+use crate::model::{glorot_uniform, Plan};
+use crate::twin::{DeviceImages, DevicePairs, GpuTwin, TooLarge};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Pairs in an epoch of the tutorial (two per Fashion-MNIST training image).
+pub const EPOCH_PAIRS: usize = 120_000;
+
+pub struct BenchOptions {
+    pub steps: u64,
+    pub repeats: usize,
+    pub warmup: u64,
+    pub per_kernel: bool,
+    /// Run the tower's leading conv -> maxpool -> dropout -> gap block fused.
+    pub fuse: bool,
+    pub seed: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct KernelTime {
+    pub name: &'static str,
+    pub ms: f64,
+    /// Share of the kernels' summed time.
+    pub share: f64,
+    /// The least work the launch must do, and the rates its time implies.
+    pub gflop: f64,
+    pub megabytes: f64,
+    pub gflop_per_s: f64,
+    pub gb_per_s: f64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub tower: String,
+    pub batch_pairs: usize,
+    pub fused: bool,
+    pub steps: u64,
+    pub repeats: usize,
+    pub ms_per_step: Spread,
+    pub images_per_second: f64,
+    pub seconds_per_epoch: f64,
+    /// How the kernels were timed; empty when they were not.
+    pub kernel_method: String,
+    pub kernels: Vec<KernelTime>,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// Times `opts.repeats` runs of `opts.steps` training steps after `opts.warmup` untimed ones.
+pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Result<BenchReport, TooLarge> {
+    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 1024, opts.fuse)?;
+    twin.set_params(&glorot_uniform(plan, opts.seed));
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let images: Vec<u8> = (0..2048 * plan.input.len()).map(|_| rng.random()).collect();
+    let labels: Vec<u8> = (0..2048).map(|_| rng.random_range(0..10)).collect();
+    let pairs = make_pairs(&labels, &mut rng);
+    let device_images = DeviceImages::new(gpu, &images, plan.input.len())?;
+    let device_pairs = DevicePairs::new(gpu, &pairs);
+    let gather = twin.gather_from(kernels, &device_images, &device_pairs);
+    let batches = pairs.len() / plan.pairs();
+    let mut batch = 0;
+    let mut train_step = |twin: &mut GpuTwin| {
+        twin.train_step_gathered(&gather, (batch % batches) * plan.pairs(), plan.pairs());
+        batch += 1;
+    };
+    for _ in 0..opts.warmup {
+        train_step(&mut twin);
+    }
+    gpu.wait();
+    let mut per_step: Vec<f64> = (0..opts.repeats.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..opts.steps {
+                train_step(&mut twin);
+            }
+            gpu.wait();
+            1e3 * start.elapsed().as_secs_f64() / opts.steps as f64
+        })
+        .collect();
+    let (min, max) = (per_step.iter().cloned().fold(f64::MAX, f64::min), per_step.iter().cloned().fold(0.0, f64::max));
+    let ms = median(&mut per_step);
+    let (kernel_method, kernel_times) = if opts.per_kernel {
+        let dispatches: Vec<&Dispatch> = std::iter::once(&gather).chain(twin.step_dispatches()).collect();
+        (format!("each launch alone, {KERNEL_REPEATS} times in one pass, median of 3 passes"), time_kernels(gpu, &dispatches))
+    } else {
+        (String::new(), Vec::new())
+    };
+    Ok(BenchReport {
+        adapter: gpu.describe(),
+        tower: plan.spec.to_string(),
+        batch_pairs: plan.pairs(),
+        fused: opts.fuse && plan.fused_head().is_some(),
+        steps: opts.steps,
+        repeats: per_step.len(),
+        ms_per_step: Spread { median: ms, min, max },
+        images_per_second: plan.batch as f64 * 1e3 / ms,
+        seconds_per_epoch: ms * 1e-3 * EPOCH_PAIRS.div_ceil(plan.pairs()) as f64,
+        kernel_method,
+        kernels: kernel_times,
+    })
+}
+
+const KERNEL_REPEATS: usize = 20;
+
+/// Each dispatch alone, many times in one pass: its time, the launch's own cost included.
+fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch]) -> Vec<KernelTime> {
+    let times: Vec<f64> = dispatches
+        .iter()
+        .map(|&dispatch| {
+            let mut passes: Vec<f64> = (0..3)
+                .map(|_| {
+                    let start = Instant::now();
+                    gpu::submit(gpu, &vec![dispatch; KERNEL_REPEATS]);
+                    gpu.wait();
+                    1e3 * start.elapsed().as_secs_f64() / KERNEL_REPEATS as f64
+                })
+                .collect();
+            median(&mut passes)
+        })
+        .collect();
+    let total: f64 = times.iter().sum();
+    dispatches
+        .iter()
+        .zip(times)
+        .map(|(d, ms)| KernelTime {
+            name: d.kernel.name(),
+            ms,
+            share: ms / total,
+            gflop: d.work.flops * 1e-9,
+            megabytes: d.work.bytes * 1e-6,
+            gflop_per_s: d.work.flops * 1e-6 / ms,
+            gb_per_s: d.work.bytes * 1e-6 / ms,
+        })
+        .collect()
+}
+
+/// The report as a person reads it.
+pub fn print(report: &BenchReport) {
+    println!("adapter: {}", report.adapter);
+    println!(
+        "tower: {}, batch {} pairs ({} images), {}",
+        report.tower,
+        report.batch_pairs,
+        2 * report.batch_pairs,
+        if report.fused { "leading block fused" } else { "unfused" }
+    );
+    let s = &report.ms_per_step;
+    println!(
+        "{:.2} ms/step (median of {} repeats of {} steps; min {:.2}, max {:.2}), {:.0} images/s, {:.1} s per epoch of {} pairs",
+        s.median, report.repeats, report.steps, s.min, s.max, report.images_per_second, report.seconds_per_epoch, EPOCH_PAIRS
+    );
+    if report.kernels.is_empty() {
+        return;
+    }
+    println!("per kernel ({}); work is the least the kernel must do:", report.kernel_method);
+    println!("  {:<36} {:>9} {:>6} {:>9} {:>9} {:>9} {:>8}", "kernel", "ms", "share", "GFLOP", "MB", "GFLOP/s", "GB/s");
+    for k in &report.kernels {
+        println!(
+            "  {:<36} {:>9.3} {:>5.1}% {:>9.4} {:>9.2} {:>9.2} {:>8.2}",
+            k.name,
+            k.ms,
+            100.0 * k.share,
+            k.gflop,
+            k.megabytes,
+            k.gflop_per_s,
+            k.gb_per_s
+        );
+    }
+    let total: f64 = report.kernels.iter().map(|k| k.ms).sum();
+    println!("  {:<36} {:>9.3}", "sum", total);
+}
