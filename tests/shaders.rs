@@ -53,3 +53,17 @@ fn the_step_uniform_is_declared_alike_everywhere() {
     let fields = declarations[0].1.matches(':').count();
     assert_eq!(fields * 4, std::mem::size_of::<gpu_siamese::gpu::StepUniform>(), "Step has StepUniform's size");
 }
+
+#[test]
+fn the_dropout_hash_is_declared_alike_everywhere() {
+    // conv_block.wgsl draws dropout's masks inside the fused block: its hash must be dropout.wgsl's.
+    let declaration = |file: &str| {
+        let source = SHADERS.iter().find(|(name, _)| *name == file).unwrap().1;
+        let start = source.find("fn pcg_hash(v: u32) -> u32 {").unwrap_or_else(|| panic!("{file}.wgsl has no pcg_hash"));
+        let end = start + source[start..].find("\n}").unwrap() + 2;
+        source[start..end].to_string()
+    };
+    assert_eq!(declaration("conv_block"), declaration("dropout"));
+    assert!(SHADERS.iter().find(|(name, _)| *name == "dropout").unwrap().1.contains("return pcg_hash(element ^ pcg_hash(step ^ pcg_hash(seed)));"));
+    assert!(SHADERS.iter().find(|(name, _)| *name == "conv_block").unwrap().1.contains("pcg_hash(s.step ^ pcg_hash(DROPOUT_SEED))"));
+}

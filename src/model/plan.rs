@@ -208,6 +208,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_leading_conv_pool_gap_block_fuses() {
+        let head = |spec: &str| {
+            let plan = Plan::new(&spec.parse().unwrap(), InputShape { h: 9, w: 8, c: 1 }, 4, 0).unwrap();
+            plan.fused_head().map(|(d, layers)| (d.dropout.is_some(), layers))
+        };
+        assert_eq!(head(super::super::TUTORIAL_TOWER), Some((true, 4)));
+        assert_eq!(head("conv(4,3),maxpool,gap,dense(2)"), Some((false, 3)));
+        // Two conv blocks: the first is followed by a conv, not gap.
+        assert_eq!(head(super::super::TUTORIAL_INTENDED_TOWER), None);
+        assert_eq!(head("maxpool,conv(4,2),maxpool,gap,dense(2)"), None);
+        assert_eq!(head("conv(4,2),gap,dense(2)"), None);
+        assert_eq!(head("conv(4,2),maxpool,dropout(0.1),dropout(0.1),gap,dense(2)"), None);
+        // More taps than the fused kernels keep in registers.
+        assert_eq!(head("conv(4,4x3),maxpool,gap,dense(2)"), None);
+        let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 128, 0).unwrap();
+        let (d, _) = plan.fused_head().unwrap();
+        assert_eq!((d.output_len(), d.codes_len()), (128 * 128, 128 * 14 * 14 * 16));
+    }
+
+    #[test]
     fn dropout_layers_get_distinct_seeds() {
         let spec: TowerSpec = super::super::TUTORIAL_INTENDED_TOWER.parse().unwrap();
         let plan = Plan::new(&spec, InputShape::FASHION_MNIST, 2, 0).unwrap();
