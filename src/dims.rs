@@ -62,6 +62,10 @@ impl Conv2dDims {
     pub fn param_len(&self) -> usize {
         self.kernel_len() + self.out_c
     }
+    /// Whether the tiled kernels (conv2d_tiled.wgsl) run this layer: channels in multiples of 8.
+    pub fn tiled(&self) -> bool {
+        self.in_c % 8 == 0 && self.out_c % 8 == 0
+    }
 }
 
 /// 2x2 max-pooling with stride 2; odd sizes are floored.

@@ -23,6 +23,13 @@ fn conv_cases() -> Vec<Conv2dDims> {
         c(2, 6, 9, 3, 6, 4, 5, Padding::Same, true),
         c(260, 4, 3, 1, 5, 2, 2, Padding::Same, true),
         c(4, 28, 28, 1, 128, 2, 2, Padding::Same, true),
+        // Channels in multiples of 8 take the tiled kernels: odd rows and columns (not multiples of
+        // their 4-column tiles), valid and same padding, a linear conv, many lanes, the intended tower's
+        // second conv.
+        c(3, 7, 5, 8, 16, 2, 2, Padding::Same, true),
+        c(2, 9, 6, 16, 8, 3, 2, Padding::Valid, false),
+        c(40, 5, 5, 8, 24, 3, 3, Padding::Same, true),
+        c(2, 14, 14, 128, 128, 2, 2, Padding::Same, true),
     ]
 }
 
@@ -49,6 +56,7 @@ fn conv2d_matches_reference() {
         let [partials, sum] = kernels.conv2d_backward_weight(
             &d, branches, (&xb).into(), (&dyb).into(), (&y).into(), (&partial).into(), (&dwb).into(),
         );
+        assert_eq!(forward.kernel.name().ends_with("_tiled"), d.tiled());
         run(gpu, &[&forward, &input, &partials, &sum]);
         let name = format!("conv2d {d:?}");
         assert_close(&format!("{name} forward"), &gpu.read(&y, 0, d.output_len()), &y_ref, TOLERANCE);

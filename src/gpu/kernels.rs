@@ -13,6 +13,7 @@ use std::sync::Mutex;
 /// The WGSL files, one per operation family, as (name, source).
 pub const SHADERS: &[(&str, &str)] = &[
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
+    ("conv2d_tiled", include_str!("../../shaders/conv2d_tiled.wgsl")),
     ("conv_block", include_str!("../../shaders/conv_block.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("maxpool", include_str!("../../shaders/maxpool.wgsl")),
@@ -31,6 +32,9 @@ pub enum Kernel {
     Conv2dForward,
     Conv2dBackwardInput,
     Conv2dBackwardWeight,
+    Conv2dForwardTiled,
+    Conv2dBackwardInputTiled,
+    Conv2dBackwardWeightTiled,
     Conv2dMaxPoolGapForward,
     Conv2dMaxPoolGapBackwardWeight,
     SumPartials,
@@ -52,10 +56,13 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::Conv2dForward,
         Kernel::Conv2dBackwardInput,
         Kernel::Conv2dBackwardWeight,
+        Kernel::Conv2dForwardTiled,
+        Kernel::Conv2dBackwardInputTiled,
+        Kernel::Conv2dBackwardWeightTiled,
         Kernel::Conv2dMaxPoolGapForward,
         Kernel::Conv2dMaxPoolGapBackwardWeight,
         Kernel::SumPartials,
@@ -82,6 +89,9 @@ impl Kernel {
             Kernel::Conv2dForward => ("conv2d", "conv2d_forward"),
             Kernel::Conv2dBackwardInput => ("conv2d", "conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => ("conv2d", "conv2d_backward_weight"),
+            Kernel::Conv2dForwardTiled => ("conv2d_tiled", "conv2d_forward_tiled"),
+            Kernel::Conv2dBackwardInputTiled => ("conv2d_tiled", "conv2d_backward_input_tiled"),
+            Kernel::Conv2dBackwardWeightTiled => ("conv2d_tiled", "conv2d_backward_weight_tiled"),
             Kernel::Conv2dMaxPoolGapForward => ("conv_block", "conv2d_maxpool_gap_forward"),
             Kernel::Conv2dMaxPoolGapBackwardWeight => ("conv_block", "conv2d_maxpool_gap_backward_weight"),
             Kernel::SumPartials => ("reduce", "sum_partials"),

@@ -61,9 +61,18 @@ const TAPS_PER_INVOCATION: usize = 8;
 /// never more chunks than blocks. The fused block's backward uses the same chunks, so that its partial
 /// sums are the same.
 pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
+    if d.tiled() {
+        // conv2d_backward_weight_tiled: one lane per chunk, tap and 8x8 tile of channels.
+        let positions = d.batch / branches * d.out_h() * d.out_w();
+        let lanes = d.kernel_h * d.kernel_w * (d.in_c / 8) * (d.out_c / 8);
+        return (16384usize).div_ceil(branches * lanes).clamp(1, positions.max(1));
+    }
     let blocks = d.batch / branches * d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
     (16384usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, blocks.max(1))
 }
+
+/// Positions along a row one tiled lane computes (ROW in conv2d_tiled.wgsl).
+const TILED_ROW: usize = 4;
 
 fn conv2d_tap_groups(d: &Conv2dDims) -> usize {
     (d.kernel_h * d.kernel_w * d.in_c).div_ceil(TAPS_PER_INVOCATION)
@@ -96,7 +105,7 @@ fn gap_constants(d: &GapDims) -> [(&'static str, f64); 4] {
 }
 
 /// Outputs (or inputs) one dense lane computes (GROUP in dense.wgsl).
-const DENSE_GROUP: usize = 4;
+const DENSE_GROUP: usize = 8;
 
 fn dense_constants(d: &DenseDims, branches: usize) -> [(&'static str, f64); 5] {
     let f = |v: usize| v as f64;
@@ -113,13 +122,23 @@ impl Kernels {
     pub fn conv2d_forward(&self, d: &Conv2dDims, x: Region, wb: Region, y: Region) -> Dispatch {
         let c = conv2d_constants(d, 1, 1);
         let taps = d.kernel_h * d.kernel_w * d.in_c;
-        self.dispatch(Kernel::Conv2dForward, &c, &[(1, x), (2, wb), (3, y)], d.output_len())
+        let (kernel, lanes) = if d.tiled() {
+            (Kernel::Conv2dForwardTiled, d.batch * d.out_h() * d.out_w().div_ceil(TILED_ROW) * d.out_c / 8)
+        } else {
+            (Kernel::Conv2dForward, d.output_len())
+        };
+        self.dispatch(kernel, &c, &[(1, x), (2, wb), (3, y)], lanes)
             .with_work(2 * d.output_len() * taps, d.input_len() + d.param_len() + d.output_len())
     }
 
     pub fn conv2d_backward_input(&self, d: &Conv2dDims, dy: Region, y: Region, wb: Region, dx: Region) -> Dispatch {
         let c = conv2d_constants(d, 1, 1);
-        self.dispatch(Kernel::Conv2dBackwardInput, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], d.input_len())
+        let (kernel, lanes) = if d.tiled() {
+            (Kernel::Conv2dBackwardInputTiled, d.batch * d.in_h * d.in_w.div_ceil(TILED_ROW) * d.in_c / 8)
+        } else {
+            (Kernel::Conv2dBackwardInput, d.input_len())
+        };
+        self.dispatch(kernel, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], lanes)
             .with_work(2 * d.output_len() * d.kernel_h * d.kernel_w * d.in_c, 2 * d.output_len() + d.param_len() + d.input_len())
     }
 
@@ -136,12 +155,13 @@ impl Kernels {
         dwb: Region,
     ) -> [Dispatch; 2] {
         let chunks = conv2d_weight_chunks(d, branches);
-        let partials = self.dispatch(
-            Kernel::Conv2dBackwardWeight,
-            &conv2d_constants(d, branches, chunks),
-            &[(1, x), (3, y), (4, dy), (6, partial.clone())],
-            branches * chunks * conv2d_tap_groups(d) * d.out_c,
-        )
+        let (kernel, lanes) = if d.tiled() {
+            (Kernel::Conv2dBackwardWeightTiled, branches * chunks * d.kernel_h * d.kernel_w * (d.in_c / 8) * (d.out_c / 8))
+        } else {
+            (Kernel::Conv2dBackwardWeight, branches * chunks * conv2d_tap_groups(d) * d.out_c)
+        };
+        let partials = self
+            .dispatch(kernel, &conv2d_constants(d, branches, chunks), &[(1, x), (3, y), (4, dy), (6, partial.clone())], lanes)
         .with_work(2 * d.output_len() * (d.kernel_h * d.kernel_w * d.in_c + 1), d.input_len() + 2 * d.output_len() + branches * chunks * d.param_len());
         [partials, self.sum_partials(d.param_len(), branches, chunks, partial, dwb)]
     }
