@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DRIVER_PACKAGES := mesa-vulkan-drivers libvulkan1
 DATA_PACKAGES := dataset-fashion-mnist
 
-.PHONY: deps data train test bench adapters
+.PHONY: deps data train test bench compare adapters
 
 # $(call apt_install,PACKAGES): installs those of PACKAGES that are not installed yet.
 define apt_install
@@ -32,6 +32,11 @@ test: deps
 
 bench: deps
 	cargo run --release -- bench $(ARGS)
+
+# TensorFlow, PyTorch and gpu-siamese timed on the same step in one run (installs the frameworks into
+# bench/.venv from PyPI the first time).
+compare: deps
+	bench/compare.sh
 
 adapters: deps
 	cargo run --release -- adapters

@@ -6,10 +6,11 @@
 #   bench/compare.sh                 # TensorFlow CPU, PyTorch CPU, gpu-siamese on the adapter it picks
 #   STEPS=200 REPEATS=5 bench/compare.sh
 #   PYTHON=/path/to/python bench/compare.sh   # use an environment that already has the frameworks
+#   TORCH_DEVICE=cuda bench/compare.sh         # PyTorch on the GPU, beside gpu-siamese on the same card
 #
 # The frameworks go into bench/.venv from the package registry (PyPI) the first time: tensorflow-cpu
 # and torch (PyPI's torch wheel carries CUDA libraries; on a machine without a GPU it runs on the CPU,
-# and on one with a GPU this script still times PyTorch's CPU path; see bench/peers.py --help).
+# and TORCH_DEVICE=cuda times it on the GPU instead; see bench/peers.py --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,7 @@ STEPS=${STEPS:-100}
 REPEATS=${REPEATS:-5}
 WARMUP=${WARMUP:-10}
 OUT=${OUT:-bench/results}
+TORCH_DEVICE=${TORCH_DEVICE:-cpu}
 mkdir -p "$OUT"
 
 if [ -z "${PYTHON:-}" ]; then
@@ -35,7 +37,7 @@ cargo build --release --quiet
 echo "timing TensorFlow..." >&2
 "$PYTHON" bench/peers.py tensorflow --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null | tail -1 > "$OUT/tensorflow.json"
 echo "timing PyTorch..." >&2
-"$PYTHON" bench/peers.py pytorch --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null | tail -1 > "$OUT/pytorch.json"
+"$PYTHON" bench/peers.py pytorch --device "$TORCH_DEVICE" --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null | tail -1 > "$OUT/pytorch.json"
 echo "timing gpu-siamese..." >&2
 ./target/release/gpu-siamese bench --json --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null > "$OUT/gpu-siamese.json"
 

@@ -3,7 +3,9 @@ its own: the same tower (Conv2D(128, 2x2, 'same', relu) -> MaxPool 2x2 -> Dropou
 pool -> Dense(48)), both images of each pair through it, Euclidean distance, contrastive loss with margin
 1, Adam with Keras' defaults, batch 64 pairs of random 28x28 images. Prints one JSON line.
 
-    python bench/peers.py tensorflow|pytorch [--steps N] [--repeats R] [--warmup W] [--threads T]
+    python bench/peers.py tensorflow|pytorch [--steps N] [--repeats R] [--warmup W] [--threads T] [--device cpu|cuda]
+
+--device cuda runs PyTorch on the GPU (TensorFlow's CPU build has none).
 """
 
 import argparse
@@ -24,14 +26,16 @@ def batches(count, batch, seed=0):
     return a, b, y
 
 
-def time_steps(step, steps, repeats, warmup):
+def time_steps(step, sync, steps, repeats, warmup):
     for i in range(warmup):
         step(i)
+    sync()
     per_step = []
     for _ in range(repeats):
         start = time.perf_counter()
         for i in range(steps):
             step(i)
+        sync()
         per_step.append(1e3 * (time.perf_counter() - start) / steps)
     return per_step
 
@@ -68,7 +72,8 @@ def tensorflow_step(args):
 
     model.compile(loss=contrastive_loss, optimizer=keras.optimizers.Adam())
     a, b, y = batches(16, args.batch)
-    return lambda i: model.train_on_batch([a[i % 16], b[i % 16]], y[i % 16]), f"TensorFlow {tf.__version__} CPU, Keras {keras.__version__}"
+    step = lambda i: model.train_on_batch([a[i % 16], b[i % 16]], y[i % 16])
+    return step, f"TensorFlow {tf.__version__} CPU, Keras {keras.__version__}", lambda: None
 
 
 def pytorch_step(args):
@@ -92,13 +97,16 @@ def pytorch_step(args):
             x = self.drop(F.max_pool2d(x, 2))
             return self.dense(x.mean(dim=(2, 3)))
 
-    tower = Tower()
+    device = torch.device(args.device)
+    tower = Tower().to(device)
     optimizer = torch.optim.Adam(tower.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
     a, b, y = batches(16, args.batch)
     # NCHW, as PyTorch's convolution wants.
-    a = torch.from_numpy(a).permute(0, 1, 4, 2, 3).contiguous()
-    b = torch.from_numpy(b).permute(0, 1, 4, 2, 3).contiguous()
-    y = torch.from_numpy(y)
+    a = torch.from_numpy(a).permute(0, 1, 4, 2, 3).contiguous().to(device)
+    b = torch.from_numpy(b).permute(0, 1, 4, 2, 3).contiguous().to(device)
+    y = torch.from_numpy(y).to(device)
+    # GPU work is queued: wait for it before a timer reads the clock.
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step(i):
         k = i % 16
@@ -109,7 +117,8 @@ def pytorch_step(args):
         loss.backward()
         optimizer.step()
 
-    return step, f"PyTorch {torch.__version__} CPU"
+    name = f"PyTorch {torch.__version__} " + (torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU")
+    return step, name, sync
 
 
 def main():
@@ -120,9 +129,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cpu", help="PyTorch's device: cpu or cuda")
     args = parser.parse_args()
-    step, what = (tensorflow_step if args.framework == "tensorflow" else pytorch_step)(args)
-    per_step = time_steps(step, args.steps, args.repeats, args.warmup)
+    step, what, sync = (tensorflow_step if args.framework == "tensorflow" else pytorch_step)(args)
+    per_step = time_steps(step, sync, args.steps, args.repeats, args.warmup)
     print(json.dumps({
         "framework": what,
         "batch_pairs": args.batch,
