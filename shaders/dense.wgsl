@@ -28,7 +28,7 @@ fn grad_z(o: u32) -> f32 {
 // Each lane computes GROUP neighbouring outputs, so that a value it loads serves GROUP products: a CPU
 // adapter loads per lane, and loads, not arithmetic, bound these small products. Every output's sum
 // keeps its order, so the grouping changes no result.
-const GROUP: u32 = 8u;
+const GROUP: u32 = 4u;
 
 fn groups(len: u32) -> u32 {
     return (len + GROUP - 1u) / GROUP;

@@ -105,7 +105,7 @@ fn gap_constants(d: &GapDims) -> [(&'static str, f64); 4] {
 }
 
 /// Outputs (or inputs) one dense lane computes (GROUP in dense.wgsl).
-const DENSE_GROUP: usize = 8;
+const DENSE_GROUP: usize = 4;
 
 fn dense_constants(d: &DenseDims, branches: usize) -> [(&'static str, f64); 5] {
     let f = |v: usize| v as f64;
