@@ -85,10 +85,10 @@ fn quad_channels(group: u32, q: u32) -> vec4<u32> {
     return min(vec4<u32>(group * 8u + q * 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(OUT_C - 1u));
 }
 
-// A window's inputs: the (kernel_h + 1) x (kernel_w + 1) x in_c input values under the four conv outputs of the
-// pooling window whose top-left output is (oy, ox), 0 outside the image. conv2d_forward skips those
-// taps; adding them as 0 gives the same bits (an exact fused multiply-add of 0 and any factor returns
-// the accumulator, and no accumulator here is ever -0).
+// A window's inputs: the (kernel_h + 1) x (kernel_w + 1) x in_c input values under the four conv
+// outputs of the pooling window whose top-left output is (oy, ox), 0 outside the image. conv2d_forward
+// skips those taps; adding them as 0 gives the same bits (an exact fused multiply-add of 0 and any
+// factor returns the accumulator, and no accumulator here is ever -0).
 fn input_slot(ry: u32, rx: u32, ci: u32) -> u32 {
     return (ry * (KERNEL_W + 1u) + rx) * IN_C + ci;
 }

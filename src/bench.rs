@@ -129,7 +129,7 @@ fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch]) -> Vec<KernelTime> {
             let mut passes: Vec<f64> = (0..3)
                 .map(|_| {
                     let start = Instant::now();
-                    gpu::submit(gpu, &vec![dispatch; KERNEL_REPEATS]);
+                    gpu::submit(gpu, &[dispatch; KERNEL_REPEATS]);
                     gpu.wait();
                     1e3 * start.elapsed().as_secs_f64() / KERNEL_REPEATS as f64
                 })

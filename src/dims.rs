@@ -64,7 +64,7 @@ impl Conv2dDims {
     }
     /// Whether the tiled kernels (conv2d_tiled.wgsl) run this layer: channels in multiples of 8.
     pub fn tiled(&self) -> bool {
-        self.in_c % 8 == 0 && self.out_c % 8 == 0
+        self.in_c.is_multiple_of(8) && self.out_c.is_multiple_of(8)
     }
 }
 

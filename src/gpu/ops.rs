@@ -144,6 +144,7 @@ impl Kernels {
 
     /// The kernel-and-bias gradient: partial sums into `partial` (at least
     /// `branches * conv2d_weight_chunks * param_len` f32s), then their fixed-order sum into `dwb`.
+    #[allow(clippy::too_many_arguments)]
     pub fn conv2d_backward_weight(
         &self,
         d: &Conv2dDims,
