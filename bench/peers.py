@@ -40,17 +40,12 @@ def time_steps(step, sync, steps, repeats, warmup):
     return per_step
 
 
-def tensorflow_step(args):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+def tutorial_model():
+    """The tutorial's twin network in Keras, as its code runs, compiled with contrastive loss (margin 1)
+    and Adam with Keras' defaults: one input per image of a pair, the pair's distance out."""
     import keras
     from keras import layers, ops
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    keras.utils.set_random_seed(0)
-
-    # The tutorial's code, as it runs.
     inp = layers.Input((28, 28, 1))
     x = layers.Conv2D(128, (2, 2), activation="relu", padding="same")(inp)
     x = layers.MaxPooling2D(pool_size=2)(x)
@@ -59,18 +54,29 @@ def tensorflow_step(args):
     x = layers.Dense(48)(x)
     tower = keras.Model(inp, x)
     a_in, b_in = layers.Input((28, 28, 1)), layers.Input((28, 28, 1))
-    ea, eb = tower(a_in), tower(b_in)
     dist = layers.Lambda(
         lambda v: ops.sqrt(ops.maximum(ops.sum(ops.square(v[0] - v[1]), axis=1, keepdims=True), keras.backend.epsilon()))
-    )([ea, eb])
+    )([tower(a_in), tower(b_in)])
     model = keras.Model([a_in, b_in], dist)
 
     def contrastive_loss(y_true, y_pred):
-        margin = 1.0
         y_true = ops.cast(y_true, y_pred.dtype)
-        return ops.mean(y_true * ops.square(y_pred) + (1 - y_true) * ops.square(ops.maximum(margin - y_pred, 0)))
+        return ops.mean(y_true * ops.square(y_pred) + (1 - y_true) * ops.square(ops.maximum(1.0 - y_pred, 0)))
 
     model.compile(loss=contrastive_loss, optimizer=keras.optimizers.Adam())
+    return model
+
+
+def tensorflow_step(args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import keras
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    keras.utils.set_random_seed(0)
+
+    model = tutorial_model()
     a, b, y = batches(16, args.batch)
     step = lambda i: model.train_on_batch([a[i % 16], b[i % 16]], y[i % 16])
     return step, f"TensorFlow {tf.__version__} CPU, Keras {keras.__version__}", lambda: None

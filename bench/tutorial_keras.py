@@ -44,7 +44,8 @@ def main():
 
     import tensorflow as tf
     import keras
-    from keras import layers, ops
+
+    from peers import tutorial_model
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -59,24 +60,7 @@ def main():
     train_pairs, train_labels = create_pairs(x_train, y_train)
     test_pairs, test_labels = create_pairs(x_test, y_test)
 
-    inp = layers.Input((28, 28, 1))
-    x = layers.Conv2D(128, (2, 2), activation="relu", padding="same")(inp)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Dropout(0.4)(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(48)(x)
-    tower = keras.Model(inp, x)
-    a, b = layers.Input((28, 28, 1)), layers.Input((28, 28, 1))
-    distance = layers.Lambda(
-        lambda v: ops.sqrt(ops.maximum(ops.sum(ops.square(v[0] - v[1]), axis=1, keepdims=True), keras.backend.epsilon()))
-    )([tower(a), tower(b)])
-    model = keras.Model([a, b], distance)
-
-    def contrastive_loss(y_true, y_pred):
-        y_true = ops.cast(y_true, y_pred.dtype)
-        return ops.mean(y_true * ops.square(y_pred) + (1 - y_true) * ops.square(ops.maximum(1.0 - y_pred, 0)))
-
-    model.compile(loss=contrastive_loss, optimizer="adam")
+    model = tutorial_model()
     history = model.fit(
         [train_pairs[:, 0], train_pairs[:, 1]],
         train_labels,

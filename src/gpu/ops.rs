@@ -62,13 +62,16 @@ const TAPS_PER_INVOCATION: usize = 8;
 /// sums are the same.
 pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
     if d.tiled() {
-        // conv2d_backward_weight_tiled: one lane per chunk, tap and 8x8 tile of channels.
         let positions = d.batch / branches * d.out_h() * d.out_w();
-        let lanes = d.kernel_h * d.kernel_w * (d.in_c / 8) * (d.out_c / 8);
-        return (16384usize).div_ceil(branches * lanes).clamp(1, positions.max(1));
+        return (16384usize).div_ceil(branches * tiled_weight_lanes_per_chunk(d)).clamp(1, positions.max(1));
     }
     let blocks = d.batch / branches * d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
     (16384usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, blocks.max(1))
+}
+
+/// conv2d_backward_weight_tiled's lanes per chunk: one per tap and 8x8 tile of channels.
+fn tiled_weight_lanes_per_chunk(d: &Conv2dDims) -> usize {
+    d.kernel_h * d.kernel_w * (d.in_c / 8) * (d.out_c / 8)
 }
 
 /// Positions along a row one tiled lane computes (ROW in conv2d_tiled.wgsl).
@@ -157,7 +160,7 @@ impl Kernels {
     ) -> [Dispatch; 2] {
         let chunks = conv2d_weight_chunks(d, branches);
         let (kernel, lanes) = if d.tiled() {
-            (Kernel::Conv2dBackwardWeightTiled, branches * chunks * d.kernel_h * d.kernel_w * (d.in_c / 8) * (d.out_c / 8))
+            (Kernel::Conv2dBackwardWeightTiled, branches * chunks * tiled_weight_lanes_per_chunk(d))
         } else {
             (Kernel::Conv2dBackwardWeight, branches * chunks * conv2d_tap_groups(d) * d.out_c)
         };
