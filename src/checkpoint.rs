@@ -27,6 +27,9 @@ pub struct TrainConfig {
     pub resample_pairs: bool,
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
+    /// Classes left out of training and validation, kept for one-shot tests on classes never seen.
+    #[serde(default)]
+    pub holdout_classes: Vec<u8>,
 }
 
 /// Where a run stands when a checkpoint is written.

@@ -7,15 +7,21 @@
 //!   datasets kept on the GPU.
 //! - [`data`]: IDX files, where Fashion-MNIST is found, the tutorial's pairs.
 //! - [`train`]: the training run; [`checkpoint`] its files; [`metrics`] its scores.
+//! - [`evaluate`]: a trained model put to use: embeddings, distances, evaluation.
+//! - [`report`]: a run's pictures, drawn with [`plot`]; [`npy`] writes embeddings for NumPy.
 //! - [`bench`]: the step's time and each kernel's, for `gpu-siamese bench`.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod dims;
+pub mod evaluate;
 pub mod gpu;
 pub mod metrics;
 pub mod model;
+pub mod npy;
+pub mod plot;
 pub mod reference;
+pub mod report;
 pub mod train;
 pub mod twin;

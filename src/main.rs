@@ -5,8 +5,11 @@ use gpu_siamese::checkpoint::{Checkpoint, TrainConfig};
 use gpu_siamese::gpu::{self, Gpu, Kernels};
 use gpu_siamese::model::{InputShape, Plan, TUTORIAL_TOWER};
 use gpu_siamese::bench::BenchOptions;
-use gpu_siamese::train;
-use std::path::PathBuf;
+use gpu_siamese::checkpoint::write_atomically;
+use gpu_siamese::data::{csv_field, list_images, load_image, load_split, parse_csv_line, read_idx};
+use gpu_siamese::evaluate::{self, ClassChoice, EvalOptions, Trained};
+use gpu_siamese::{npy, report, train};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -54,6 +57,10 @@ struct TrainArgs {
     /// Draw new pairs every epoch instead of reshuffling the same ones.
     #[arg(long)]
     resample_pairs: bool,
+    /// Leave these classes (labels, comma-separated, e.g. 5,7,8,9) out of training and validation, for
+    /// one-shot tests on classes the model never saw (`evaluate` scores them).
+    #[arg(long, value_name = "LABELS", value_delimiter = ',')]
+    holdout_classes: Option<Vec<u8>>,
     /// Output folder. [default: runs/<date-time>, or the resumed run's folder]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -79,6 +86,54 @@ struct TwinArgs {
     seed: u64,
 }
 
+/// What chooses and scores the evaluation's pairs and episodes.
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Folder with the IDX files (as for train); its test split is scored. [default: as train]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The test classes scored. [default: held-out when the checkpoint holds classes out, else all]
+    #[arg(long, value_enum)]
+    classes: Option<ClassChoice>,
+    /// Score only the first N test images (before the classes are chosen).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Also calibrate, on training pairs, the threshold whose false-accept rate is this (e.g. 0.01) and
+    /// score the test pairs at it.
+    #[arg(long, value_name = "RATE")]
+    target_far: Option<f64>,
+    /// Classes per few-shot episode. [default: 4, or all the classes scored when fewer]
+    #[arg(long, value_name = "N")]
+    n_way: Option<usize>,
+    /// Support images per class in a few-shot episode.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    k_shot: usize,
+    /// Few-shot episodes.
+    #[arg(long, default_value_t = 1000)]
+    episodes: usize,
+    /// Seed of the few-shot episodes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl EvalArgs {
+    fn options(&self) -> Result<EvalOptions> {
+        if let Some(far) = self.target_far.filter(|f| !(0.0..=1.0).contains(f)) {
+            return Err(format!("--target-far {far}: a rate between 0 and 1, e.g. 0.01").into());
+        }
+        Ok(EvalOptions {
+            data: self.data.clone(),
+            classes: self.classes,
+            limit: self.limit,
+            target_far: self.target_far,
+            n_way: self.n_way,
+            k_shot: self.k_shot,
+            episodes: self.episodes,
+            seed: self.seed,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// List every adapter wgpu can see, with the limits that matter for compute.
@@ -91,6 +146,82 @@ enum Command {
     /// finished epoch.
     #[command(verbatim_doc_comment)]
     Train(TrainArgs),
+    /// Score a checkpoint on the test pairs: loss, ROC AUC, equal-error rate; accuracy, precision, recall,
+    /// F1 and the confusion counts at the calibrated threshold, at a threshold for a wanted false-accept
+    /// rate and at the best one; retrieval (precision@1, MAP@R) and N-way K-shot accuracy over the test
+    /// images. Prints a table and writes JSON.
+    Evaluate {
+        /// The checkpoint (a run's best.safetensors or last.safetensors).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        eval: EvalArgs,
+        /// Where the JSON goes. [default: beside the checkpoint, NAME.evaluation.json]
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// The distance between two pictures and the verdict (same or different) at the checkpoint's
+    /// calibrated threshold; or, with --pairs, of every pair listed in a CSV, written as CSV.
+    ///
+    /// Pictures in any format the image crate reads are made grayscale (or RGB for a 3-channel model),
+    /// scaled to fit the model's input with their aspect kept and padded with their border's colour.
+    Compare {
+        /// Two picture files.
+        #[arg(value_name = "IMAGE", num_args = 0..=2)]
+        images: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// A CSV of pairs: two columns of picture paths (relative ones from the CSV's folder), an
+        /// optional header row "a,b".
+        #[arg(long, value_name = "CSV")]
+        pairs: Option<PathBuf>,
+        /// Where --pairs' results go (a,b,distance,verdict). [default: standard output]
+        #[arg(long, value_name = "CSV")]
+        out: Option<PathBuf>,
+        /// Use this threshold instead of the checkpoint's.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Invert the pictures (255 - v): for dark objects on light backgrounds, since Fashion-MNIST's
+        /// are light on black.
+        #[arg(long)]
+        invert: bool,
+    },
+    /// Embeddings of pictures as a NumPy .npy file ([count, dim] float32) with a CSV index of their
+    /// sources and labels beside it; batched on the GPU.
+    Embed {
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// A folder of pictures (searched recursively; a picture's first sub-folder is its label), an
+        /// IDX images file, or a folder of IDX files (its --split).
+        #[arg(long, value_name = "DIR|IDX")]
+        images: PathBuf,
+        /// The split of an IDX folder.
+        #[arg(long, default_value = "t10k", value_parser = ["t10k", "train"])]
+        split: String,
+        /// The .npy file to write; its index goes beside it as .csv.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Invert the pictures (255 - v), as for compare.
+        #[arg(long)]
+        invert: bool,
+    },
+    /// Pictures of a run, as PNG files: curves.png (loss, val_loss and accuracy per epoch),
+    /// distances.png (test-pair distance histograms and the threshold), roc.png, pairs.png (test pairs
+    /// with their distances, mistakes marked) and embeddings.png (the test embeddings' PCA map by class).
+    /// Also writes the evaluation, as `evaluate` does.
+    Report {
+        /// The run's folder.
+        #[arg(value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// The checkpoint pictured. [default: RUN_DIR/best.safetensors]
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        eval: EvalArgs,
+        /// Where the pictures go. [default: RUN_DIR/report]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Time training steps on random 28x28 images (kept on the GPU and gathered per step, as in
     /// training) and print ms per step, and each kernel's time beside the least work it must do.
     Bench {
@@ -123,6 +254,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Adapters => adapters(),
         Command::Train(args) => train(args),
+        Command::Evaluate { checkpoint, eval, json } => evaluate(&checkpoint, &eval, json),
+        Command::Compare { images, checkpoint, pairs, out, threshold, invert } => compare(&images, &checkpoint, pairs.as_deref(), out.as_deref(), threshold, invert),
+        Command::Embed { checkpoint, images, split, out, invert } => embed(&checkpoint, &images, &split, &out, invert),
+        Command::Report { run, checkpoint, eval, out } => {
+            let checkpoint = checkpoint.unwrap_or_else(|| run.join(train::BEST_FILE));
+            let out = out.unwrap_or_else(|| run.join("report"));
+            eval.options().and_then(|opts| Ok(report::report(&run, &checkpoint, &opts, &out).map(|_| ())?))
+        }
         Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused, json } => {
             let opts = BenchOptions { steps, repeats, warmup, per_kernel: !no_kernels, fuse: !unfused, seed: twin.seed };
             bench(&twin, &opts, json)
@@ -215,6 +354,12 @@ fn train(args: TrainArgs) -> Result<()> {
                 resample_pairs: args.resample_pairs,
                 train_limit: args.train_limit,
                 test_limit: args.test_limit,
+                holdout_classes: {
+                    let mut classes = args.holdout_classes.clone().unwrap_or_default();
+                    classes.sort();
+                    classes.dedup();
+                    classes
+                },
             };
             check_numbers(&config)?;
             let out = args.out.clone().unwrap_or_else(train::default_out_dir);
@@ -242,6 +387,12 @@ fn train(args: TrainArgs) -> Result<()> {
                 args.train_limit.filter(|&l| Some(l) != config.train_limit).map(|l| ("--train-limit", l.to_string(), format!("{:?}", config.train_limit))),
                 args.test_limit.filter(|&l| Some(l) != config.test_limit).map(|l| ("--test-limit", l.to_string(), format!("{:?}", config.test_limit))),
                 (args.resample_pairs && !config.resample_pairs).then(|| ("--resample-pairs", "on".into(), "off".into())),
+                args.holdout_classes.as_ref().filter(|h| {
+                    let mut h = h.to_vec();
+                    h.sort();
+                    h.dedup();
+                    h != config.holdout_classes
+                }).map(|h| ("--holdout-classes", format!("{h:?}"), format!("{:?}", config.holdout_classes))),
             ]
             .into_iter()
             .flatten()
@@ -284,5 +435,177 @@ fn bench(args: &TwinArgs, opts: &BenchOptions, json: bool) -> Result<()> {
     } else {
         gpu_siamese::bench::print(&report);
     }
+    Ok(())
+}
+
+/// The GPU, its kernels and the checkpoint, for the commands that use a trained model.
+fn open_model(checkpoint: &Path) -> Result<(Gpu, Kernels, Trained)> {
+    let trained = Trained::load(checkpoint)?;
+    let gpu = Gpu::new()?;
+    let kernels = Kernels::new(&gpu);
+    Ok((gpu, kernels, trained))
+}
+
+fn evaluate(checkpoint: &Path, args: &EvalArgs, json: Option<PathBuf>) -> Result<()> {
+    let opts = args.options()?;
+    let (gpu, kernels, trained) = open_model(checkpoint)?;
+    let evaluation = evaluate::evaluate(&gpu, &kernels, &trained, &opts)?;
+    evaluate::print(&evaluation);
+    let json = json.unwrap_or_else(|| checkpoint.with_extension("evaluation.json"));
+    write_atomically(&json, serde_json::to_string_pretty(&evaluation)?.as_bytes()).map_err(|e| format!("cannot write {}: {e}", json.display()))?;
+    println!("\nwritten: {}", json.display());
+    Ok(())
+}
+
+/// A picture as the model's input, or an error naming the file.
+fn picture(path: &Path, trained: &Trained, invert: bool) -> Result<Vec<u8>> {
+    Ok(load_image(path, trained.input(), invert)?)
+}
+
+fn compare(images: &[PathBuf], checkpoint: &Path, pairs: Option<&Path>, out: Option<&Path>, threshold: Option<f32>, invert: bool) -> Result<()> {
+    let list: Vec<(PathBuf, PathBuf)> = match (pairs, images) {
+        (None, [a, b]) => vec![(a.clone(), b.clone())],
+        (None, _) => return Err("compare takes two pictures (compare A.png B.png --checkpoint C), or a CSV of them with --pairs".into()),
+        (Some(_), [_, ..]) => return Err("give either two pictures or --pairs, not both".into()),
+        (Some(csv), []) => read_pair_list(csv)?,
+    };
+    let (gpu, kernels, trained) = open_model(checkpoint)?;
+    let threshold = threshold.unwrap_or(trained.threshold());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (pa, pb) in &list {
+        a.extend(picture(pa, &trained, invert)?);
+        b.extend(picture(pb, &trained, invert)?);
+    }
+    let twin = trained.twin(&gpu, &kernels)?;
+    let distances = evaluate::distances_between(&twin, &a, &b);
+    let verdict = |d: f32| if d < threshold { "same" } else { "different" };
+    if pairs.is_none() {
+        let d = distances[0];
+        let source = if threshold == trained.threshold() { "the checkpoint's, calibrated on training pairs" } else { "given" };
+        println!("distance {d:.4}: {} (threshold {threshold:.4}, {source})", verdict(d));
+        return Ok(());
+    }
+    let mut csv = String::from("a,b,distance,verdict\n");
+    for ((pa, pb), d) in list.iter().zip(&distances) {
+        let (pa, pb) = (pa.display().to_string(), pb.display().to_string());
+        csv.push_str(&format!("{},{},{d:.6},{}\n", csv_field(&pa), csv_field(&pb), verdict(*d)));
+    }
+    match out {
+        Some(path) => {
+            write_atomically(path, csv.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("{} pairs compared at threshold {threshold:.4}; written: {}", list.len(), path.display());
+        }
+        None => print!("{csv}"),
+    }
+    Ok(())
+}
+
+/// The pairs of a CSV file of two picture paths per line; relative paths are taken from its folder.
+fn read_pair_list(csv: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let text = std::fs::read_to_string(csv).map_err(|e| format!("{}: cannot read: {e}", csv.display()))?;
+    let base = csv.parent().unwrap_or(Path::new(""));
+    let mut pairs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields = parse_csv_line(line).map_err(|e| format!("{} line {}: {e}", csv.display(), n + 1))?;
+        if pairs.is_empty() && n == 0 && fields.len() == 2 && fields[0].trim().eq_ignore_ascii_case("a") && fields[1].trim().eq_ignore_ascii_case("b") {
+            continue;
+        }
+        let [a, b] = fields.as_slice() else {
+            return Err(format!("{} line {}: expected two paths, found {} fields", csv.display(), n + 1, fields.len()).into());
+        };
+        pairs.push((base.join(a.trim()), base.join(b.trim())));
+    }
+    if pairs.is_empty() {
+        return Err(format!("{}: no pairs in it", csv.display()).into());
+    }
+    Ok(pairs)
+}
+
+/// Pictures to embed: their bytes (the model's input), and for each its source and label.
+struct Sources {
+    pixels: Vec<u8>,
+    names: Vec<String>,
+    labels: Vec<String>,
+}
+
+fn embed(checkpoint: &Path, images: &Path, split: &str, out: &Path, invert: bool) -> Result<()> {
+    let (gpu, kernels, trained) = open_model(checkpoint)?;
+    let input = trained.input();
+    let idx_shape_check = |path: &Path, rows: usize, cols: usize| -> Result<()> {
+        if [rows, cols, 1] != [input.h, input.w, input.c] {
+            return Err(format!(
+                "{}: holds {rows}x{cols} grayscale images but the model takes {}x{}x{}; pictures in a folder are resized, IDX images are not",
+                path.display(), input.h, input.w, input.c
+            )
+            .into());
+        }
+        Ok(())
+    };
+    let mut sources = Sources { pixels: Vec::new(), names: Vec::new(), labels: Vec::new() };
+    let name = images.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    // Pictures from files are inverted as they are loaded; IDX images after.
+    let mut pictures = false;
+    if images.is_file() && name.contains("-images-idx3-ubyte") {
+        let array = read_idx(images)?;
+        if array.dims.len() != 3 {
+            return Err(format!("{}: expected images [count, rows, cols], found {} dimensions", images.display(), array.dims.len()).into());
+        }
+        idx_shape_check(images, array.dims[1], array.dims[2])?;
+        let labels_path = images.with_file_name(name.replace("-images-idx3-ubyte", "-labels-idx1-ubyte"));
+        let labels = read_idx(&labels_path).ok().filter(|l| l.dims == [array.dims[0]]).map(|l| l.data);
+        for i in 0..array.dims[0] {
+            sources.names.push(format!("{}#{i}", images.display()));
+            sources.labels.push(labels.as_ref().map_or(String::new(), |l| l[i].to_string()));
+        }
+        sources.pixels = array.data;
+    } else if images.is_dir() && std::fs::read_dir(images)?.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{split}-images-idx3-ubyte"))) {
+        let set = load_split(images, split)?;
+        idx_shape_check(images, set.rows, set.cols)?;
+        for i in 0..set.count {
+            sources.names.push(format!("{}/{split}#{i}", images.display()));
+            sources.labels.push(set.labels[i].to_string());
+        }
+        sources.pixels = set.pixels;
+    } else if images.is_dir() {
+        pictures = true;
+        let files = list_images(images)?;
+        let mut skipped = Vec::new();
+        for file in &files {
+            match load_image(&file.path, input, invert) {
+                Ok(bytes) => {
+                    sources.pixels.extend(bytes);
+                    sources.names.push(file.path.display().to_string());
+                    sources.labels.push(file.class.clone().unwrap_or_default());
+                }
+                Err(e) => skipped.push(e.to_string()),
+            }
+        }
+        if !skipped.is_empty() {
+            eprintln!("skipped {} of {} pictures that could not be read; the first: {}", skipped.len(), files.len(), skipped[0]);
+        }
+    } else {
+        return Err(format!("{}: neither a folder nor an IDX images file (*-images-idx3-ubyte[.gz])", images.display()).into());
+    }
+    if sources.names.is_empty() {
+        return Err(format!("{}: no pictures found (looked for {} files)", images.display(), gpu_siamese::data::IMAGE_EXTENSIONS.join(", ")).into());
+    }
+    if invert && !pictures {
+        sources.pixels.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    let twin = trained.twin(&gpu, &kernels)?;
+    let embeddings = evaluate::embed_images(&twin, &sources.pixels);
+    let dim = twin.plan.embedding_dim;
+    let count = sources.names.len();
+    write_atomically(out, &npy::npy_f32(&embeddings, &[count, dim])).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let index_path = out.with_extension("csv");
+    let mut index = String::from("row,source,label\n");
+    for (i, (name, label)) in sources.names.iter().zip(&sources.labels).enumerate() {
+        index.push_str(&format!("{i},{},{}\n", csv_field(name), csv_field(label)));
+    }
+    write_atomically(&index_path, index.as_bytes()).map_err(|e| format!("cannot write {}: {e}", index_path.display()))?;
+    println!("{count} embeddings of {dim} values: {} (index: {})", out.display(), index_path.display());
     Ok(())
 }

@@ -56,6 +56,26 @@ const CALIBRATION: u64 = 3;
 /// Epoch e's shuffle (and, with --resample-pairs, its pairs) use purposes EPOCH + e.
 const EPOCH: u64 = 1 << 32;
 
+/// A run's images of one split: the first `limit` of `set`, less the classes the run holds out.
+pub fn run_set(config: &TrainConfig, set: ImageSet, limit: Option<usize>) -> ImageSet {
+    set.truncated(limit).with_classes(|c| !config.holdout_classes.contains(&c))
+}
+
+/// The pairs a set is scored on: the tutorial's, drawn once from the seed (every epoch and every run
+/// scores the same pairs).
+pub fn test_pairs(seed: u64, labels: &[u8]) -> Vec<Pair> {
+    make_pairs(labels, &mut rng(seed, TEST_PAIRS))
+}
+
+/// The training pairs the distance threshold is calibrated on: a fixed sample of at most
+/// `CALIBRATION_PAIRS`, and at most a quarter of a small set.
+pub fn calibration_pairs(seed: u64, train_labels: &[u8]) -> Vec<Pair> {
+    let mut pairs = make_pairs(train_labels, &mut rng(seed, CALIBRATION));
+    shuffle(&mut pairs, &mut rng(seed, CALIBRATION));
+    pairs.truncate(CALIBRATION_PAIRS.min(pairs.len().div_ceil(4)));
+    pairs
+}
+
 /// The training pairs of epoch `epoch` (0-based), in the order they are trained on.
 pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[u8], epoch: usize) -> Vec<Pair> {
     let mut epoch_rng = rng(config.seed, EPOCH + epoch as u64);
@@ -120,7 +140,7 @@ fn pairs_in_step(step: usize, batch: usize, total: usize) -> usize {
 }
 
 /// Distances, with dropout off, of every pair in `pairs` (on the GPU, gathered by `gather`).
-fn distances(gpu: &Gpu, twin: &GpuTwin, gather: &crate::gpu::Dispatch, pairs: &DevicePairs, out: &wgpu::Buffer) -> Vec<f32> {
+pub fn distances(gpu: &Gpu, twin: &GpuTwin, gather: &crate::gpu::Dispatch, pairs: &DevicePairs, out: &wgpu::Buffer) -> Vec<f32> {
     let batch = twin.plan.pairs();
     for step in 0..pairs.len.div_ceil(batch) {
         twin.evaluate_gathered(gather, step * batch, pairs_in_step(step, batch, pairs.len), out);
@@ -128,7 +148,7 @@ fn distances(gpu: &Gpu, twin: &GpuTwin, gather: &crate::gpu::Dispatch, pairs: &D
     gpu.read(out, 0, pairs.len)
 }
 
-fn labels_of(pairs: &[Pair]) -> Vec<f32> {
+pub fn labels_of(pairs: &[Pair]) -> Vec<f32> {
     pairs.iter().map(|p| p.label).collect()
 }
 
@@ -139,16 +159,24 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let kernels = Kernels::new(&gpu);
 
     let (dir, train_set, test_set) = load_fashion_mnist(run.data.as_deref())?;
-    let train_set = train_set.truncated(config.train_limit);
-    let test_set = test_set.truncated(config.test_limit);
+    let present = train_set.class_list();
+    if let Some(c) = config.holdout_classes.iter().find(|c| !present.contains(c)) {
+        return Err(format!("--holdout-classes: class {c} is not in {}, whose classes are {present:?}", dir.display()));
+    }
+    let (train_set, test_set) = (run_set(config, train_set, config.train_limit), run_set(config, test_set, config.test_limit));
+    let held_out = if config.holdout_classes.is_empty() {
+        String::new()
+    } else {
+        format!("; classes {:?} held out of training and validation", config.holdout_classes)
+    };
     println!(
-        "data: {} ({} training and {} test images of {}x{}, {} classes)",
+        "data: {} ({} training and {} test images of {}x{}, {} classes{held_out})",
         dir.display(),
         train_set.count,
         test_set.count,
         train_set.rows,
         train_set.cols,
-        train_set.classes()
+        train_set.class_list().len()
     );
     check_usable(&train_set, "training")?;
     check_usable(&test_set, "test")?;
@@ -162,10 +190,8 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let adam = AdamConfig { learning_rate: config.learning_rate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon };
 
     let base_train_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS));
-    let test_pairs = make_pairs(&test_set.labels, &mut rng(config.seed, TEST_PAIRS));
-    let mut calibration_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, CALIBRATION));
-    shuffle(&mut calibration_pairs, &mut rng(config.seed, CALIBRATION));
-    calibration_pairs.truncate(CALIBRATION_PAIRS.min(calibration_pairs.len().div_ceil(4)));
+    let test_pairs = test_pairs(config.seed, &test_set.labels);
+    let calibration_pairs = calibration_pairs(config.seed, &train_set.labels);
     let steps_per_epoch = base_train_pairs.len().div_ceil(config.batch_size);
 
     let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, true).map_err(|e| e.to_string())?;
@@ -308,8 +334,12 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
 }
 
 fn check_usable(set: &ImageSet, what: &str) -> Result<(), String> {
-    if set.count < 2 || set.classes() < 2 {
-        return Err(format!("the {what} set needs at least two images of two classes, it has {} images", set.count));
+    if set.count < 2 || set.class_list().len() < 2 {
+        return Err(format!(
+            "the {what} set needs images of at least two classes; it has {} images of classes {:?} (after --train-limit, --test-limit and --holdout-classes)",
+            set.count,
+            set.class_list()
+        ));
     }
     Ok(())
 }
@@ -368,6 +398,7 @@ mod tests {
             resample_pairs: false,
             train_limit: None,
             test_limit: None,
+            holdout_classes: vec![],
         }
     }
 

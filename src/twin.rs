@@ -262,6 +262,14 @@ impl<'a> GpuTwin<'a> {
         (distances, loss)
     }
 
+    /// The embeddings ([batch, embedding_dim]), dropout off, of the images last uploaded with
+    /// `set_batch`; waits for the GPU.
+    pub fn embed(&self) -> Vec<f32> {
+        self.write_step(false, self.loss_capacity, 0, self.plan.pairs());
+        submit(self.gpu, &self.forward.iter().collect::<Vec<_>>());
+        self.gpu.read(self.activations.last().unwrap(), 0, self.plan.batch * self.plan.embedding_dim)
+    }
+
     /// Submits the forward pass, dropout off, on pairs `start..start + valid` of a dataset on the GPU and
     /// copies their distances to `out[start..start + valid]`; returns without waiting.
     pub fn evaluate_gathered(&self, gather: &Dispatch, start: usize, valid: usize, out: &wgpu::Buffer) -> wgpu::SubmissionIndex {

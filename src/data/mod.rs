@@ -1,9 +1,15 @@
 //! Datasets: the IDX files Fashion-MNIST ships as, where to find them, and the tutorial's pairs.
 
+mod csv;
+mod folder;
 mod idx;
+mod image_file;
 mod pairs;
 
+pub use csv::{csv_field, parse_csv_line};
+pub use folder::{is_image_name, list_images, ImageFile, IMAGE_EXTENSIONS};
 pub use idx::{read_idx, IdxArray};
+pub use image_file::{load_image, to_input};
 pub use pairs::{make_pairs, shuffle, Pair};
 
 use std::fmt;
@@ -49,6 +55,26 @@ impl ImageSet {
     /// The number of classes: the largest label plus one.
     pub fn classes(&self) -> usize {
         self.labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0)
+    }
+
+    /// The classes present, in order.
+    pub fn class_list(&self) -> Vec<u8> {
+        let mut present = [false; 256];
+        self.labels.iter().for_each(|&l| present[l as usize] = true);
+        (0..=255u8).filter(|&c| present[c as usize]).collect()
+    }
+
+    /// The images whose class `keep` accepts, in their order.
+    pub fn with_classes(&self, keep: impl Fn(u8) -> bool) -> ImageSet {
+        let len = self.image_len();
+        let kept: Vec<usize> = (0..self.count).filter(|&i| keep(self.labels[i])).collect();
+        ImageSet {
+            count: kept.len(),
+            rows: self.rows,
+            cols: self.cols,
+            pixels: kept.iter().flat_map(|&i| self.pixels[i * len..(i + 1) * len].iter().copied()).collect(),
+            labels: kept.iter().map(|&i| self.labels[i]).collect(),
+        }
     }
 
     /// The first `limit` images (all when `limit` is None or larger).

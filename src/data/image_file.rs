@@ -1,0 +1,75 @@
+//! Image files (any format the `image` crate decodes) made into the model's input, always the same way:
+//!
+//! 1. decoded; alpha, if any, is dropped;
+//! 2. made grayscale (luma = 0.2126 R + 0.7152 G + 0.0722 B, the `image` crate's) for a 1-channel model,
+//!    or RGB for a 3-channel one;
+//! 3. scaled, aspect kept, to fit the model's height and width, with a triangle (bilinear) filter whose
+//!    support widens when shrinking, so every source pixel counts;
+//! 4. centred, the rest padded with the mean colour of the scaled image's border pixels (a photo on
+//!    white is padded with white, a Fashion-MNIST-like picture on black with black);
+//! 5. optionally inverted (255 - v): Fashion-MNIST's pictures are light objects on black, most photos
+//!    are dark objects on light.
+
+use super::DataError;
+use crate::model::InputShape;
+use image::imageops::FilterType;
+use image::DynamicImage;
+use std::path::Path;
+
+/// The picture at `path` as the model's input: `shape.h * shape.w * shape.c` bytes, rows of pixels of
+/// channels (HWC).
+pub fn load_image(path: &Path, shape: InputShape, invert: bool) -> Result<Vec<u8>, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot open: {e}")))?;
+    // The contents say what a file is, not its name.
+    let format = image::guess_format(&bytes).map_err(|_| {
+        DataError::new(path, "not an image file (its contents match no format this build decodes: PNG, JPEG, BMP, GIF, WebP, TIFF)")
+    })?;
+    let picture = image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| DataError::new(path, format!("cannot decode the image: {e}")))?;
+    Ok(to_input(&picture, shape, invert))
+}
+
+/// A decoded picture as the model's input (steps 2 to 5 above).
+pub fn to_input(picture: &DynamicImage, shape: InputShape, invert: bool) -> Vec<u8> {
+    assert!(shape.c == 1 || shape.c == 3, "models take 1 or 3 channels");
+    let (w, h) = (picture.width().max(1), picture.height().max(1));
+    let scale = (shape.w as f64 / w as f64).min(shape.h as f64 / h as f64);
+    let fit_w = ((w as f64 * scale).round() as u32).clamp(1, shape.w as u32);
+    let fit_h = ((h as f64 * scale).round() as u32).clamp(1, shape.h as u32);
+    let scaled: Vec<u8> = if shape.c == 1 {
+        let luma = picture.to_luma8();
+        let resized = if (w, h) == (fit_w, fit_h) { luma } else { image::imageops::resize(&luma, fit_w, fit_h, FilterType::Triangle) };
+        resized.into_raw()
+    } else {
+        let rgb = picture.to_rgb8();
+        let resized = if (w, h) == (fit_w, fit_h) { rgb } else { image::imageops::resize(&rgb, fit_w, fit_h, FilterType::Triangle) };
+        resized.into_raw()
+    };
+    let (fit_w, fit_h, c) = (fit_w as usize, fit_h as usize, shape.c);
+    let pixel = |x: usize, y: usize| &scaled[(y * fit_w + x) * c..(y * fit_w + x + 1) * c];
+
+    // The border's mean colour, per channel.
+    let border: Vec<(usize, usize)> = (0..fit_w)
+        .flat_map(|x| [(x, 0), (x, fit_h - 1)])
+        .chain((0..fit_h).flat_map(|y| [(0, y), (fit_w - 1, y)]))
+        .collect();
+    let pad: Vec<u8> = (0..c)
+        .map(|ch| {
+            let sum: u64 = border.iter().map(|&(x, y)| pixel(x, y)[ch] as u64).sum();
+            ((sum as f64 / border.len() as f64).round()) as u8
+        })
+        .collect();
+
+    let (left, top) = ((shape.w - fit_w) / 2, (shape.h - fit_h) / 2);
+    let mut out = Vec::with_capacity(shape.len());
+    for y in 0..shape.h {
+        for x in 0..shape.w {
+            let inside = (left..left + fit_w).contains(&x) && (top..top + fit_h).contains(&y);
+            out.extend_from_slice(if inside { pixel(x - left, y - top) } else { &pad });
+        }
+    }
+    if invert {
+        out.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    out
+}

@@ -1,0 +1,349 @@
+//! Using a trained model: a checkpoint loaded onto the GPU, embeddings and distances of any images, and
+//! the evaluation of a checkpoint on a set's pairs (verification scores), on its images (retrieval) and
+//! in N-way K-shot episodes, for `gpu-siamese evaluate`, `compare`, `embed` and `report`.
+
+use crate::checkpoint::Checkpoint;
+use crate::data::{load_fashion_mnist, ImageSet, Pair};
+use crate::dims::AdamConfig;
+use crate::gpu::{Gpu, Kernels};
+use crate::metrics::{
+    best_threshold, contrastive_loss, equal_error_rate, few_shot, Episodes, retrieval, roc_auc, roc_curve, threshold_for_far, Confusion,
+    FewShot, Retrieval, RocPoint,
+};
+use crate::model::{InputShape, Plan, TowerSpec};
+use crate::reference::byte_value;
+use crate::train::{calibration_pairs, distances, labels_of, run_set, test_pairs};
+use crate::twin::{DeviceImages, DevicePairs, GpuTwin};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Pairs per forward pass when using a model (twice as many images).
+pub const INFER_PAIRS: usize = 128;
+
+/// A checkpoint made ready to run: its tower laid out for inference batches, its weights.
+pub struct Trained {
+    pub path: PathBuf,
+    pub checkpoint: Checkpoint,
+    pub plan: Plan,
+    pub params: Vec<f32>,
+}
+
+impl Trained {
+    pub fn load(path: &Path) -> Result<Trained, String> {
+        let checkpoint = Checkpoint::load(path)?;
+        let spec: TowerSpec =
+            checkpoint.arch.parse().map_err(|e| format!("{}: its tower \"{}\" does not parse: {e}", path.display(), checkpoint.arch))?;
+        let [h, w, c] = checkpoint.config.input;
+        let plan = Plan::new(&spec, InputShape { h, w, c }, 2 * INFER_PAIRS, checkpoint.config.seed)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let params = checkpoint.flat(&plan, "").map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(t) = plan.param_tensors().iter().find(|t| params[t.range.clone()].iter().any(|w| !w.is_finite())) {
+            return Err(format!("{}: tensor {} holds NaN or infinity", path.display(), t.name));
+        }
+        Ok(Trained { path: path.to_path_buf(), checkpoint, plan, params })
+    }
+
+    /// The distance below which a pair is called "same", calibrated on training pairs when it was saved.
+    pub fn threshold(&self) -> f32 {
+        self.checkpoint.progress.threshold
+    }
+
+    pub fn input(&self) -> InputShape {
+        self.plan.input
+    }
+
+    /// The model on the GPU, weights loaded, for forward passes.
+    pub fn twin<'a>(&self, gpu: &'a Gpu, kernels: &Kernels) -> Result<GpuTwin<'a>, String> {
+        let c = &self.checkpoint.config;
+        let adam = AdamConfig { learning_rate: c.learning_rate, beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon };
+        let mut twin = GpuTwin::new(gpu, kernels, self.plan.clone(), adam, c.margin, 1, true).map_err(|e| e.to_string())?;
+        twin.set_params(&self.params);
+        Ok(twin)
+    }
+}
+
+/// Embeddings of `images` (bytes, one input after another), [count, embedding_dim], dropout off.
+pub fn embed_images(twin: &GpuTwin, images: &[u8]) -> Vec<f32> {
+    let (len, batch, dim) = (twin.plan.input.len(), twin.plan.batch, twin.plan.embedding_dim);
+    assert_eq!(images.len() % len, 0, "whole images");
+    let count = images.len() / len;
+    let labels = vec![0.0; twin.plan.pairs()];
+    let mut inputs = vec![0.0f32; batch * len];
+    let mut out = Vec::with_capacity(count * dim);
+    for start in (0..count).step_by(batch) {
+        let n = batch.min(count - start);
+        for (x, &b) in inputs.iter_mut().zip(&images[start * len..(start + n) * len]) {
+            *x = byte_value(b);
+        }
+        inputs[n * len..].fill(0.0);
+        twin.set_batch(&inputs, &labels);
+        out.extend_from_slice(&twin.embed()[..n * dim]);
+    }
+    out
+}
+
+/// The model's distance between `a[i]` and `b[i]` (bytes, one input after another), dropout off.
+pub fn distances_between(twin: &GpuTwin, a: &[u8], b: &[u8]) -> Vec<f32> {
+    let (len, pairs) = (twin.plan.input.len(), twin.plan.pairs());
+    assert_eq!(a.len(), b.len(), "as many first images as second ones");
+    let count = a.len() / len;
+    let labels = vec![0.0; pairs];
+    let mut inputs = vec![0.0f32; 2 * pairs * len];
+    let mut out = Vec::with_capacity(count);
+    for start in (0..count).step_by(pairs) {
+        let n = pairs.min(count - start);
+        inputs.fill(0.0);
+        // A batch holds the pairs' first images, then their second images.
+        for (half, images) in [a, b].into_iter().enumerate() {
+            let dst = &mut inputs[half * pairs * len..(half * pairs + n) * len];
+            for (x, &v) in dst.iter_mut().zip(&images[start * len..(start + n) * len]) {
+                *x = byte_value(v);
+            }
+        }
+        twin.set_batch(&inputs, &labels);
+        out.extend_from_slice(&twin.evaluate().0[..n]);
+    }
+    out
+}
+
+/// Which of the test set's classes an evaluation scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassChoice {
+    /// Every class.
+    All,
+    /// The classes the model was trained on.
+    Seen,
+    /// The classes held out of training (`train --holdout-classes`).
+    HeldOut,
+}
+
+pub struct EvalOptions {
+    /// The IDX folder (as `train --data`); its test split is scored.
+    pub data: Option<PathBuf>,
+    /// Default: the held-out classes if the checkpoint has any, else all.
+    pub classes: Option<ClassChoice>,
+    /// Score only the first N test images (before choosing classes).
+    pub limit: Option<usize>,
+    /// Also calibrate, on training pairs, the threshold for this false-accept rate.
+    pub target_far: Option<f64>,
+    /// N-way K-shot episodes; `n_way` None means 4, or the number of classes when fewer.
+    pub n_way: Option<usize>,
+    pub k_shot: usize,
+    pub episodes: usize,
+    /// Seed of the episodes.
+    pub seed: u64,
+}
+
+/// The scores at one threshold.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scores {
+    pub threshold: f32,
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub far: f64,
+    pub frr: f64,
+    pub true_accepts: usize,
+    pub false_accepts: usize,
+    pub true_rejects: usize,
+    pub false_rejects: usize,
+}
+
+impl Scores {
+    pub fn at(distances: &[f32], labels: &[f32], threshold: f32) -> Scores {
+        let c = Confusion::at(distances, labels, threshold);
+        Scores {
+            threshold,
+            accuracy: c.accuracy(),
+            precision: c.precision(),
+            recall: c.recall(),
+            f1: c.f1(),
+            far: c.far(),
+            frr: c.frr(),
+            true_accepts: c.true_accepts,
+            false_accepts: c.false_accepts,
+            true_rejects: c.true_rejects,
+            false_rejects: c.false_rejects,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetFar {
+    pub target: f64,
+    /// The false-accept rate the threshold gives on the training pairs it was calibrated on.
+    pub calibration_far: f64,
+    pub scores: Scores,
+}
+
+/// What `evaluate` reports (and writes as JSON); the raw material of `report` alongside.
+#[derive(Serialize)]
+pub struct Evaluation {
+    pub checkpoint: String,
+    /// Epochs the checkpoint's weights were trained for.
+    pub epoch: usize,
+    pub data: String,
+    pub class_choice: ClassChoice,
+    pub classes: Vec<u8>,
+    pub images: usize,
+    pub pairs: usize,
+    pub same_pairs: usize,
+    pub loss: f64,
+    pub roc_auc: Option<f64>,
+    pub eer: Option<f64>,
+    pub eer_threshold: Option<f32>,
+    /// At the threshold stored in the checkpoint (calibrated on training pairs).
+    pub at_calibrated_threshold: Scores,
+    /// At the threshold best for these very pairs: optimistic, since it is chosen on what it scores.
+    pub at_best_threshold: Scores,
+    pub at_target_far: Option<TargetFar>,
+    pub retrieval: Retrieval,
+    pub few_shot: Option<FewShot>,
+    #[serde(skip)]
+    pub set: ImageSet,
+    #[serde(skip)]
+    pub pair_list: Vec<Pair>,
+    #[serde(skip)]
+    pub distances: Vec<f32>,
+    #[serde(skip)]
+    pub labels: Vec<f32>,
+    #[serde(skip)]
+    pub roc: Vec<RocPoint>,
+    #[serde(skip)]
+    pub embeddings: Vec<f32>,
+}
+
+/// Distances of `pairs` over `set`'s images, computed by `twin` on the GPU as validation does.
+fn set_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, set: &ImageSet, pairs: &[Pair]) -> Result<Vec<f32>, String> {
+    let images = DeviceImages::new(gpu, &set.pixels, twin.plan.input.len()).map_err(|e| e.to_string())?;
+    let list = DevicePairs::new(gpu, pairs);
+    let gather = twin.gather_from(kernels, &images, &list);
+    let out = gpu.storage("distances", pairs.len());
+    Ok(distances(gpu, twin, &gather, &list, &out))
+}
+
+pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOptions) -> Result<Evaluation, String> {
+    let config = &trained.checkpoint.config;
+    let (dir, train_set, test_set) = load_fashion_mnist(opts.data.as_deref())?;
+    let input = trained.input();
+    if [test_set.rows, test_set.cols, 1] != [input.h, input.w, input.c] {
+        return Err(format!(
+            "{} was trained on {}x{}x{} images; {} holds {}x{}x1",
+            trained.path.display(),
+            input.h,
+            input.w,
+            input.c,
+            dir.display(),
+            test_set.rows,
+            test_set.cols
+        ));
+    }
+    let holdout = &config.holdout_classes;
+    let choice = opts.classes.unwrap_or(if holdout.is_empty() { ClassChoice::All } else { ClassChoice::HeldOut });
+    if choice != ClassChoice::All && holdout.is_empty() {
+        return Err(format!("{} holds no classes out (train with --holdout-classes): use --classes all", trained.path.display()));
+    }
+    let set = test_set.truncated(opts.limit).with_classes(|c| match choice {
+        ClassChoice::All => true,
+        ClassChoice::Seen => !holdout.contains(&c),
+        ClassChoice::HeldOut => holdout.contains(&c),
+    });
+    let classes = set.class_list();
+    if classes.len() < 2 {
+        return Err(format!("{}: the test images chosen hold classes {classes:?}; scoring pairs needs two or more", dir.display()));
+    }
+
+    let twin = trained.twin(gpu, kernels)?;
+    let pair_list = test_pairs(config.seed, &set.labels);
+    let labels = labels_of(&pair_list);
+    let distances = set_distances(gpu, kernels, &twin, &set, &pair_list)?;
+    if let Some(d) = distances.iter().find(|d| !d.is_finite()) {
+        return Err(format!("{}: the model gives a distance of {d}", trained.path.display()));
+    }
+
+    let at_target_far = match opts.target_far {
+        None => None,
+        Some(target) => {
+            let train_seen = run_set(config, train_set, config.train_limit);
+            let calibration = calibration_pairs(config.seed, &train_seen.labels);
+            let calibration_labels = labels_of(&calibration);
+            let calibration_d = set_distances(gpu, kernels, &twin, &train_seen, &calibration)?;
+            let threshold = threshold_for_far(&calibration_d, &calibration_labels, target)
+                .ok_or("--target-far: the training pairs hold no different-class pairs to calibrate on")?;
+            Some(TargetFar {
+                target,
+                calibration_far: Confusion::at(&calibration_d, &calibration_labels, threshold).far(),
+                scores: Scores::at(&distances, &labels, threshold),
+            })
+        }
+    };
+
+    let embeddings = embed_images(&twin, &set.pixels);
+    let dim = twin.plan.embedding_dim;
+    let n_way = opts.n_way.unwrap_or(4.min(classes.len()));
+    let few_shot = Some(few_shot(&embeddings, dim, &set.labels, &classes, Episodes { n_way, k_shot: opts.k_shot, episodes: opts.episodes, seed: opts.seed })?);
+    let eer = equal_error_rate(&distances, &labels);
+    Ok(Evaluation {
+        checkpoint: trained.path.display().to_string(),
+        epoch: trained.checkpoint.progress.epoch,
+        data: dir.display().to_string(),
+        class_choice: choice,
+        images: set.count,
+        pairs: pair_list.len(),
+        same_pairs: labels.iter().filter(|&&y| y == 1.0).count(),
+        loss: contrastive_loss(&distances, &labels, config.margin),
+        roc_auc: roc_auc(&distances, &labels),
+        eer: eer.map(|e| e.0),
+        eer_threshold: eer.map(|e| e.1),
+        at_calibrated_threshold: Scores::at(&distances, &labels, trained.threshold()),
+        at_best_threshold: Scores::at(&distances, &labels, best_threshold(&distances, &labels).0),
+        at_target_far,
+        retrieval: retrieval(&embeddings, dim, &set.labels),
+        few_shot,
+        roc: roc_curve(&distances, &labels),
+        classes,
+        set,
+        pair_list,
+        distances,
+        labels,
+        embeddings,
+    })
+}
+
+/// The evaluation as a table for a terminal.
+pub fn print(e: &Evaluation) {
+    let choice = match e.class_choice {
+        ClassChoice::All => "all classes",
+        ClassChoice::Seen => "the classes trained on",
+        ClassChoice::HeldOut => "the classes held out of training",
+    };
+    println!("checkpoint  {} (after epoch {})", e.checkpoint, e.epoch);
+    println!("data        {}: {} test images of {choice} {:?}; {} pairs, {} of them same-class", e.data, e.images, e.classes, e.pairs, e.same_pairs);
+    println!("loss        {:.4}", e.loss);
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    println!("ROC AUC     {}", opt(e.roc_auc));
+    println!("EER         {} (at distance {})", opt(e.eer), e.eer_threshold.map_or("n/a".into(), |t| format!("{t:.4}")));
+    println!();
+    println!("{:<38} {:>9} {:>8} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}", "threshold", "distance", "accuracy", "precision", "recall", "F1", "FAR", "FRR", "TA", "FA", "TR", "FR");
+    let row = |name: &str, s: &Scores| {
+        println!(
+            "{name:<38} {:>9.4} {:>8.4} {:>9.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7} {:>7} {:>7} {:>7}",
+            s.threshold, s.accuracy, s.precision, s.recall, s.f1, s.far, s.frr, s.true_accepts, s.false_accepts, s.true_rejects, s.false_rejects
+        )
+    };
+    row("calibrated (on training pairs)", &e.at_calibrated_threshold);
+    if let Some(t) = &e.at_target_far {
+        row(&format!("FAR {} (on training pairs: {:.4})", t.target, t.calibration_far), &t.scores);
+    }
+    row("best for these pairs (optimistic)", &e.at_best_threshold);
+    println!();
+    println!("retrieval   precision@1 {:.4}, MAP@R {:.4} ({} queries)", e.retrieval.precision_at_1, e.retrieval.map_at_r, e.retrieval.queries);
+    if let Some(f) = &e.few_shot {
+        println!(
+            "{}-way {}-shot  accuracy {:.4} ± {:.4} (95% CI; std {:.4} over {} episodes) on classes {:?}",
+            f.n_way, f.k_shot, f.accuracy, f.ci95, f.std, f.episodes, f.classes
+        );
+    }
+}

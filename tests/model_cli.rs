@@ -1,0 +1,237 @@
+//! Using a trained model from the command line, as a user does: `evaluate`, `compare`, `embed` and
+//! `report` on a checkpoint trained here on the small real Fashion-MNIST subset in assets/, and
+//! few-shot tests on classes held out of training.
+
+use gpu_siamese::checkpoint::Checkpoint;
+use gpu_siamese::data::load_split;
+use gpu_siamese::report::PICTURES;
+use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fashion-mnist-small");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpu-siamese-model-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(command: &str, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).arg(command).args(args).output().unwrap();
+    eprintln!("{command} {args:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn ok(command: &str, args: &[&str]) -> String {
+    let o = run(command, args);
+    assert!(o.status.success(), "{command} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn failure(command: &str, args: &[&str]) -> String {
+    let o = run(command, args);
+    assert!(!o.status.success(), "{command} {args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A run trained once for every test here: 1,000 training images, 300 test images, 3 epochs.
+fn trained_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let out = temp_dir("run");
+        let args = ["--data", SUBSET, "--train-limit", "1000", "--test-limit", "300", "--epochs", "3", "--batch-size", "32"];
+        ok("train", &[&args[..], &["--out", out.to_str().unwrap()]].concat());
+        out
+    })
+}
+
+fn checkpoint() -> String {
+    trained_run().join("best.safetensors").to_str().unwrap().to_string()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn evaluate_scores_the_checkpoint_on_the_test_pairs() {
+    let out = temp_dir("evaluate");
+    let report = out.join("eval.json");
+    let ckpt = checkpoint();
+    let text = ok("evaluate", &["--checkpoint", &ckpt, "--data", SUBSET, "--limit", "300", "--target-far", "0.1", "--json", report.to_str().unwrap()]);
+    for row in ["ROC AUC", "EER", "calibrated (on training pairs)", "FAR 0.1", "best for these pairs", "precision@1", "4-way 1-shot"] {
+        assert!(text.contains(row), "the table has '{row}'");
+    }
+    let e = json(&report);
+    // The same pairs, the same kernels: the validation loss of the checkpoint's epoch, to the digit.
+    let saved = Checkpoint::load(Path::new(&ckpt)).unwrap();
+    assert!((number(&e["loss"]) - saved.progress.val_loss).abs() < 1e-6, "{} vs {}", e["loss"], saved.progress.val_loss);
+    assert!((number(&e["at_best_threshold"]["accuracy"]) - saved.progress.val_acc).abs() < 1e-9);
+    assert_eq!(number(&e["at_calibrated_threshold"]["threshold"]) as f32, saved.progress.threshold);
+    assert_eq!((e["pairs"].as_u64(), e["same_pairs"].as_u64(), e["images"].as_u64()), (Some(600), Some(300), Some(300)));
+    let s = &e["at_calibrated_threshold"];
+    let counts: u64 = ["true_accepts", "false_accepts", "true_rejects", "false_rejects"].iter().map(|k| s[k].as_u64().unwrap()).sum();
+    assert_eq!(counts, 600);
+    assert!(number(&e["roc_auc"]) > 0.65, "learned something: AUC {}", e["roc_auc"]);
+    assert!((0.0..0.4).contains(&number(&e["eer"])));
+    // The threshold for 10% false accepts is calibrated on training pairs, where it holds.
+    assert!(number(&e["at_target_far"]["calibration_far"]) <= 0.1);
+    assert!(number(&e["at_target_far"]["scores"]["threshold"]) < number(&s["threshold"]), "fewer false accepts, a lower threshold");
+    // Retrieval and 4-way 1-shot, well above chance (1/10 and 1/4).
+    assert!(number(&e["retrieval"]["precision_at_1"]) > 0.3);
+    assert!(number(&e["few_shot"]["accuracy"]) > 0.4, "{}", e["few_shot"]);
+    assert_eq!(e["few_shot"]["episodes"].as_u64(), Some(1000));
+    // The default JSON goes beside the checkpoint.
+    ok("evaluate", &["--checkpoint", &ckpt, "--data", SUBSET, "--limit", "100", "--episodes", "10"]);
+    assert!(trained_run().join("best.evaluation.json").is_file());
+    let e = failure("evaluate", &["--checkpoint", &ckpt, "--data", SUBSET, "--classes", "held-out"]);
+    assert!(e.contains("holds no classes out"), "{e}");
+    let e = failure("evaluate", &["--checkpoint", &ckpt, "--data", SUBSET, "--n-way", "11"]);
+    assert!(e.contains("11-way 1-shot needs 11 classes"), "{e}");
+}
+
+/// Test image `i` of the subset, as bytes.
+fn subset_image(i: usize) -> Vec<u8> {
+    let set = load_split(Path::new(SUBSET), "t10k").unwrap();
+    set.pixels[i * 784..(i + 1) * 784].to_vec()
+}
+
+#[test]
+fn compare_and_embed_agree_on_pictures_and_idx_images() {
+    let dir = temp_dir("compare");
+    let ckpt = checkpoint();
+    // Test images 0 and 1 as 28x28 grayscale PNGs: the model sees them exactly as in the IDX file.
+    let png = |i: usize, name: &str| {
+        let path = dir.join(name);
+        DynamicImage::ImageLuma8(GrayImage::from_raw(28, 28, subset_image(i)).unwrap()).save_with_format(&path, ImageFormat::Png).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (a, b) = (png(0, "a.png"), png(1, "b, with comma ü.png"));
+    let text = ok("compare", &[&a, &b, "--checkpoint", &ckpt]);
+    let distance: f64 = text.split_whitespace().nth(1).unwrap().trim_end_matches(':').parse().unwrap();
+    assert!(text.contains("same") || text.contains("different"));
+
+    // embed on the IDX file: the same distance from the embeddings.
+    let npy = dir.join("test.npy");
+    let images = format!("{SUBSET}/t10k-images-idx3-ubyte.gz");
+    ok("embed", &["--checkpoint", &ckpt, "--images", &images, "--out", npy.to_str().unwrap()]);
+    let bytes = std::fs::read(&npy).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (500, 48)"), "{header}");
+    let values: Vec<f32> = bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(values.len(), 500 * 48);
+    let from_embeddings = values[..48].iter().zip(&values[48..96]).map(|(x, y)| ((x - y) * (x - y)) as f64).sum::<f64>().sqrt();
+    assert!((from_embeddings - distance).abs() < 2e-4, "compare {distance} vs embed {from_embeddings}");
+    let index = std::fs::read_to_string(dir.join("test.csv")).unwrap();
+    let labels = load_split(Path::new(SUBSET), "t10k").unwrap().labels;
+    assert_eq!(index.lines().next(), Some("row,source,label"));
+    assert_eq!(index.lines().count(), 501);
+    assert!(index.lines().nth(2).unwrap().ends_with(&format!("#1,{}", labels[1])));
+
+    // A colour JPEG twice the size of test image 0 is nearer to it than test image 1 is.
+    let big = image::imageops::resize(&GrayImage::from_raw(28, 28, subset_image(0)).unwrap(), 56, 56, image::imageops::FilterType::Nearest);
+    let colour = dir.join("colour.jpg");
+    DynamicImage::ImageRgb8(RgbImage::from_fn(56, 56, |x, y| {
+        let v = big.get_pixel(x, y).0[0];
+        image::Rgb([v, v, v])
+    }))
+    .save_with_format(&colour, ImageFormat::Jpeg)
+    .unwrap();
+    let text = ok("compare", &[&a, colour.to_str().unwrap(), "--checkpoint", &ckpt]);
+    let near: f64 = text.split_whitespace().nth(1).unwrap().trim_end_matches(':').parse().unwrap();
+    assert!(near < distance && near < 0.2, "{near} vs {distance}");
+
+    // Many pairs from a CSV, relative paths and quoted names, results as CSV.
+    let csv = dir.join("pairs.csv");
+    std::fs::write(&csv, "a,b\na.png,\"b, with comma ü.png\"\n# a comment\na.png,a.png\n").unwrap();
+    let results = dir.join("results.csv");
+    ok("compare", &["--pairs", csv.to_str().unwrap(), "--checkpoint", &ckpt, "--out", results.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&results).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "a,b,distance,verdict");
+    assert_eq!(rows.len(), 3);
+    assert!(rows[1].contains("\"") && rows[1].contains(&format!("{distance:.4}")), "{}", rows[1]);
+    assert!(rows[2].ends_with(",same"), "an image is the same as itself: {}", rows[2]);
+
+    // Files that are not pictures, and wrong arguments, are named.
+    let text_file = dir.join("notes.png");
+    std::fs::write(&text_file, "hello").unwrap();
+    let e = failure("compare", &[&a, text_file.to_str().unwrap(), "--checkpoint", &ckpt]);
+    assert!(e.contains("notes.png") && e.contains("not an image file"), "{e}");
+    let e = failure("compare", &[&a, "--checkpoint", &ckpt]);
+    assert!(e.contains("two pictures"), "{e}");
+    let bad_csv = dir.join("bad.csv");
+    std::fs::write(&bad_csv, "a.png\n").unwrap();
+    let e = failure("compare", &["--pairs", bad_csv.to_str().unwrap(), "--checkpoint", &ckpt]);
+    assert!(e.contains("bad.csv line 1: expected two paths"), "{e}");
+    let e = failure("compare", &[&a, &b, "--checkpoint", text_file.to_str().unwrap()]);
+    assert!(e.contains("notes.png") && e.contains("not a safetensors file"), "{e}");
+
+    // A folder of pictures: labelled by sub-folder, unreadable files skipped and counted.
+    let folder = dir.join("folder");
+    std::fs::create_dir_all(folder.join("shoe")).unwrap();
+    std::fs::copy(&a, folder.join("shoe/0.png")).unwrap();
+    std::fs::copy(&colour, folder.join("shoe/1.jpg")).unwrap();
+    std::fs::write(folder.join("shoe/broken.png"), "x").unwrap();
+    let o = run("embed", &["--checkpoint", &ckpt, "--images", folder.to_str().unwrap(), "--out", dir.join("f.npy").to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 of 3 pictures"));
+    let index = std::fs::read_to_string(dir.join("f.csv")).unwrap();
+    assert_eq!(index.lines().count(), 3);
+    assert!(index.lines().nth(1).unwrap().ends_with(",shoe"));
+}
+
+#[test]
+fn report_draws_its_pictures() {
+    let out = temp_dir("report");
+    ok("report", &[trained_run().to_str().unwrap(), "--data", SUBSET, "--limit", "300", "--episodes", "50", "--out", out.to_str().unwrap()]);
+    for (name, width, height) in PICTURES {
+        let picture = image::open(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")).to_rgb8();
+        assert_eq!(picture.dimensions(), (width, height), "{name}");
+        let inked = picture.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+        let mut colours: Vec<[u8; 3]> = picture.pixels().map(|p| p.0).collect();
+        colours.sort();
+        colours.dedup();
+        assert!(inked > (width * height / 50) as usize && colours.len() > 20, "{name} is not blank: {inked} inked pixels, {} colours", colours.len());
+    }
+    assert!(json(&out.join("evaluation.json"))["roc_auc"].is_number());
+    let e = failure("report", &[out.to_str().unwrap(), "--data", SUBSET]);
+    assert!(e.contains("metrics.csv") && e.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn held_out_classes_are_never_trained_on_and_scored_few_shot() {
+    let out = temp_dir("holdout");
+    let args = ["--data", SUBSET, "--train-limit", "1000", "--test-limit", "300", "--epochs", "2", "--batch-size", "32", "--holdout-classes", "9,5,7,8", "--out"];
+    let text = ok("train", &[&args[..], &[out.to_str().unwrap()]].concat());
+    assert!(text.contains("6 classes; classes [5, 7, 8, 9] held out"), "{text}");
+    let saved = Checkpoint::load(&out.join("best.safetensors")).unwrap();
+    assert_eq!(saved.config.holdout_classes, [5, 7, 8, 9]);
+    // 2 pairs for each of the training images of the six other classes: none of the held-out ones.
+    let train = load_split(Path::new(SUBSET), "train").unwrap();
+    let seen = train.labels[..1000].iter().filter(|l| ![5, 7, 8, 9].contains(*l)).count();
+    assert!(text.contains(&format!("{} training pairs", 2 * seen)), "{text}");
+
+    let report = out.join("eval.json");
+    let ckpt = out.join("best.safetensors");
+    ok("evaluate", &["--checkpoint", ckpt.to_str().unwrap(), "--data", SUBSET, "--json", report.to_str().unwrap()]);
+    let e = json(&report);
+    assert_eq!(e["class_choice"], "held-out");
+    assert_eq!(e["classes"], serde_json::json!([5, 7, 8, 9]));
+    assert_eq!(e["few_shot"]["classes"], serde_json::json!([5, 7, 8, 9]));
+    assert_eq!((e["few_shot"]["n_way"].as_u64(), e["few_shot"]["k_shot"].as_u64()), (Some(4), Some(1)));
+    assert!(number(&e["few_shot"]["accuracy"]) > 0.3, "above chance (0.25) on classes never seen: {}", e["few_shot"]);
+    ok("evaluate", &["--checkpoint", ckpt.to_str().unwrap(), "--data", SUBSET, "--classes", "seen", "--k-shot", "5", "--json", report.to_str().unwrap()]);
+    assert_eq!(json(&report)["classes"], serde_json::json!([0, 1, 2, 3, 4, 6]));
+    let e = failure("train", &["--data", SUBSET, "--holdout-classes", "12", "--epochs", "1", "--out", temp_dir("holdout-bad").to_str().unwrap()]);
+    assert!(e.contains("class 12 is not in"), "{e}");
+}
