@@ -71,7 +71,7 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
     twin.set_params(&glorot_uniform(plan, opts.seed));
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let images: Vec<u8> = (0..2048 * plan.input.len()).map(|_| rng.random()).collect();
-    let labels: Vec<u8> = (0..2048).map(|_| rng.random_range(0..10)).collect();
+    let labels: Vec<u32> = (0..2048).map(|_| rng.random_range(0..10)).collect();
     let pairs = make_pairs(&labels, &mut rng);
     let device_images = DeviceImages::new(gpu, &images, plan.input.len())?;
     let device_pairs = DevicePairs::new(gpu, &pairs);

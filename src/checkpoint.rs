@@ -29,7 +29,17 @@ pub struct TrainConfig {
     pub test_limit: Option<usize>,
     /// Classes left out of training and validation, kept for one-shot tests on classes never seen.
     #[serde(default)]
-    pub holdout_classes: Vec<u8>,
+    pub holdout_classes: Vec<crate::data::Label>,
+    /// A folder dataset without train/ and test/ folders: the fraction of each class drawn for testing.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Each label's name (class folders' names; numbers for IDX files).
+    #[serde(default)]
+    pub class_names: Vec<String>,
+}
+
+pub fn default_test_fraction() -> f64 {
+    0.2
 }
 
 /// Where a run stands when a checkpoint is written.

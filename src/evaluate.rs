@@ -3,7 +3,7 @@
 //! in N-way K-shot episodes, for `gpu-siamese evaluate`, `compare`, `embed` and `report`.
 
 use crate::checkpoint::Checkpoint;
-use crate::data::{load_fashion_mnist, ImageSet, Pair};
+use crate::data::{Holdout, ImageSet, Pair};
 use crate::dims::AdamConfig;
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{
@@ -12,7 +12,7 @@ use crate::metrics::{
 };
 use crate::model::{InputShape, Plan, TowerSpec};
 use crate::reference::byte_value;
-use crate::train::{calibration_pairs, distances, labels_of, run_set, test_pairs};
+use crate::train::{calibration_pairs, distances, labels_of, run_dataset, run_set, test_pairs};
 use crate::twin::{DeviceImages, DevicePairs, GpuTwin};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -185,8 +185,10 @@ pub struct Evaluation {
     /// Epochs the checkpoint's weights were trained for.
     pub epoch: usize,
     pub data: String,
+    /// Each label's name.
+    pub class_names: Vec<String>,
     pub class_choice: ClassChoice,
-    pub classes: Vec<u8>,
+    pub classes: Vec<crate::data::Label>,
     pub images: usize,
     pub pairs: usize,
     pub same_pairs: usize,
@@ -226,18 +228,20 @@ fn set_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, set: &ImageSet, p
 
 pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOptions) -> Result<Evaluation, String> {
     let config = &trained.checkpoint.config;
-    let (dir, train_set, test_set) = load_fashion_mnist(opts.data.as_deref())?;
+    let (dataset, _) = run_dataset(config, opts.data.as_deref(), Holdout::Labels(&config.holdout_classes))?;
+    let (dir, train_set, test_set) = (dataset.dir, dataset.train, dataset.test);
     let input = trained.input();
-    if [test_set.rows, test_set.cols, 1] != [input.h, input.w, input.c] {
+    if test_set.shape() != input {
         return Err(format!(
-            "{} was trained on {}x{}x{} images; {} holds {}x{}x1",
+            "{} was trained on {}x{}x{} images; {} holds {}x{}x{}",
             trained.path.display(),
             input.h,
             input.w,
             input.c,
             dir.display(),
             test_set.rows,
-            test_set.cols
+            test_set.cols,
+            test_set.channels
         ));
     }
     let holdout = &config.holdout_classes;
@@ -289,6 +293,7 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
         checkpoint: trained.path.display().to_string(),
         epoch: trained.checkpoint.progress.epoch,
         data: dir.display().to_string(),
+        class_names: dataset.class_names,
         class_choice: choice,
         images: set.count,
         pairs: pair_list.len(),

@@ -57,10 +57,22 @@ struct TrainArgs {
     /// Draw new pairs every epoch instead of reshuffling the same ones.
     #[arg(long)]
     resample_pairs: bool,
-    /// Leave these classes (labels, comma-separated, e.g. 5,7,8,9) out of training and validation, for
-    /// one-shot tests on classes the model never saw (`evaluate` scores them).
-    #[arg(long, value_name = "LABELS", value_delimiter = ',')]
-    holdout_classes: Option<Vec<u8>>,
+    /// Leave these classes out of training and validation, for one-shot tests on classes the model
+    /// never saw (`evaluate` scores them): class folder names or label numbers, comma-separated
+    /// (e.g. 5,7,8,9). A folder dataset puts their pictures in its test set whole.
+    #[arg(long, value_name = "CLASSES", value_delimiter = ',')]
+    holdout_classes: Option<Vec<String>>,
+    /// The size pictures from a folder dataset are made into, HxW (or N for NxN). IDX images keep
+    /// their own. [default: 28x28]
+    #[arg(long, value_name = "HxW", value_parser = parse_image_size)]
+    image_size: Option<(usize, usize)>,
+    /// 1 (grayscale) or 3 (RGB), for a folder dataset. [default: 1]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    channels: Option<u8>,
+    /// For a folder dataset without train/ and test/ folders: the fraction of each class's pictures
+    /// drawn (from --seed) for the test set. [default: 0.2]
+    #[arg(long, value_name = "F")]
+    test_fraction: Option<f64>,
     /// Output folder. [default: runs/<date-time>, or the resumed run's folder]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -342,7 +354,10 @@ fn train(args: TrainArgs) -> Result<()> {
             let spec = train::tower(args.arch.as_deref().unwrap_or(TUTORIAL_TOWER), args.embedding_dim)?;
             let config = TrainConfig {
                 arch: spec.to_string(),
-                input: [28, 28, 1],
+                input: {
+                    let (h, w) = args.image_size.unwrap_or((28, 28));
+                    [h, w, args.channels.unwrap_or(1) as usize]
+                },
                 epochs: args.epochs.unwrap_or(70),
                 batch_size: args.batch_size.unwrap_or(64),
                 learning_rate: args.lr.unwrap_or(1e-3),
@@ -354,13 +369,17 @@ fn train(args: TrainArgs) -> Result<()> {
                 resample_pairs: args.resample_pairs,
                 train_limit: args.train_limit,
                 test_limit: args.test_limit,
-                holdout_classes: {
-                    let mut classes = args.holdout_classes.clone().unwrap_or_default();
-                    classes.sort();
-                    classes.dedup();
-                    classes
-                },
+                // Resolved against the data's classes when it is loaded.
+                holdout_classes: vec![],
+                test_fraction: args.test_fraction.unwrap_or(gpu_siamese::checkpoint::default_test_fraction()),
+                class_names: vec![],
             };
+            if config.input[2] == 2 {
+                return Err("--channels 2: pictures are grayscale (1) or RGB (3)".into());
+            }
+            if !(0.0..1.0).contains(&config.test_fraction) {
+                return Err(format!("--test-fraction {}: a fraction from 0 up to (not including) 1", config.test_fraction).into());
+            }
             check_numbers(&config)?;
             let out = args.out.clone().unwrap_or_else(train::default_out_dir);
             if out.join(train::RESUME_FILE).exists() {
@@ -387,12 +406,10 @@ fn train(args: TrainArgs) -> Result<()> {
                 args.train_limit.filter(|&l| Some(l) != config.train_limit).map(|l| ("--train-limit", l.to_string(), format!("{:?}", config.train_limit))),
                 args.test_limit.filter(|&l| Some(l) != config.test_limit).map(|l| ("--test-limit", l.to_string(), format!("{:?}", config.test_limit))),
                 (args.resample_pairs && !config.resample_pairs).then(|| ("--resample-pairs", "on".into(), "off".into())),
-                args.holdout_classes.as_ref().filter(|h| {
-                    let mut h = h.to_vec();
-                    h.sort();
-                    h.dedup();
-                    h != config.holdout_classes
-                }).map(|h| ("--holdout-classes", format!("{h:?}"), format!("{:?}", config.holdout_classes))),
+                args.holdout_classes.as_ref().map(|h| ("--holdout-classes", h.join(","), format!("{:?}", config.holdout_classes))),
+                args.image_size.map(|(h, w)| ("--image-size", format!("{h}x{w}"), format!("{}x{}", config.input[0], config.input[1]))),
+                args.channels.map(|c| ("--channels", c.to_string(), config.input[2].to_string())),
+                args.test_fraction.map(|f| ("--test-fraction", f.to_string(), config.test_fraction.to_string())),
             ]
             .into_iter()
             .flatten()
@@ -418,7 +435,14 @@ fn train(args: TrainArgs) -> Result<()> {
         }
     };
     train::install_interrupt_handler();
-    let run = train::TrainRun { config, data: args.data, out, resume: args.resume };
+    let run = train::TrainRun {
+        config,
+        data: args.data,
+        out,
+        resume: args.resume,
+        holdout: args.holdout_classes.unwrap_or_default(),
+        shape_given: args.image_size.is_some() || args.channels.is_some(),
+    };
     match train::train(&run)? {
         train::Outcome::Finished => Ok(()),
         train::Outcome::Interrupted => std::process::exit(130),
@@ -436,6 +460,16 @@ fn bench(args: &TwinArgs, opts: &BenchOptions, json: bool) -> Result<()> {
         gpu_siamese::bench::print(&report);
     }
     Ok(())
+}
+
+/// `--image-size`: "64x48" (height x width) or "64".
+fn parse_image_size(text: &str) -> std::result::Result<(usize, usize), String> {
+    let parse = |t: &str| t.trim().parse::<usize>().ok().filter(|&v| (1..=4096).contains(&v));
+    let size = match text.split_once(['x', 'X']) {
+        Some((h, w)) => parse(h).zip(parse(w)),
+        None => parse(text).map(|n| (n, n)),
+    };
+    size.ok_or_else(|| format!("'{text}' is not a size: HxW (e.g. 64x64) or N, each from 1 to 4096"))
 }
 
 /// The GPU, its kernels and the checkpoint, for the commands that use a trained model.

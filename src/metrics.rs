@@ -7,6 +7,7 @@
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use crate::data::Label;
 use serde::Serialize;
 
 /// The tutorial's contrastive loss over all pairs, in f64: mean of y d^2 + (1 - y) max(margin - d, 0)^2.
@@ -250,17 +251,17 @@ pub struct Retrieval {
 
 /// Retrieval scores of `embeddings` ([count, dim]) with their `labels`. Neighbours are ranked by
 /// distance, ties by index, the query itself left out. Queries alone in their class are skipped.
-pub fn retrieval(embeddings: &[f32], dim: usize, labels: &[u8]) -> Retrieval {
+pub fn retrieval(embeddings: &[f32], dim: usize, labels: &[Label]) -> Retrieval {
     let count = labels.len();
     assert_eq!(embeddings.len(), count * dim);
-    let mut class_size = [0usize; 256];
+    let mut class_size = std::collections::HashMap::new();
     for &l in labels {
-        class_size[l as usize] += 1;
+        *class_size.entry(l).or_insert(0usize) += 1;
     }
     let row = |i: usize| &embeddings[i * dim..(i + 1) * dim];
     // One query's (precision@1, AP@R), or None when it has no match to find.
     let score = |q: usize| -> Option<(f64, f64)> {
-        let r = class_size[labels[q] as usize] - 1;
+        let r = class_size[&labels[q]] - 1;
         if r == 0 {
             return None;
         }
@@ -307,7 +308,7 @@ pub struct FewShot {
     pub k_shot: usize,
     pub episodes: usize,
     /// The classes episodes are drawn from.
-    pub classes: Vec<u8>,
+    pub classes: Vec<Label>,
     /// Mean over episodes of the fraction of the episode's queries classified right.
     pub accuracy: f64,
     /// Standard deviation of the per-episode accuracy.
@@ -329,13 +330,13 @@ pub struct Episodes {
 /// then K + 1 distinct items of each (K support, one query). Each query goes to the class whose
 /// support is nearest on average (mean distance over its K items); a tie goes to the class drawn first.
 /// Episodes come from `seed`. An error when fewer than `n_way` classes have K + 1 items.
-pub fn few_shot(embeddings: &[f32], dim: usize, labels: &[u8], classes: &[u8], spec: Episodes) -> Result<FewShot, String> {
+pub fn few_shot(embeddings: &[f32], dim: usize, labels: &[Label], classes: &[Label], spec: Episodes) -> Result<FewShot, String> {
     let Episodes { n_way, k_shot, episodes, seed } = spec;
     assert_eq!(embeddings.len(), labels.len() * dim);
     if n_way < 2 || k_shot < 1 || episodes < 1 {
         return Err(format!("{n_way}-way {k_shot}-shot over {episodes} episodes: need at least 2 ways, 1 shot and 1 episode"));
     }
-    let members: Vec<(u8, Vec<usize>)> = classes
+    let members: Vec<(Label, Vec<usize>)> = classes
         .iter()
         .map(|&c| (c, (0..labels.len()).filter(|&i| labels[i] == c).collect::<Vec<_>>()))
         .filter(|(_, m)| m.len() > k_shot)
@@ -520,7 +521,7 @@ mod tests {
     #[test]
     fn few_shot_on_sets_with_a_known_answer() {
         let (dim, per_class) = (4, 12);
-        let labels: Vec<u8> = (0..4).flat_map(|c| std::iter::repeat_n(c as u8, per_class)).collect();
+        let labels: Vec<Label> = (0..4).flat_map(|c| std::iter::repeat_n(c as Label, per_class)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         use rand::Rng;
         // Well-separated classes: every query is right.

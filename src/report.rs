@@ -88,11 +88,19 @@ pub fn report(run: &Path, checkpoint: &Path, opts: &EvalOptions, out: &Path) -> 
     Ok(written)
 }
 
-/// Names for the labels: Fashion-MNIST's when the data folder is Fashion-MNIST's, else "class N".
+/// Names for the labels: class folders' names; for IDX files Fashion-MNIST's when the folder is
+/// Fashion-MNIST's, else "class N".
 fn class_names(e: &Evaluation) -> Vec<String> {
     let fashion = e.data.to_lowercase().contains("fashion");
-    (0..=255usize)
-        .map(|l| if fashion && l < 10 { FASHION_MNIST_CLASSES[l].to_string() } else { format!("class {l}") })
+    let numbered = e.class_names.iter().enumerate().all(|(i, n)| *n == i.to_string());
+    e.class_names
+        .iter()
+        .enumerate()
+        .map(|(l, name)| match () {
+            _ if !numbered => name.clone(),
+            _ if fashion && l < 10 => FASHION_MNIST_CLASSES[l].to_string(),
+            _ => format!("class {l}"),
+        })
         .collect()
 }
 
@@ -322,7 +330,7 @@ fn embeddings(e: &Evaluation, dim: usize, names: &[String]) -> Canvas {
         &format!("first principal component ({:.0}% of the variance)", 100.0 * explained[0]),
         &format!("second principal component ({:.0}%)", 100.0 * explained[1]),
     );
-    let colour_of = |label: u8| {
+    let colour_of = |label: crate::data::Label| {
         let rank = e.classes.iter().position(|&c| c == label).unwrap_or(0);
         PALETTE[rank % PALETTE.len()]
     };

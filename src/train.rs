@@ -3,7 +3,7 @@
 //! and checkpoints that a run resumes from bit for bit.
 
 use crate::checkpoint::{save, Checkpoint, Progress, TrainConfig};
-use crate::data::{load_fashion_mnist, make_pairs, shuffle, ImageSet, Pair};
+use crate::data::{load_dataset, make_pairs, shuffle, DataKind, Dataset, FolderOptions, Holdout, ImageSet, Label, Pair};
 use crate::dims::AdamConfig;
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{accuracy_at, best_threshold, contrastive_loss};
@@ -37,6 +37,10 @@ pub struct TrainRun {
     pub out: PathBuf,
     /// The folder of the run being resumed.
     pub resume: Option<PathBuf>,
+    /// `--holdout-classes` as given (names or numbers), for a new run; a resumed one keeps its labels.
+    pub holdout: Vec<String>,
+    /// Whether `--image-size` or `--channels` was given; without them IDX images keep their own size.
+    pub shape_given: bool,
 }
 
 /// How a run ended without an error.
@@ -63,13 +67,13 @@ pub fn run_set(config: &TrainConfig, set: ImageSet, limit: Option<usize>) -> Ima
 
 /// The pairs a set is scored on: the tutorial's, drawn once from the seed (every epoch and every run
 /// scores the same pairs).
-pub fn test_pairs(seed: u64, labels: &[u8]) -> Vec<Pair> {
+pub fn test_pairs(seed: u64, labels: &[Label]) -> Vec<Pair> {
     make_pairs(labels, &mut rng(seed, TEST_PAIRS))
 }
 
 /// The training pairs the distance threshold is calibrated on: a fixed sample of at most
 /// `CALIBRATION_PAIRS`, and at most a quarter of a small set.
-pub fn calibration_pairs(seed: u64, train_labels: &[u8]) -> Vec<Pair> {
+pub fn calibration_pairs(seed: u64, train_labels: &[Label]) -> Vec<Pair> {
     let mut pairs = make_pairs(train_labels, &mut rng(seed, CALIBRATION));
     shuffle(&mut pairs, &mut rng(seed, CALIBRATION));
     pairs.truncate(CALIBRATION_PAIRS.min(pairs.len().div_ceil(4)));
@@ -77,7 +81,7 @@ pub fn calibration_pairs(seed: u64, train_labels: &[u8]) -> Vec<Pair> {
 }
 
 /// The training pairs of epoch `epoch` (0-based), in the order they are trained on.
-pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[u8], epoch: usize) -> Vec<Pair> {
+pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[Label], epoch: usize) -> Vec<Pair> {
     let mut epoch_rng = rng(config.seed, EPOCH + epoch as u64);
     let mut pairs = if config.resample_pairs { make_pairs(labels, &mut epoch_rng) } else { base.to_vec() };
     shuffle(&mut pairs, &mut epoch_rng);
@@ -152,38 +156,66 @@ pub fn labels_of(pairs: &[Pair]) -> Vec<f32> {
     pairs.iter().map(|p| p.label).collect()
 }
 
+/// A run's dataset (IDX files or class folders), its held-out classes resolved to labels. A folder
+/// dataset is made into the run's input shape.
+pub fn run_dataset(config: &TrainConfig, data: Option<&Path>, holdout: Holdout) -> Result<(Dataset, Vec<Label>), String> {
+    let [h, w, c] = config.input;
+    let folder = FolderOptions { shape: InputShape { h, w, c }, test_fraction: config.test_fraction, seed: config.seed };
+    load_dataset(data, &folder, holdout)
+}
+
+/// How a dataset is described to the user.
+pub fn describe_dataset(d: &Dataset) -> String {
+    let kind = match d.kind {
+        DataKind::Idx => "IDX files".to_string(),
+        DataKind::Folders => format!("class folders, pictures made {}x{}x{}", d.train.rows, d.train.cols, d.train.channels),
+    };
+    format!("{} ({kind}: {} training and {} test images, {} classes)", d.dir.display(), d.train.count, d.test.count, d.class_names.len())
+}
+
 pub fn train(run: &TrainRun) -> Result<Outcome, String> {
-    let config = &run.config;
+    let mut config = run.config.clone();
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
     println!("adapter: {}", gpu.describe());
     let kernels = Kernels::new(&gpu);
 
-    let (dir, train_set, test_set) = load_fashion_mnist(run.data.as_deref())?;
-    let present = train_set.class_list();
-    if let Some(c) = config.holdout_classes.iter().find(|c| !present.contains(c)) {
-        return Err(format!("--holdout-classes: class {c} is not in {}, whose classes are {present:?}", dir.display()));
+    let holdout = if run.resume.is_some() { Holdout::Labels(&run.config.holdout_classes) } else { Holdout::Names(&run.holdout) };
+    let (dataset, held_out) = run_dataset(&config, run.data.as_deref(), holdout)?;
+    println!("data: {}", describe_dataset(&dataset));
+    for note in &dataset.notes {
+        println!("note: {note}");
     }
-    let (train_set, test_set) = (run_set(config, train_set, config.train_limit), run_set(config, test_set, config.test_limit));
-    let held_out = if config.holdout_classes.is_empty() {
-        String::new()
-    } else {
-        format!("; classes {:?} held out of training and validation", config.holdout_classes)
-    };
+    let data_shape = dataset.train.shape();
+    if dataset.kind == DataKind::Idx && config.input != [data_shape.h, data_shape.w, data_shape.c] {
+        if run.shape_given || run.resume.is_some() {
+            return Err(format!(
+                "{} holds {}x{}x{} IDX images, which are used at their own size; the run asks for {}x{}x{} (drop --image-size and --channels)",
+                dataset.dir.display(), data_shape.h, data_shape.w, data_shape.c, config.input[0], config.input[1], config.input[2]
+            ));
+        }
+        config.input = [data_shape.h, data_shape.w, data_shape.c];
+    }
+    if run.resume.is_some() && !config.class_names.is_empty() && config.class_names != dataset.class_names {
+        return Err(format!("{}: its classes are not the ones the run was trained on ({} then, {} now)", dataset.dir.display(), config.class_names.len(), dataset.class_names.len()));
+    }
+    config.holdout_classes = held_out;
+    config.class_names = dataset.class_names.clone();
+    let config = &config;
+    let (train_set, test_set) = (run_set(config, dataset.train, config.train_limit), run_set(config, dataset.test, config.test_limit));
+    if !config.holdout_classes.is_empty() {
+        let names: Vec<&str> = config.holdout_classes.iter().map(|&l| config.class_names[l as usize].as_str()).collect();
+        println!("classes {} held out of training and validation", names.join(", "));
+    }
     println!(
-        "data: {} ({} training and {} test images of {}x{}, {} classes{held_out})",
-        dir.display(),
+        "training on {} images of {} classes, validating on {} images of {}",
         train_set.count,
+        train_set.class_list().len(),
         test_set.count,
-        train_set.rows,
-        train_set.cols,
-        train_set.class_list().len()
+        test_set.class_list().len()
     );
     check_usable(&train_set, "training")?;
     check_usable(&test_set, "test")?;
-    let input = InputShape { h: train_set.rows, w: train_set.cols, c: 1 };
-    if config.input != [input.h, input.w, input.c] {
-        return Err(format!("the run was trained on {:?} images, these are {:?}", config.input, [input.h, input.w, input.c]));
-    }
+    let input = train_set.shape();
 
     let spec: TowerSpec = config.arch.parse().map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
     let plan = Plan::new(&spec, input, 2 * config.batch_size, config.seed).map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
@@ -399,12 +431,14 @@ mod tests {
             train_limit: None,
             test_limit: None,
             holdout_classes: vec![],
+            test_fraction: 0.2,
+            class_names: vec![],
         }
     }
 
     #[test]
     fn epochs_shuffle_the_same_pairs_unless_resampled() {
-        let labels: Vec<u8> = (0..50).map(|i| (i % 5) as u8).collect();
+        let labels: Vec<Label> = (0..50).map(|i| i % 5).collect();
         let mut c = config();
         let base = make_pairs(&labels, &mut rng(c.seed, TRAIN_PAIRS));
         let (e0, e1) = (epoch_pairs(&c, &base, &labels, 0), epoch_pairs(&c, &base, &labels, 1));

@@ -121,7 +121,7 @@ fn the_shipped_subset_is_real_fashion_mnist() {
 
 #[test]
 fn pairs_are_the_tutorials() {
-    let labels: Vec<u8> = (0..300).map(|i| ((i * 7) % 10) as u8).collect();
+    let labels: Vec<u32> = (0..300).map(|i| (i * 7) % 10).collect();
     let pairs = make_pairs(&labels, &mut ChaCha8Rng::seed_from_u64(1));
     // For every image, in order: a positive pair then a negative pair, both starting at the image.
     assert_eq!(pairs.len(), 2 * labels.len());
@@ -135,7 +135,7 @@ fn pairs_are_the_tutorials() {
     assert_eq!(pairs, make_pairs(&labels, &mut ChaCha8Rng::seed_from_u64(1)), "a seed gives the same pairs");
     assert_ne!(pairs, make_pairs(&labels, &mut ChaCha8Rng::seed_from_u64(2)));
     // The partners are drawn across the whole class (and, for negatives, every other class).
-    let negative_classes: std::collections::BTreeSet<u8> = pairs.iter().filter(|p| p.label == 0.0).map(|p| labels[p.b as usize]).collect();
+    let negative_classes: std::collections::BTreeSet<u32> = pairs.iter().filter(|p| p.label == 0.0).map(|p| labels[p.b as usize]).collect();
     assert_eq!(negative_classes.len(), 10);
     let distinct_partners: std::collections::BTreeSet<u32> = pairs.iter().map(|p| p.b).collect();
     assert!(distinct_partners.len() > 200, "{} distinct partners", distinct_partners.len());

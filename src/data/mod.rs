@@ -1,12 +1,14 @@
 //! Datasets: the IDX files Fashion-MNIST ships as, where to find them, and the tutorial's pairs.
 
 mod csv;
+mod dataset;
 mod folder;
 mod idx;
 mod image_file;
 mod pairs;
 
 pub use csv::{csv_field, parse_csv_line};
+pub use dataset::{idx_dataset, is_idx_folder, load_dataset, load_folders, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
 pub use folder::{is_image_name, list_images, ImageFile, IMAGE_EXTENSIONS};
 pub use idx::{read_idx, IdxArray};
 pub use image_file::{load_image, to_input};
@@ -36,20 +38,30 @@ impl DataError {
     }
 }
 
-/// Labelled grayscale images, kept as bytes (0..=255) the way the files hold them.
+/// A class: a label's number. Classes are numbered from 0 (an IDX file's byte, or a class folder's rank
+/// among the dataset's folders sorted by name).
+pub type Label = u32;
+
+/// Labelled images, kept as bytes (0..=255) the way the files hold them.
 #[derive(Clone, Debug)]
 pub struct ImageSet {
     pub count: usize,
     pub rows: usize,
     pub cols: usize,
-    /// [count, rows, cols], row-major.
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+    /// [count, rows, cols, channels], row-major.
     pub pixels: Vec<u8>,
-    pub labels: Vec<u8>,
+    pub labels: Vec<Label>,
 }
 
 impl ImageSet {
     pub fn image_len(&self) -> usize {
-        self.rows * self.cols
+        self.rows * self.cols * self.channels
+    }
+
+    pub fn shape(&self) -> crate::model::InputShape {
+        crate::model::InputShape { h: self.rows, w: self.cols, c: self.channels }
     }
 
     /// The number of classes: the largest label plus one.
@@ -58,20 +70,20 @@ impl ImageSet {
     }
 
     /// The classes present, in order.
-    pub fn class_list(&self) -> Vec<u8> {
-        let mut present = [false; 256];
-        self.labels.iter().for_each(|&l| present[l as usize] = true);
-        (0..=255u8).filter(|&c| present[c as usize]).collect()
+    pub fn class_list(&self) -> Vec<Label> {
+        let present: std::collections::BTreeSet<Label> = self.labels.iter().copied().collect();
+        present.into_iter().collect()
     }
 
     /// The images whose class `keep` accepts, in their order.
-    pub fn with_classes(&self, keep: impl Fn(u8) -> bool) -> ImageSet {
+    pub fn with_classes(&self, keep: impl Fn(Label) -> bool) -> ImageSet {
         let len = self.image_len();
         let kept: Vec<usize> = (0..self.count).filter(|&i| keep(self.labels[i])).collect();
         ImageSet {
             count: kept.len(),
             rows: self.rows,
             cols: self.cols,
+            channels: self.channels,
             pixels: kept.iter().flat_map(|&i| self.pixels[i * len..(i + 1) * len].iter().copied()).collect(),
             labels: kept.iter().map(|&i| self.labels[i]).collect(),
         }
@@ -81,7 +93,7 @@ impl ImageSet {
     pub fn truncated(mut self, limit: Option<usize>) -> ImageSet {
         if let Some(limit) = limit.filter(|&l| l < self.count) {
             self.count = limit;
-            self.pixels.truncate(limit * self.rows * self.cols);
+            self.pixels.truncate(limit * self.image_len());
             self.labels.truncate(limit);
         }
         self
@@ -130,26 +142,22 @@ pub fn load_split(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
             format!("holds {} labels but {} holds {} images", labels.dims[0], images_path.display(), images.dims[0]),
         ));
     }
-    Ok(ImageSet { count: images.dims[0], rows: images.dims[1], cols: images.dims[2], pixels: images.data, labels: labels.data })
+    Ok(ImageSet {
+        count: images.dims[0],
+        rows: images.dims[1],
+        cols: images.dims[2],
+        channels: 1,
+        pixels: images.data,
+        labels: labels.data.into_iter().map(Label::from).collect(),
+    })
 }
 
-/// Fashion-MNIST's training and test sets from the first candidate folder that holds them.
-pub fn load_fashion_mnist(explicit: Option<&Path>) -> Result<(PathBuf, ImageSet, ImageSet), String> {
+/// The first candidate folder for Fashion-MNIST that exists, or an error saying where it looked and how
+/// to get it.
+pub fn find_fashion_mnist(explicit: Option<&Path>) -> Result<PathBuf, String> {
     let candidates = fashion_mnist_candidates(explicit);
-    for dir in &candidates {
-        if !dir.is_dir() {
-            continue;
-        }
-        let load = || -> Result<(ImageSet, ImageSet), DataError> { Ok((load_split(dir, "train")?, load_split(dir, "t10k")?)) };
-        return match load() {
-            Ok((train, test)) => {
-                if (train.rows, train.cols) != (test.rows, test.cols) {
-                    return Err(format!("{}: training images are {}x{} but test images {}x{}", dir.display(), train.rows, train.cols, test.rows, test.cols));
-                }
-                Ok((dir.clone(), train, test))
-            }
-            Err(e) => Err(e.to_string()),
-        };
+    if let Some(dir) = candidates.iter().find(|d| d.is_dir()) {
+        return Ok(dir.clone());
     }
     let looked: Vec<String> = candidates.iter().map(|d| format!("  {}", d.display())).collect();
     Err(format!(
@@ -158,4 +166,11 @@ pub fn load_fashion_mnist(explicit: Option<&Path>) -> Result<(PathBuf, ImageSet,
          in a folder and pass it with --data DIR or GPU_SIAMESE_DATA.",
         looked.join("\n")
     ))
+}
+
+/// Fashion-MNIST's training and test sets from the first candidate folder that holds them.
+pub fn load_fashion_mnist(explicit: Option<&Path>) -> Result<(PathBuf, ImageSet, ImageSet), String> {
+    let dir = find_fashion_mnist(explicit)?;
+    let dataset = idx_dataset(&dir)?;
+    Ok((dir, dataset.train, dataset.test))
 }

@@ -11,7 +11,7 @@ pub struct Pair {
     pub label: f32,
 }
 
-pub fn make_pairs(labels: &[u8], rng: &mut impl Rng) -> Vec<Pair> {
+pub fn make_pairs(labels: &[super::Label], rng: &mut impl Rng) -> Vec<Pair> {
     let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
     let by_class: Vec<Vec<u32>> =
         (0..classes).map(|c| (0..labels.len() as u32).filter(|&i| labels[i as usize] as usize == c).collect()).collect();

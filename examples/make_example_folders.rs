@@ -1,0 +1,45 @@
+//! Makes assets/example-folders: a small dataset laid out as users' own data comes, one folder per
+//! class, from the real Fashion-MNIST pictures in assets/fashion-mnist-small. Each picture is drawn as
+//! a photo would be: a dark garment on a light, tinted background, at its own size and aspect, saved
+//! as PNG or JPEG. Run with `cargo run --release --example make_example_folders`; the output is the
+//! same every time.
+
+use gpu_siamese::data::load_split;
+use image::imageops::FilterType;
+use image::{ImageFormat, RgbImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// The classes used (Fashion-MNIST label, folder name) and pictures per class.
+const CLASSES: [(u32, &str); 6] = [(0, "t-shirt"), (1, "trouser"), (5, "sandale été"), (7, "sneaker"), (8, "bag"), (9, "ankle boot")];
+const PER_CLASS: usize = 50;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = root.join("assets/fashion-mnist-small");
+    let out = root.join("assets/example-folders");
+    let _ = std::fs::remove_dir_all(&out);
+    let set = load_split(&source, "train").expect("the Fashion-MNIST subset");
+    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    for (label, name) in CLASSES {
+        let folder = out.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        let members: Vec<usize> = (0..set.count).filter(|&i| set.labels[i] == label).take(PER_CLASS).collect();
+        for (n, &i) in members.iter().enumerate() {
+            let pixels = &set.pixels[i * 784..(i + 1) * 784];
+            let background: [f32; 3] = std::array::from_fn(|_| rng.random_range(200.0..255.0));
+            let ink: [f32; 3] = std::array::from_fn(|_| rng.random_range(0.0..90.0));
+            let small = RgbImage::from_fn(28, 28, |x, y| {
+                let a = pixels[(y * 28 + x) as usize] as f32 / 255.0;
+                image::Rgb(std::array::from_fn(|c| (background[c] * (1.0 - a) + ink[c] * a).round() as u8))
+            });
+            let height = rng.random_range(40..=72u32);
+            let width = (height as f32 * rng.random_range(0.8..1.25)).round() as u32;
+            let picture = image::imageops::resize(&small, width, height, FilterType::Triangle);
+            let (file, format) = if n % 2 == 0 { (format!("{n:03}.png"), ImageFormat::Png) } else { (format!("{n:03}.jpg"), ImageFormat::Jpeg) };
+            picture.save_with_format(folder.join(file), format).unwrap();
+        }
+    }
+    println!("wrote {} pictures in {} class folders to {}", CLASSES.len() * PER_CLASS, CLASSES.len(), out.display());
+}
