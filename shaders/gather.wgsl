@@ -4,9 +4,22 @@
 // Output: the batch's first images, then its second images, [2 * PAIRS, PIXELS], and its labels.
 // Pairs past the step's `valid_pairs` (the padding of a last, partial batch) repeat the first pair
 // with label 0; the loss ignores them.
+// With AUGMENT, each training image is changed as drawn for its batch row and the step (a counter-based
+// hash, as dropout's masks): mirrored (FLIP), shifted by up to SHIFT pixels each way with the edges
+// repeated, then (v - 0.5) * contrast + 0.5 + brightness, kept in [0, 1]. Evaluation (training == 0)
+// sees the images as they are. The CPU reference is `reference::gather`.
 
 override PAIRS: u32;
 override PIXELS: u32;
+override AUGMENT: u32 = 0u;
+override HEIGHT: u32 = 1u;
+override WIDTH: u32 = 1u;
+override CHANNELS: u32 = 1u;
+override AUG_SEED: u32 = 0u;
+override FLIP: u32 = 0u;
+override SHIFT: u32 = 0u;
+override CONTRAST: f32 = 0.0;
+override BRIGHTNESS: f32 = 0.0;
 
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
@@ -27,6 +40,45 @@ fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
 }
 
+fn pcg_hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+// A uniform draw in [0, 1) from a hash's top 24 bits, exactly representable.
+fn unit(h: u32) -> f32 {
+    return f32(h >> 8u) * (1.0 / 16777216.0);
+}
+
+fn byte_at(byte_index: u32) -> f32 {
+    return byte_values[(images[byte_index / 4u] >> (8u * (byte_index % 4u))) & 0xffu];
+}
+
+// Pixel k of the image starting at byte `base`, as drawn for batch row `row`.
+fn augmented(base: u32, k: u32, row: u32) -> f32 {
+    let h1 = pcg_hash(row ^ pcg_hash(s.step ^ pcg_hash(AUG_SEED)));
+    let h2 = pcg_hash(h1);
+    let h3 = pcg_hash(h2);
+    let h4 = pcg_hash(h3);
+    let h5 = pcg_hash(h4);
+    let span = 2u * SHIFT + 1u;
+    let flip = FLIP == 1u && (h1 & 1u) == 1u;
+    let dx = i32(h2 % span) - i32(SHIFT);
+    let dy = i32(h3 % span) - i32(SHIFT);
+    let contrast = 1.0 + (unit(h4) * 2.0 - 1.0) * CONTRAST;
+    let brightness = (unit(h5) * 2.0 - 1.0) * BRIGHTNESS;
+    let ch = k % CHANNELS;
+    let x = i32((k / CHANNELS) % WIDTH);
+    let y = i32(k / (CHANNELS * WIDTH));
+    let mirrored = select(x, i32(WIDTH) - 1 - x, flip);
+    let sx = u32(clamp(mirrored - dx, 0, i32(WIDTH) - 1));
+    let sy = u32(clamp(y - dy, 0, i32(HEIGHT) - 1));
+    let v = byte_at(base + (sy * WIDTH + sx) * CHANNELS + ch);
+    let t = (v - 0.5) * contrast;
+    return clamp(t + 0.5 + brightness, 0.0, 1.0);
+}
+
 @compute @workgroup_size(256)
 fn gather_pairs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -40,9 +92,12 @@ fn gather_pairs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let i = row % PAIRS;
     let valid = i < s.valid_pairs;
     let pair = s.batch_start + select(0u, i, valid);
-    let byte_index = pair_images[2u * pair + branch] * PIXELS + k;
-    let byte = (images[byte_index / 4u] >> (8u * (byte_index % 4u))) & 0xffu;
-    inputs[idx] = byte_values[byte];
+    let base = pair_images[2u * pair + branch] * PIXELS;
+    if (AUGMENT == 1u && s.training == 1u) {
+        inputs[idx] = augmented(base, k, row);
+    } else {
+        inputs[idx] = byte_at(base + k);
+    }
     if (branch == 0u && k == 0u) {
         labels[i] = select(0.0, pair_labels[pair], valid);
     }

@@ -75,7 +75,7 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
     let pairs = make_pairs(&labels, &mut rng);
     let device_images = DeviceImages::new(gpu, &images, plan.input.len())?;
     let device_pairs = DevicePairs::new(gpu, &pairs);
-    let gather = twin.gather_from(kernels, &device_images, &device_pairs);
+    let gather = twin.gather_from(kernels, &device_images, &device_pairs, None);
     let batches = pairs.len() / plan.pairs();
     let mut batch = 0;
     let mut train_step = |twin: &mut GpuTwin| {

@@ -36,6 +36,37 @@ pub struct TrainConfig {
     /// Each label's name (class folders' names; numbers for IDX files).
     #[serde(default)]
     pub class_names: Vec<String>,
+    /// Random changes to the training images (none by default).
+    #[serde(default)]
+    pub augment: crate::dims::Augment,
+    /// How training batches are drawn.
+    #[serde(default)]
+    pub sampler: Sampler,
+    /// What a step minimises.
+    #[serde(default)]
+    pub loss: LossKind,
+}
+
+/// How training batches are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampler {
+    /// The tutorial's: for every image one positive and one negative pair, shuffled; `batch_size` pairs
+    /// a step.
+    #[default]
+    Pairs,
+    /// Class-balanced batches of P classes x K images, every pair (or triplet) of a batch used.
+    Pk { classes_per_batch: usize, images_per_class: usize },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// y d^2 + (1 - y) max(margin - d, 0)^2, the tutorial's.
+    #[default]
+    Contrastive,
+    /// max(d(anchor, positive) - d(anchor, negative) + margin, 0), over a class-balanced batch's triplets.
+    Triplet,
 }
 
 pub fn default_test_fraction() -> f64 {

@@ -186,6 +186,35 @@ impl Conv2dMaxPoolGapDims {
 /// Keras' `K.epsilon()`, the floor of the squared distance.
 pub const DISTANCE_EPSILON: f32 = 1e-7;
 
+/// What a training step minimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objective {
+    /// The tutorial's: the contrastive loss of each pair, a batch's first images against its second.
+    Pairs,
+    /// The contrastive loss over every pair of a class-balanced batch, rows in classes of `k`.
+    BatchContrastive { k: usize },
+    /// The triplet loss over every triplet of a class-balanced batch, rows in classes of `k`.
+    BatchTriplet { k: usize },
+}
+
+/// Random changes to each training image, drawn afresh every step (evaluation sees the images as they
+/// are): a horizontal flip, a shift of up to `shift` pixels each way (edges repeated), a contrast
+/// factor in [1 - contrast, 1 + contrast] about mid-grey, then a brightness offset in
+/// [-brightness, brightness], the result kept in [0, 1]. All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Augment {
+    pub flip: bool,
+    pub shift: u32,
+    pub brightness: f32,
+    pub contrast: f32,
+}
+
+impl Augment {
+    pub fn is_off(&self) -> bool {
+        !self.flip && self.shift == 0 && self.brightness == 0.0 && self.contrast == 0.0
+    }
+}
+
 /// Adam's hyper-parameters; the defaults are Keras'. Kept in double precision, as Keras keeps them in
 /// Python floats, and rounded to f32 exactly where Keras casts them.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,12 +7,12 @@ use crate::data::{Holdout, ImageSet, Pair};
 use crate::dims::AdamConfig;
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{
-    best_threshold, contrastive_loss, equal_error_rate, few_shot, Episodes, retrieval, roc_auc, roc_curve, threshold_for_far, Confusion,
+    best_threshold, equal_error_rate, few_shot, Episodes, retrieval, roc_auc, roc_curve, threshold_for_far, Confusion,
     FewShot, Retrieval, RocPoint,
 };
 use crate::model::{InputShape, Plan, TowerSpec};
 use crate::reference::byte_value;
-use crate::train::{calibration_pairs, distances, labels_of, run_dataset, run_set, test_pairs};
+use crate::train::{calibration_pairs, distances, labels_of, pair_set_loss, run_dataset, run_set, test_pairs};
 use crate::twin::{DeviceImages, DevicePairs, GpuTwin};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -221,7 +221,7 @@ pub struct Evaluation {
 fn set_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, set: &ImageSet, pairs: &[Pair]) -> Result<Vec<f32>, String> {
     let images = DeviceImages::new(gpu, &set.pixels, twin.plan.input.len()).map_err(|e| e.to_string())?;
     let list = DevicePairs::new(gpu, pairs);
-    let gather = twin.gather_from(kernels, &images, &list);
+    let gather = twin.gather_from(kernels, &images, &list, None);
     let out = gpu.storage("distances", pairs.len());
     Ok(distances(gpu, twin, &gather, &list, &out))
 }
@@ -298,7 +298,7 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
         images: set.count,
         pairs: pair_list.len(),
         same_pairs: labels.iter().filter(|&&y| y == 1.0).count(),
-        loss: contrastive_loss(&distances, &labels, config.margin),
+        loss: pair_set_loss(config, &distances, &pair_list),
         roc_auc: roc_auc(&distances, &labels),
         eer: eer.map(|e| e.0),
         eer_threshold: eer.map(|e| e.1),

@@ -1,7 +1,8 @@
 //! The gpu-siamese command line.
 
 use clap::{Parser, Subcommand};
-use gpu_siamese::checkpoint::{Checkpoint, TrainConfig};
+use gpu_siamese::checkpoint::{Checkpoint, LossKind, Sampler, TrainConfig};
+use gpu_siamese::dims::Augment;
 use gpu_siamese::gpu::{self, Gpu, Kernels};
 use gpu_siamese::model::{InputShape, Plan, TUTORIAL_TOWER};
 use gpu_siamese::bench::BenchOptions;
@@ -69,6 +70,33 @@ struct TrainArgs {
     /// 1 (grayscale) or 3 (RGB), for a folder dataset. [default: 1]
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
     channels: Option<u8>,
+    /// How training batches are drawn: `pairs`, the tutorial's (for every image one positive and one
+    /// negative pair); or `pk`, class-balanced batches of P classes x K images whose every pair (or
+    /// triplet) is used. [default: pairs, or pk for --loss triplet]
+    #[arg(long, value_enum)]
+    sampler: Option<SamplerArg>,
+    /// P, for --sampler pk. [default: 8, or every class when fewer]
+    #[arg(long, value_name = "P")]
+    classes_per_batch: Option<usize>,
+    /// K, for --sampler pk. [default: 4]
+    #[arg(long, value_name = "K")]
+    images_per_class: Option<usize>,
+    /// The loss: contrastive (the tutorial's) or triplet (over a pk batch's triplets; margin --margin).
+    /// [default: contrastive]
+    #[arg(long, value_enum)]
+    loss: Option<LossKind>,
+    /// Augmentation: mirror each training image left-right at random (drawn per image and step).
+    #[arg(long)]
+    flip: bool,
+    /// Augmentation: shift each training image by up to N pixels each way (edges repeated). [default: 0]
+    #[arg(long, value_name = "N")]
+    shift: Option<u32>,
+    /// Augmentation: add a brightness offset drawn from [-X, X] (images are in [0, 1]). [default: 0]
+    #[arg(long, value_name = "X")]
+    brightness: Option<f32>,
+    /// Augmentation: scale contrast about mid-grey by a factor drawn from [1 - X, 1 + X]. [default: 0]
+    #[arg(long, value_name = "X")]
+    contrast: Option<f32>,
     /// For a folder dataset without train/ and test/ folders: the fraction of each class's pictures
     /// drawn (from --seed) for the test set. [default: 0.2]
     #[arg(long, value_name = "F")]
@@ -373,7 +401,13 @@ fn train(args: TrainArgs) -> Result<()> {
                 holdout_classes: vec![],
                 test_fraction: args.test_fraction.unwrap_or(gpu_siamese::checkpoint::default_test_fraction()),
                 class_names: vec![],
+                sampler: sampler(&args)?,
+                loss: args.loss.unwrap_or_default(),
+                augment: Augment { flip: args.flip, shift: args.shift.unwrap_or(0), brightness: args.brightness.unwrap_or(0.0), contrast: args.contrast.unwrap_or(0.0) },
             };
+            if !(0.0..=1.0).contains(&config.augment.brightness) || !(0.0..1.0).contains(&config.augment.contrast) {
+                return Err("--brightness is from 0 to 1 and --contrast from 0 up to (not including) 1".into());
+            }
             if config.input[2] == 2 {
                 return Err("--channels 2: pictures are grayscale (1) or RGB (3)".into());
             }
@@ -410,6 +444,11 @@ fn train(args: TrainArgs) -> Result<()> {
                 args.image_size.map(|(h, w)| ("--image-size", format!("{h}x{w}"), format!("{}x{}", config.input[0], config.input[1]))),
                 args.channels.map(|c| ("--channels", c.to_string(), config.input[2].to_string())),
                 args.test_fraction.map(|f| ("--test-fraction", f.to_string(), config.test_fraction.to_string())),
+                (args.sampler.is_some() || args.classes_per_batch.is_some() || args.images_per_class.is_some())
+                    .then(|| ("the sampler's flags", "given".to_string(), format!("{:?}", config.sampler))),
+                args.loss.filter(|&l| l != config.loss).map(|l| ("--loss", format!("{l:?}"), format!("{:?}", config.loss))),
+                (args.flip || args.shift.is_some() || args.brightness.is_some() || args.contrast.is_some())
+                    .then(|| ("augmentation flags", "given".to_string(), format!("{:?}", config.augment))),
             ]
             .into_iter()
             .flatten()
@@ -460,6 +499,37 @@ fn bench(args: &TwinArgs, opts: &BenchOptions, json: bool) -> Result<()> {
         gpu_siamese::bench::print(&report);
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SamplerArg {
+    Pairs,
+    Pk,
+}
+
+/// The sampler the flags ask for; P = 0 stands for "8, or every class when fewer", settled once the
+/// data is loaded.
+fn sampler(args: &TrainArgs) -> Result<Sampler> {
+    let triplet = args.loss == Some(LossKind::Triplet);
+    let pk = match args.sampler {
+        Some(SamplerArg::Pk) => true,
+        Some(SamplerArg::Pairs) if triplet => {
+            return Err("--loss triplet needs class-balanced batches (--sampler pk): a tutorial pair has no third image".into())
+        }
+        Some(SamplerArg::Pairs) => false,
+        None => triplet || args.classes_per_batch.is_some() || args.images_per_class.is_some(),
+    };
+    if !pk {
+        return Ok(Sampler::Pairs);
+    }
+    if args.batch_size.is_some() {
+        return Err("--batch-size is for --sampler pairs; a pk batch is --classes-per-batch x --images-per-class images".into());
+    }
+    let (p, k) = (args.classes_per_batch.unwrap_or(0), args.images_per_class.unwrap_or(4));
+    if k < 2 || args.classes_per_batch.is_some_and(|p| p < 2) {
+        return Err(format!("--classes-per-batch {p} --images-per-class {k}: a batch needs two classes or more, of two images or more").into());
+    }
+    Ok(Sampler::Pk { classes_per_batch: p, images_per_class: k })
 }
 
 /// `--image-size`: "64x48" (height x width) or "64".

@@ -24,6 +24,13 @@ pub fn contrastive_loss(distances: &[f32], labels: &[f32], margin: f32) -> f64 {
     total / distances.len().max(1) as f64
 }
 
+/// The triplet loss of (d(anchor, positive), d(anchor, negative)) pairs of distances, in f64: the mean
+/// of max(d_pos - d_neg + margin, 0).
+pub fn triplet_loss(triplets: &[(f32, f32)], margin: f32) -> f64 {
+    let total: f64 = triplets.iter().map(|&(p, n)| (p as f64 - n as f64 + margin as f64).max(0.0)).sum();
+    total / triplets.len().max(1) as f64
+}
+
 /// The fraction of pairs called right with `threshold`: same (label 1) when distance < threshold.
 pub fn accuracy_at(distances: &[f32], labels: &[f32], threshold: f32) -> f64 {
     let right = distances.iter().zip(labels).filter(|(&d, &y)| (d < threshold) == (y == 1.0)).count();

@@ -2,15 +2,15 @@
 //! an epoch loop that submits whole steps without waiting, validation on fixed test pairs, metrics.csv,
 //! and checkpoints that a run resumes from bit for bit.
 
-use crate::checkpoint::{save, Checkpoint, Progress, TrainConfig};
-use crate::data::{load_dataset, make_pairs, shuffle, DataKind, Dataset, FolderOptions, Holdout, ImageSet, Label, Pair};
-use crate::dims::AdamConfig;
+use crate::checkpoint::{save, Checkpoint, LossKind, Progress, Sampler, TrainConfig};
+use crate::data::{class_balanced_batches, load_dataset, make_pairs, shuffle, DataKind, Dataset, FolderOptions, Holdout, ImageSet, Label, Pair};
+use crate::dims::{AdamConfig, Objective};
 use crate::gpu::{Gpu, Kernels};
-use crate::metrics::{accuracy_at, best_threshold, contrastive_loss};
+use crate::metrics::{accuracy_at, best_threshold, contrastive_loss, triplet_loss};
 use crate::model::{glorot_uniform, InputShape, Plan, TowerSpec};
 use crate::twin::{DeviceImages, DevicePairs, GpuTwin};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,11 @@ pub enum Outcome {
 fn rng(seed: u64, purpose: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
+/// The seed of the augmentation's draws (a u32, as the kernels hash it).
+pub fn augment_seed(seed: u64) -> u32 {
+    (rng(seed, AUGMENTATION).next_u32()) | 1
+}
+const AUGMENTATION: u64 = 4;
 const TRAIN_PAIRS: u64 = 1;
 const TEST_PAIRS: u64 = 2;
 const CALIBRATION: u64 = 3;
@@ -80,12 +85,74 @@ pub fn calibration_pairs(seed: u64, train_labels: &[Label]) -> Vec<Pair> {
     pairs
 }
 
-/// The training pairs of epoch `epoch` (0-based), in the order they are trained on.
-pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[Label], epoch: usize) -> Vec<Pair> {
+/// The training pairs of epoch `epoch` (0-based), in the order they are trained on. With class-balanced
+/// batches, they are the batches' images as the twin takes them: a batch of B images in class order,
+/// x[0..B], is the pairs (x[i], x[B/2 + i]), whose first images then second images are x again.
+pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[Label], epoch: usize, steps: usize) -> Vec<Pair> {
     let mut epoch_rng = rng(config.seed, EPOCH + epoch as u64);
+    if let Sampler::Pk { classes_per_batch: p, images_per_class: k } = config.sampler {
+        let rows = p * k;
+        let images = class_balanced_batches(labels, p, k, steps, &mut epoch_rng);
+        return images.chunks(rows).flat_map(|x| (0..rows / 2).map(move |i| Pair { a: x[i], b: x[rows / 2 + i], label: 0.0 })).collect();
+    }
     let mut pairs = if config.resample_pairs { make_pairs(labels, &mut epoch_rng) } else { base.to_vec() };
     shuffle(&mut pairs, &mut epoch_rng);
     pairs
+}
+
+/// Steps in an epoch: every pair once, or, with class-balanced batches, as many batches as the
+/// training images fill (at least one).
+pub fn steps_per_epoch(config: &TrainConfig, pairs: usize, images: usize) -> usize {
+    match config.sampler {
+        Sampler::Pairs => pairs.div_ceil(config.batch_size),
+        Sampler::Pk { classes_per_batch: p, images_per_class: k } => (images / (p * k)).max(1),
+    }
+}
+
+/// What a run's steps minimise.
+pub fn objective(config: &TrainConfig) -> Objective {
+    match (config.sampler, config.loss) {
+        (Sampler::Pairs, _) => Objective::Pairs,
+        (Sampler::Pk { images_per_class: k, .. }, LossKind::Contrastive) => Objective::BatchContrastive { k },
+        (Sampler::Pk { images_per_class: k, .. }, LossKind::Triplet) => Objective::BatchTriplet { k },
+    }
+}
+
+/// Settles a class-balanced sampler's P (8, or every class when fewer, unless given) and the batch it
+/// makes, now that the training classes are known.
+fn settle_sampler(config: &mut TrainConfig, train: &ImageSet) -> Result<(), String> {
+    let Sampler::Pk { classes_per_batch, images_per_class: k } = config.sampler else {
+        return match config.loss {
+            LossKind::Triplet => Err("the triplet loss needs class-balanced batches (--sampler pk)".into()),
+            LossKind::Contrastive => Ok(()),
+        };
+    };
+    let classes = train.class_list().len();
+    let p = if classes_per_batch == 0 { 8.min(classes) } else { classes_per_batch };
+    if p > classes {
+        return Err(format!("--classes-per-batch {p}: the training set has {classes} classes"));
+    }
+    if (p * k) % 2 != 0 {
+        return Err(format!("--classes-per-batch {p} x --images-per-class {k} is odd: the twin runs a batch as two halves, so P x K must be even"));
+    }
+    config.sampler = Sampler::Pk { classes_per_batch: p, images_per_class: k };
+    config.batch_size = p * k / 2;
+    Ok(())
+}
+
+/// A set of test pairs' loss, the run's loss: the contrastive loss of every pair; or the triplet loss of
+/// every image's (positive, negative) pairs, which the tutorial's pairs give one after the other.
+pub fn pair_set_loss(config: &TrainConfig, distances: &[f32], pairs: &[Pair]) -> f64 {
+    match config.loss {
+        LossKind::Contrastive => contrastive_loss(distances, &labels_of(pairs), config.margin),
+        LossKind::Triplet => {
+            let triplets: Vec<(f32, f32)> = (1..pairs.len())
+                .filter(|&i| pairs[i - 1].label == 1.0 && pairs[i].label == 0.0 && pairs[i - 1].a == pairs[i].a)
+                .map(|i| (distances[i - 1], distances[i]))
+                .collect();
+            triplet_loss(&triplets, config.margin)
+        }
+    }
 }
 
 /// The tower for this run: `arch`, with the final dense layer's width set to `embedding_dim`.
@@ -200,8 +267,9 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     }
     config.holdout_classes = held_out;
     config.class_names = dataset.class_names.clone();
+    let (train_set, test_set) = (run_set(&config, dataset.train, config.train_limit), run_set(&config, dataset.test, config.test_limit));
+    settle_sampler(&mut config, &train_set)?;
     let config = &config;
-    let (train_set, test_set) = (run_set(config, dataset.train, config.train_limit), run_set(config, dataset.test, config.test_limit));
     if !config.holdout_classes.is_empty() {
         let names: Vec<&str> = config.holdout_classes.iter().map(|&l| config.class_names[l as usize].as_str()).collect();
         println!("classes {} held out of training and validation", names.join(", "));
@@ -224,17 +292,21 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let base_train_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS));
     let test_pairs = test_pairs(config.seed, &test_set.labels);
     let calibration_pairs = calibration_pairs(config.seed, &train_set.labels);
-    let steps_per_epoch = base_train_pairs.len().div_ceil(config.batch_size);
+    let steps_per_epoch = steps_per_epoch(config, base_train_pairs.len(), train_set.count);
+    if !config.augment.is_off() {
+        println!("augmenting training images: {:?}", config.augment);
+    }
 
-    let mut twin = GpuTwin::new(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, true).map_err(|e| e.to_string())?;
+    let mut twin = GpuTwin::with_objective(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, true, objective(config))
+        .map_err(|e| e.to_string())?;
     let train_images = DeviceImages::new(&gpu, &train_set.pixels, input.len()).map_err(|e| e.to_string())?;
     let test_images = DeviceImages::new(&gpu, &test_set.pixels, input.len()).map_err(|e| e.to_string())?;
-    let mut train_pairs = DevicePairs::new(&gpu, &base_train_pairs);
+    let mut train_pairs = DevicePairs::with_capacity(&gpu, base_train_pairs.len().max(steps_per_epoch * config.batch_size));
     let test_pair_list = DevicePairs::new(&gpu, &test_pairs);
     let calibration_list = DevicePairs::new(&gpu, &calibration_pairs);
-    let train_gather = twin.gather_from(&kernels, &train_images, &train_pairs);
-    let test_gather = twin.gather_from(&kernels, &test_images, &test_pair_list);
-    let calibration_gather = twin.gather_from(&kernels, &train_images, &calibration_list);
+    let train_gather = twin.gather_from(&kernels, &train_images, &train_pairs, Some((&config.augment, augment_seed(config.seed))));
+    let test_gather = twin.gather_from(&kernels, &test_images, &test_pair_list, None);
+    let calibration_gather = twin.gather_from(&kernels, &train_images, &calibration_list, None);
     let test_distances = gpu.storage("test distances", test_pairs.len());
     let calibration_distances = gpu.storage("calibration distances", calibration_pairs.len());
 
@@ -262,13 +334,19 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
             (0, f64::INFINITY)
         }
     };
+    let batches = match config.sampler {
+        Sampler::Pairs => format!("{} training pairs, batch {}", base_train_pairs.len(), config.batch_size),
+        Sampler::Pk { classes_per_batch: p, images_per_class: k } => format!(
+            "class-balanced batches of {p} classes x {k} images, every {} of each used ({:?} loss)",
+            if config.loss == LossKind::Triplet { "triplet" } else { "pair" },
+            config.loss
+        ),
+    };
     println!(
-        "tower: {} ({} parameters); {} training pairs, {} test pairs, batch {}, {} steps per epoch; writing to {}",
+        "tower: {} ({} parameters); {batches}; {} test pairs, {} steps per epoch; writing to {}",
         plan.spec,
         plan.trainable_params(),
-        base_train_pairs.len(),
         test_pairs.len(),
-        config.batch_size,
         steps_per_epoch,
         run.out.display()
     );
@@ -282,7 +360,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         .progress_chars("━━ ");
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
-        let pairs = epoch_pairs(config, &base_train_pairs, &train_set.labels, epoch);
+        let pairs = epoch_pairs(config, &base_train_pairs, &train_set.labels, epoch, steps_per_epoch);
         train_pairs.set(&gpu, &pairs);
         let bar = ProgressBar::new(steps_per_epoch as u64).with_style(bar_style.clone()).with_prefix(format!("{}/{}", epoch + 1, config.epochs));
         let first_step = twin.step;
@@ -317,7 +395,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         bar.set_message("validating");
         let test_d = distances(&gpu, &twin, &test_gather, &test_pair_list, &test_distances);
         let test_labels = labels_of(&test_pairs);
-        let val_loss = contrastive_loss(&test_d, &test_labels, config.margin);
+        let val_loss = pair_set_loss(config, &test_d, &test_pairs);
         let (_, val_acc) = best_threshold(&test_d, &test_labels);
         let calibration_d = distances(&gpu, &twin, &calibration_gather, &calibration_list, &calibration_distances);
         let (threshold, _) = best_threshold(&calibration_d, &labels_of(&calibration_pairs));
@@ -433,6 +511,9 @@ mod tests {
             holdout_classes: vec![],
             test_fraction: 0.2,
             class_names: vec![],
+            augment: Default::default(),
+            sampler: Sampler::Pairs,
+            loss: LossKind::Contrastive,
         }
     }
 
@@ -441,20 +522,51 @@ mod tests {
         let labels: Vec<Label> = (0..50).map(|i| i % 5).collect();
         let mut c = config();
         let base = make_pairs(&labels, &mut rng(c.seed, TRAIN_PAIRS));
-        let (e0, e1) = (epoch_pairs(&c, &base, &labels, 0), epoch_pairs(&c, &base, &labels, 1));
+        let (e0, e1) = (epoch_pairs(&c, &base, &labels, 0, 0), epoch_pairs(&c, &base, &labels, 1, 0));
         assert_ne!(e0, e1, "each epoch has its own order");
-        assert_eq!(e0, epoch_pairs(&c, &base, &labels, 0), "an epoch's order depends only on the seed and the epoch");
+        assert_eq!(e0, epoch_pairs(&c, &base, &labels, 0, 0), "an epoch's order depends only on the seed and the epoch");
         let key = |p: &Pair| (p.a, p.b, p.label as u8);
         let (mut s0, mut sb) = (e0.iter().map(key).collect::<Vec<_>>(), base.iter().map(key).collect::<Vec<_>>());
         s0.sort();
         sb.sort();
         assert_eq!(s0, sb, "without resampling an epoch is a permutation of the pairs");
         c.resample_pairs = true;
-        let r0 = epoch_pairs(&c, &base, &labels, 0);
+        let r0 = epoch_pairs(&c, &base, &labels, 0, 0);
         let mut sr = r0.iter().map(key).collect::<Vec<_>>();
         sr.sort();
         assert_ne!(sr, sb, "resampling draws new pairs");
         assert_eq!(r0.len(), base.len());
+    }
+
+    #[test]
+    fn class_balanced_epochs_are_batches_of_p_classes_of_k_images() {
+        // 7 classes of uneven sizes, one with fewer images than K.
+        let labels: Vec<Label> = (0..60).map(|i| if i < 2 { 6 } else { i % 6 }).collect();
+        let mut c = config();
+        c.sampler = Sampler::Pk { classes_per_batch: 3, images_per_class: 4 };
+        c.batch_size = 6;
+        let steps = steps_per_epoch(&c, 0, labels.len());
+        assert_eq!(steps, 5, "as many batches of 12 as 60 images fill");
+        let pairs = epoch_pairs(&c, &[], &labels, 0, steps);
+        assert_eq!(pairs.len(), steps * 6);
+        for batch in pairs.chunks(6) {
+            // The twin's rows: the pairs' first images, then their second images.
+            let rows: Vec<u32> = batch.iter().map(|p| p.a).chain(batch.iter().map(|p| p.b)).collect();
+            let classes: Vec<Label> = rows.iter().map(|&r| labels[r as usize]).collect();
+            for s in 0..3 {
+                assert!(classes[4 * s..4 * s + 4].iter().all(|&l| l == classes[4 * s]), "rows in classes of 4: {classes:?}");
+            }
+            assert!(classes[0] != classes[4] && classes[4] != classes[8] && classes[0] != classes[8], "three distinct classes");
+            for s in 0..3 {
+                let mut members = rows[4 * s..4 * s + 4].to_vec();
+                members.sort();
+                members.dedup();
+                assert!(members.len() == 4 || classes[4 * s] == 6, "distinct images unless the class has fewer than K");
+            }
+        }
+        assert_eq!(pairs, epoch_pairs(&c, &[], &labels, 0, steps), "seeded");
+        assert_ne!(pairs, epoch_pairs(&c, &[], &labels, 1, steps));
+        assert_eq!(objective(&c), Objective::BatchContrastive { k: 4 });
     }
 
     #[test]

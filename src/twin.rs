@@ -3,8 +3,8 @@
 //! without reading anything back. It runs the same sequence as `reference::TwinReference`.
 
 use crate::data::Pair;
-use crate::dims::AdamConfig;
-use crate::gpu::{conv2d_weight_chunks, record, submit, Dispatch, Gpu, Kernels, Region, StepUniform};
+use crate::dims::{AdamConfig, Augment, Objective};
+use crate::gpu::{conv2d_weight_chunks, record, submit, Dispatch, Gpu, Kernel, Kernels, Region, StepUniform};
 use crate::reference::byte_value;
 use crate::model::{LayerOp, Plan};
 use std::fmt;
@@ -24,6 +24,7 @@ impl std::error::Error for TooLarge {}
 pub struct GpuTwin<'a> {
     gpu: &'a Gpu,
     pub plan: Plan,
+    pub objective: Objective,
     pub adam: AdamConfig,
     pub margin: f32,
     /// Adam updates done so far; also the step counter dropout masks are drawn from.
@@ -40,7 +41,12 @@ pub struct GpuTwin<'a> {
     pub losses: wgpu::Buffer,
     loss_capacity: usize,
     step_uniform: wgpu::Buffer,
+    /// The tower, then the pair distances and the pair loss (the tutorial's objective, and evaluation).
     forward: Vec<Dispatch>,
+    /// How many of `forward`'s dispatches are the tower's.
+    tower_len: usize,
+    /// A batch objective's distances between every two rows and its loss; empty for the pair objective.
+    batch_head: Vec<Dispatch>,
     backward: Vec<Dispatch>,
     /// Buffers only the dispatches use, kept here so their lifetime is plain to see.
     _scratch: Vec<wgpu::Buffer>,
@@ -60,6 +66,22 @@ impl<'a> GpuTwin<'a> {
         margin: f32,
         loss_capacity: usize,
         fuse: bool,
+    ) -> Result<GpuTwin<'a>, TooLarge> {
+        GpuTwin::with_objective(gpu, kernels, plan, adam, margin, loss_capacity, fuse, Objective::Pairs)
+    }
+
+    /// A twin that minimises `objective`: a batch objective trains on every pair or triplet of its
+    /// class-balanced batches, whose rows come in classes of `k`; evaluation still scores pairs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_objective(
+        gpu: &'a Gpu,
+        kernels: &Kernels,
+        plan: Plan,
+        adam: AdamConfig,
+        margin: f32,
+        loss_capacity: usize,
+        fuse: bool,
+        objective: Objective,
     ) -> Result<GpuTwin<'a>, TooLarge> {
         let pairs = plan.pairs();
         let dim = plan.embedding_dim;
@@ -122,14 +144,34 @@ impl<'a> GpuTwin<'a> {
                 LayerOp::Dense(d) => kernels.dense_forward(&d, x, param_region(layer.params.as_ref().unwrap(), &params), y),
             });
         }
+        let tower_len = forward.len();
         let embeddings = whole(activations.last().unwrap());
         forward.push(kernels.distance_forward(pairs, dim, embeddings.clone(), whole(&distances)));
         forward.push(kernels.contrastive_forward(pairs, margin, step.clone(), whole(&distances), whole(&labels), whole(&losses)));
 
-        let mut backward = vec![
-            kernels.contrastive_backward(pairs, margin, step.clone(), whole(&distances), whole(&labels), whole(&ddist)),
-            kernels.distance_backward(pairs, dim, whole(&ddist), embeddings, whole(act_grads.last().unwrap())),
-        ];
+        let rows = plan.batch;
+        let batch_len = if objective == Objective::Pairs { 1 } else { rows * rows };
+        let (batch_dist, batch_ss, batch_ddist) =
+            (gpu.storage("batch distances", batch_len), gpu.storage("batch squared distances", batch_len), gpu.storage("batch distance gradient", batch_len));
+        let mut batch_head = Vec::new();
+        let mut backward = match objective {
+            Objective::Pairs => vec![
+                kernels.contrastive_backward(pairs, margin, step.clone(), whole(&distances), whole(&labels), whole(&ddist)),
+                kernels.distance_backward(pairs, dim, whole(&ddist), embeddings, whole(act_grads.last().unwrap())),
+            ],
+            Objective::BatchContrastive { k } | Objective::BatchTriplet { k } => {
+                let (loss_forward, loss_backward) = match objective {
+                    Objective::BatchTriplet { .. } => (Kernel::BatchTripletForward, Kernel::BatchTripletBackward),
+                    _ => (Kernel::BatchContrastiveForward, Kernel::BatchContrastiveBackward),
+                };
+                batch_head.push(kernels.pairwise_distance_forward(rows, dim, embeddings.clone(), whole(&batch_dist), whole(&batch_ss)));
+                batch_head.push(kernels.batch_loss_forward(loss_forward, rows, k, margin, step.clone(), whole(&batch_dist), whole(&losses)));
+                vec![
+                    kernels.batch_loss_backward(loss_backward, rows, k, margin, whole(&batch_dist), whole(&batch_ddist)),
+                    kernels.pairwise_distance_backward(rows, dim, embeddings, whole(&batch_ss), whole(&batch_ddist), whole(act_grads.last().unwrap())),
+                ]
+            }
+        };
         // Layers up to the first one with parameters need no input gradient: nothing before them trains.
         let first_trained = plan.layers.iter().position(|l| l.params.is_some()).unwrap_or(plan.layers.len());
         for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers).rev() {
@@ -173,10 +215,11 @@ impl<'a> GpuTwin<'a> {
         ));
 
         let mut scratch = act_grads;
-        scratch.extend([ddist, partial, codes]);
+        scratch.extend([ddist, partial, codes, batch_dist, batch_ss, batch_ddist]);
         Ok(GpuTwin {
             gpu,
             plan,
+            objective,
             adam,
             margin,
             step: 0,
@@ -192,6 +235,8 @@ impl<'a> GpuTwin<'a> {
             loss_capacity,
             step_uniform,
             forward,
+            tower_len,
+            batch_head,
             backward,
             _scratch: scratch,
         })
@@ -247,7 +292,7 @@ impl<'a> GpuTwin<'a> {
     fn submit_step(&mut self, gather: Option<&Dispatch>, start: usize, valid: usize) -> wgpu::SubmissionIndex {
         assert!(valid >= 1 && valid <= self.plan.pairs(), "{valid} valid pairs in a batch of {}", self.plan.pairs());
         self.write_step(true, self.loss_slot(self.step), start, valid);
-        let dispatches: Vec<&Dispatch> = gather.into_iter().chain(&self.forward).chain(&self.backward).collect();
+        let dispatches: Vec<&Dispatch> = self.train_dispatches(gather);
         let index = submit(self.gpu, &dispatches);
         self.step += 1;
         index
@@ -282,12 +327,14 @@ impl<'a> GpuTwin<'a> {
     }
 
     /// The launch that gathers this twin's batches from `pairs` over `images`: built once per list.
-    pub fn gather_from(&self, kernels: &Kernels, images: &DeviceImages, pairs: &DevicePairs) -> Dispatch {
+    /// With `augment` (and its seed), training steps augment every image they gather.
+    pub fn gather_from(&self, kernels: &Kernels, images: &DeviceImages, pairs: &DevicePairs, augment: Option<(&Augment, u32)>) -> Dispatch {
         assert_eq!(images.image_len, self.plan.input.len(), "image size");
         let whole = Region::whole;
         kernels.gather_pairs(
             self.plan.pairs(),
-            images.image_len,
+            self.plan.input,
+            augment,
             whole(&self.step_uniform),
             whole(&images.images),
             whole(&pairs.pair_images),
@@ -344,7 +391,13 @@ impl<'a> GpuTwin<'a> {
 
     /// Every dispatch of one training step, in order (for timing them one by one).
     pub fn step_dispatches(&self) -> Vec<&Dispatch> {
-        self.forward.iter().chain(&self.backward).collect()
+        self.train_dispatches(None)
+    }
+
+    /// A training step: the gather, if any, the tower, the objective's loss, the backward pass, Adam.
+    fn train_dispatches<'s>(&'s self, gather: Option<&'s Dispatch>) -> Vec<&'s Dispatch> {
+        let head: &[Dispatch] = if self.batch_head.is_empty() { &self.forward } else { &self.forward[..self.tower_len] };
+        gather.into_iter().chain(head).chain(&self.batch_head).chain(&self.backward).collect()
     }
 }
 
@@ -386,14 +439,19 @@ pub struct DevicePairs {
 
 impl DevicePairs {
     pub fn new(gpu: &Gpu, pairs: &[Pair]) -> DevicePairs {
-        let mut list = DevicePairs {
-            pair_images: gpu.storage("pair images", 2 * pairs.len()),
-            pair_labels: gpu.storage("pair labels", pairs.len()),
-            capacity: pairs.len(),
-            len: 0,
-        };
+        let mut list = DevicePairs::with_capacity(gpu, pairs.len());
         list.set(gpu, pairs);
         list
+    }
+
+    /// An empty list with room for `capacity` pairs.
+    pub fn with_capacity(gpu: &Gpu, capacity: usize) -> DevicePairs {
+        DevicePairs {
+            pair_images: gpu.storage("pair images", 2 * capacity.max(1)),
+            pair_labels: gpu.storage("pair labels", capacity.max(1)),
+            capacity,
+            len: 0,
+        }
     }
 
     /// Replaces the list (written in the queue's order, before the next submission runs).

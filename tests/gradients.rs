@@ -146,3 +146,32 @@ fn whole_twin_gradient() {
         });
     }
 }
+
+#[test]
+fn batch_loss_gradients() {
+    // Rows in classes of k; the last case has two identical rows, whose clamped distance passes no gradient.
+    for (i, &(rows, k, dim)) in [(6, 2, 5), (9, 3, 4), (8, 4, 7)].iter().enumerate() {
+        let mut emb = random(rows * dim, 70 + i as u64);
+        if i == 2 {
+            let (first, rest) = emb.split_at_mut(dim);
+            rest[..dim].copy_from_slice(first);
+        }
+        let margin = 1.2;
+        type Loss = fn(&[f64], usize, usize, f64) -> f64;
+        type Grad = fn(&[f64], usize, usize, f64) -> Vec<f64>;
+        let losses: [(&str, Loss, Grad); 2] = [
+            ("batch contrastive", cpu::batch_contrastive_forward, cpu::batch_contrastive_backward),
+            ("batch triplet", cpu::batch_triplet_forward, cpu::batch_triplet_backward),
+        ];
+        for (name, forward, backward) in losses {
+            let loss = |e: &[f64]| forward(&cpu::pairwise_distance_forward(e, rows, dim).0, rows, k, margin);
+            let (dist, ss) = cpu::pairwise_distance_forward(&emb, rows, dim);
+            let ddist = backward(&dist, rows, k, margin);
+            let demb = cpu::pairwise_distance_backward(&ddist, &emb, &ss, rows, dim);
+            assert!(loss(&emb) > 0.0, "{name}: a loss to follow");
+            check(&format!("{name}, {rows} rows in classes of {k}, dim {dim}"), &emb, &demb, loss);
+        }
+    }
+    // The counts the means divide by.
+    assert_eq!((cpu::batch_pairs(8), cpu::batch_triplets(8, 4)), (28, 8 * 3 * 4));
+}

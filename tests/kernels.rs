@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use gpu_siamese::dims::*;
-use gpu_siamese::gpu::{Region, StepUniform};
+use gpu_siamese::gpu::{Kernel, Region, StepUniform};
+use gpu_siamese::model::InputShape;
 use gpu_siamese::reference as cpu;
 
 /// Comfortably above f32 rounding of the sums involved, far under the 1e-4 the project promises.
@@ -236,6 +237,54 @@ fn distance_matches_reference() {
 }
 
 #[test]
+fn batch_losses_match_reference() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("batch_loss");
+    // (rows, images per class, embedding width): odd sizes, a batch past one workgroup's 256 lanes, and
+    // the P x K batch of a real run (16 classes x 4 images, 48 wide).
+    for (rows, k, dim) in [(6, 2, 5), (15, 3, 7), (40, 5, 3), (64, 4, 48)] {
+        seed += 1;
+        let mut emb = random(rows * dim, seed);
+        // Two identical rows: their distance is clamped and passes no gradient.
+        let (first, rest) = emb.split_at_mut(dim);
+        rest[dim..2 * dim].copy_from_slice(first);
+        let (dist_ref, ss_ref) = cpu::pairwise_distance_forward(&emb, rows, dim);
+        let eb = gpu.storage_from("emb", &emb);
+        let (dist, ss) = (poisoned(gpu, rows * rows), poisoned(gpu, rows * rows));
+        run(gpu, &[&kernels.pairwise_distance_forward(rows, dim, (&eb).into(), (&dist).into(), (&ss).into())]);
+        let what = format!("{rows} rows in classes of {k}, dim {dim}");
+        assert_close(&format!("pairwise_distance_forward {what}"), &gpu.read(&dist, 0, rows * rows), &dist_ref, TOLERANCE);
+        assert_close(&format!("pairwise_distance_forward ss {what}"), &gpu.read(&ss, 0, rows * rows), &ss_ref, TOLERANCE);
+
+        // Each loss kernel from the reference's distances, so that near-ties decide alike.
+        let (distb, ssb) = (gpu.storage_from("dist", &dist_ref), gpu.storage_from("ss", &ss_ref));
+        let margin = 1.1;
+        let cases = [
+            ("batch contrastive", Kernel::BatchContrastiveForward, Kernel::BatchContrastiveBackward,
+             cpu::batch_contrastive_forward::<f32> as fn(&[f32], usize, usize, f32) -> f32,
+             cpu::batch_contrastive_backward::<f32> as fn(&[f32], usize, usize, f32) -> Vec<f32>),
+            ("batch triplet", Kernel::BatchTripletForward, Kernel::BatchTripletBackward,
+             cpu::batch_triplet_forward::<f32>, cpu::batch_triplet_backward::<f32>),
+        ];
+        for (name, forward, backward, loss_ref, grad_ref) in cases {
+            let (losses, ddist, demb) = (poisoned(gpu, 2), poisoned(gpu, rows * rows), poisoned(gpu, rows * dim));
+            let step = step_buffer(gpu, StepUniform { loss_slot: 1, ..Default::default() });
+            let f = kernels.batch_loss_forward(forward, rows, k, margin, (&step).into(), (&distb).into(), (&losses).into());
+            let b = kernels.batch_loss_backward(backward, rows, k, margin, (&distb).into(), (&ddist).into());
+            run(gpu, &[&f, &b]);
+            let ddist_ref = grad_ref(&dist_ref, rows, k, margin);
+            assert!(gpu.read(&losses, 0, 1)[0].is_nan(), "only the step's slot is written");
+            assert_close(&format!("{name} forward {what}"), &gpu.read(&losses, 1, 1), &[loss_ref(&dist_ref, rows, k, margin)], TOLERANCE);
+            assert_close(&format!("{name} backward {what}"), &gpu.read(&ddist, 0, rows * rows), &ddist_ref, TOLERANCE);
+            let ddb = gpu.storage_from("ddist", &ddist_ref);
+            run(gpu, &[&kernels.pairwise_distance_backward(rows, dim, (&eb).into(), (&ssb).into(), (&ddb).into(), (&demb).into())]);
+            let demb_ref = cpu::pairwise_distance_backward(&ddist_ref, &emb, &ss_ref, rows, dim);
+            assert_close(&format!("pairwise_distance_backward after {name} {what}"), &gpu.read(&demb, 0, rows * dim), &demb_ref, TOLERANCE);
+        }
+    }
+}
+
+#[test]
 fn contrastive_matches_reference() {
     let (gpu, kernels) = gpu();
     let mut seed = fresh_seed("contrastive");
@@ -265,8 +314,9 @@ fn contrastive_matches_reference() {
 fn gather_pairs_matches_reference_bit_for_bit() {
     let (gpu, kernels) = gpu();
     let seed = fresh_seed("gather_pairs");
-    // 13-byte images, so images straddle the u32 words the bytes are packed in.
-    let (images, image_len, batch_pairs) = (37, 13, 5);
+    // 15-byte images (3x5), so images straddle the u32 words the bytes are packed in.
+    let (images, shape, batch_pairs) = (37, InputShape { h: 3, w: 5, c: 1 }, 5);
+    let image_len = shape.len();
     let pixels: Vec<u8> = random(images * image_len, seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
     let pair_images: Vec<(u32, u32)> = (0..11).map(|i| ((i * 7 % 37) as u32, (i * 5 % 37) as u32)).collect();
     let pair_labels: Vec<f32> = (0..11).map(|i| (i % 2) as f32).collect();
@@ -280,17 +330,69 @@ fn gather_pairs_matches_reference_bit_for_bit() {
         let (inputs, labels) = (poisoned(gpu, 2 * batch_pairs * image_len), poisoned(gpu, batch_pairs));
         let step = step_buffer(gpu, StepUniform { batch_start: start as u32, valid_pairs: valid as u32, ..Default::default() });
         let g = kernels.gather_pairs(
-            batch_pairs, image_len, (&step).into(), (&images_buffer).into(), (&pairs_buffer).into(),
+            batch_pairs, shape, None, (&step).into(), (&images_buffer).into(), (&pairs_buffer).into(),
             (&labels_buffer).into(), (&table_buffer).into(), (&inputs).into(), (&labels).into(),
         );
         run(gpu, &[&g]);
         let (inputs_ref, labels_ref) =
-            cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, start, valid, batch_pairs);
+            cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, start, valid, batch_pairs, None);
         assert_eq!(gpu.read(&inputs, 0, inputs_ref.len()), inputs_ref, "gather_pairs images from pair {start}");
         assert_eq!(gpu.read(&labels, 0, batch_pairs), labels_ref, "gather_pairs labels from pair {start}");
     }
     assert_eq!(cpu::byte_value::<f32>(255), 1.0);
     assert_eq!(cpu::byte_value::<f32>(51), 0.2);
+}
+
+#[test]
+fn augmented_gather_matches_reference() {
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed("augment");
+    let augment = Augment { flip: true, shift: 2, brightness: 0.2, contrast: 0.3 };
+    for shape in [InputShape { h: 3, w: 5, c: 1 }, InputShape { h: 6, w: 4, c: 3 }] {
+        let (images, batch_pairs, image_len) = (9, 4, shape.len());
+        let pixels: Vec<u8> = random(images * image_len, seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
+        let pair_images: Vec<(u32, u32)> = (0..4).map(|i| (i as u32, (8 - i) as u32)).collect();
+        let pair_labels = vec![1.0; 4];
+        let images_buffer = gpu.storage_from_bytes("images", &pixels);
+        let flat_pairs: Vec<u32> = pair_images.iter().flat_map(|&(a, b)| [a, b]).collect();
+        let pairs_buffer = gpu.storage_from_bytes("pairs", bytemuck::cast_slice(&flat_pairs));
+        let labels_buffer = gpu.storage_from("pair labels", &pair_labels);
+        let table: Vec<f32> = (0..=255u8).map(cpu::byte_value::<f32>).collect();
+        let table_buffer = gpu.storage_from("byte values", &table);
+        let aug_seed = seed as u32 | 1;
+        let plain = cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, 0, 4, batch_pairs, None).0;
+        let mut seen = Vec::new();
+        for (step, training) in [(0u32, 1u32), (1, 1), (7, 1), (7, 0)] {
+            let inputs = poisoned(gpu, 2 * batch_pairs * image_len);
+            let labels = poisoned(gpu, batch_pairs);
+            let uniform = step_buffer(gpu, StepUniform { step, training, valid_pairs: 4, ..Default::default() });
+            let g = kernels.gather_pairs(
+                batch_pairs, shape, Some((&augment, aug_seed)), (&uniform).into(), (&images_buffer).into(), (&pairs_buffer).into(),
+                (&labels_buffer).into(), (&table_buffer).into(), (&inputs).into(), (&labels).into(),
+            );
+            run(gpu, &[&g]);
+            let got = gpu.read(&inputs, 0, plain.len());
+            if training == 0 {
+                assert_eq!(got, plain, "evaluation sees the images as they are");
+                continue;
+            }
+            let expected = cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, 0, 4, batch_pairs, Some((&augment, shape, aug_seed, step))).0;
+            assert_close(&format!("augmented gather {shape:?} step {step}"), &got, &expected, 1e-6);
+            assert_ne!(got, plain, "the images are changed");
+            assert!(got.iter().all(|v| (0.0..=1.0).contains(v)));
+            seen.push(got);
+        }
+        assert_ne!(seen[0], seen[1], "each step draws anew");
+    }
+    // The draws cover what they promise: both flips, every shift, factors within their ranges.
+    let draws: Vec<cpu::AugmentDraw> = (0..400).map(|row| cpu::augment_draw(&augment, 5, 3, row)).collect();
+    assert!(draws.iter().any(|d| d.flip) && draws.iter().any(|d| !d.flip));
+    for shift in -2..=2 {
+        assert!(draws.iter().any(|d| d.dx == shift) && draws.iter().any(|d| d.dy == shift), "shift {shift}");
+    }
+    assert!(draws.iter().all(|d| (0.7..=1.3).contains(&d.contrast) && (-0.2..=0.2).contains(&d.brightness)));
+    let none = cpu::augment_draw(&Augment::default(), 5, 3, 1);
+    assert_eq!((none.flip, none.dx, none.dy, none.contrast, none.brightness), (false, 0, 0, 1.0, 0.0));
 }
 
 #[test]

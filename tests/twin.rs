@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use gpu_siamese::dims::AdamConfig;
+use gpu_siamese::dims::{AdamConfig, Objective};
 use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec, TUTORIAL_TOWER};
 use gpu_siamese::reference::{adam_update, TwinBatch, TwinReference};
 use gpu_siamese::twin::GpuTwin;
@@ -19,13 +19,17 @@ fn batch(plan: &Plan, seed: u64) -> TwinBatch<f32> {
 /// Runs `steps` training steps (a new batch each) on both and compares everything after each step;
 /// `fuse` runs the tower's leading block fused (whose inner activations are then not stored).
 fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64, fuse: bool) {
+    gpu_matches_reference_for(spec, input, pairs, steps, fuse, Objective::Pairs);
+}
+
+fn gpu_matches_reference_for(spec: &str, input: InputShape, pairs: usize, steps: u64, fuse: bool, objective: Objective) {
     let (gpu, kernels) = gpu();
     let seed = fresh_seed(spec);
     let spec: TowerSpec = spec.parse().unwrap();
     let plan = Plan::new(&spec, input, 2 * pairs, seed).unwrap();
     let adam = AdamConfig::default();
     let params = glorot_uniform(&plan, seed);
-    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), adam, 1.0, 8, fuse).unwrap();
+    let mut twin = GpuTwin::with_objective(gpu, kernels, plan.clone(), adam, 1.0, 8, fuse, objective).unwrap();
     let stored_from = if fuse { plan.fused_head().expect("the tower starts with a fusable block").1 - 1 } else { 0 };
     twin.set_params(&params);
     for step in 0..steps {
@@ -36,7 +40,7 @@ fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64
         // the two trajectories drift apart by rounding (~1e-5 after a step), enough for a max-pooling
         // near-tie to pick another winner somewhere and move a gradient, and everything after it, by far
         // more than rounding: comparing trajectories failed for some fresh seeds.
-        let mut from_gpu_state = TwinReference::new(plan.clone(), before.clone(), adam, 1.0f32);
+        let mut from_gpu_state = TwinReference::new(plan.clone(), before.clone(), adam, 1.0f32).with_objective(objective);
         (from_gpu_state.adam_m, from_gpu_state.adam_v, from_gpu_state.step) = (m_before.clone(), v_before.clone(), step);
         let trace = from_gpu_state.train_step(&b);
         twin.train_step();
@@ -44,7 +48,10 @@ fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64
         for (i, act) in trace.activations.iter().enumerate().skip(stored_from) {
             assert_close(&what(&format!("layer {i} output")), &twin.read_activation(i), act, 2e-5);
         }
-        assert_close(&what("distances"), &twin.read_distances(), &trace.distances, 2e-5);
+        if objective == Objective::Pairs {
+            // A batch objective's step computes the distances between every two rows instead.
+            assert_close(&what("distances"), &twin.read_distances(), &trace.distances, 2e-5);
+        }
         assert_close(&what("loss"), &[twin.read_loss(step)], &[trace.loss], 2e-5);
         assert_close(&what("gradients"), &twin.read_grads(), &trace.grads, 2e-5);
         let (weights, (m, v)) = (twin.read_params(), twin.read_adam());
@@ -73,6 +80,15 @@ fn tutorial_tower_steps_match_reference() {
 #[test]
 fn tutorial_tower_fused_steps_match_reference() {
     gpu_matches_reference(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 5, 4, true);
+}
+
+#[test]
+fn batch_objectives_steps_match_reference() {
+    // 12 rows in classes of 3 (P = 4, K = 3), fused and not, on grey and on colour.
+    for objective in [Objective::BatchContrastive { k: 3 }, Objective::BatchTriplet { k: 3 }] {
+        gpu_matches_reference_for(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 6, 3, true, objective);
+        gpu_matches_reference_for("conv(8,3),maxpool,gap,dense(5)", InputShape { h: 9, w: 7, c: 3 }, 6, 3, false, objective);
+    }
 }
 
 /// The fused block against the unfused kernels: every loss, distance, gradient, weight and Adam moment

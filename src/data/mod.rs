@@ -12,7 +12,7 @@ pub use dataset::{idx_dataset, is_idx_folder, load_dataset, load_folders, resolv
 pub use folder::{is_image_name, list_images, ImageFile, IMAGE_EXTENSIONS};
 pub use idx::{read_idx, IdxArray};
 pub use image_file::{load_image, to_input};
-pub use pairs::{make_pairs, shuffle, Pair};
+pub use pairs::{class_balanced_batches, make_pairs, shuffle, Pair};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -49,3 +49,28 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut impl Rng) {
         items.swap(i, rng.random_range(0..=i));
     }
 }
+
+/// Class-balanced batches, as pytorch-metric-learning's `MPerClassSampler` makes them: each of `batches`
+/// batches draws `p` distinct classes, then `k` images of each (distinct while the class has `k`,
+/// drawn with repetition when it has fewer). The batches' images one after another, each batch in
+/// class order: images [sK, (s + 1)K) of a batch share a class, which is what the batch losses need.
+pub fn class_balanced_batches(labels: &[super::Label], p: usize, k: usize, batches: usize, rng: &mut impl Rng) -> Vec<u32> {
+    let mut by_class: std::collections::BTreeMap<super::Label, Vec<u32>> = std::collections::BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i as u32);
+    }
+    let classes: Vec<&Vec<u32>> = by_class.values().collect();
+    assert!(p <= classes.len(), "{p} classes per batch, {} in the data", classes.len());
+    let mut images = Vec::with_capacity(batches * p * k);
+    for _ in 0..batches {
+        for c in rand::seq::index::sample(rng, classes.len(), p) {
+            let members = classes[c];
+            if members.len() >= k {
+                images.extend(rand::seq::index::sample(rng, members.len(), k).into_iter().map(|i| members[i]));
+            } else {
+                images.extend((0..k).map(|_| members[rng.random_range(0..members.len())]));
+            }
+        }
+    }
+    images
+}

@@ -24,6 +24,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("contrastive", include_str!("../../shaders/contrastive.wgsl")),
     ("adam", include_str!("../../shaders/adam.wgsl")),
     ("gather", include_str!("../../shaders/gather.wgsl")),
+    ("batch_loss", include_str!("../../shaders/batch_loss.wgsl")),
 ];
 
 /// Every kernel: a WGSL entry point, named as in its shader and in the CPU reference.
@@ -53,10 +54,16 @@ pub enum Kernel {
     ContrastiveBackward,
     AdamUpdate,
     GatherPairs,
+    PairwiseDistanceForward,
+    PairwiseDistanceBackward,
+    BatchContrastiveForward,
+    BatchContrastiveBackward,
+    BatchTripletForward,
+    BatchTripletBackward,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 24] = [
+    pub const ALL: [Kernel; 30] = [
         Kernel::Conv2dForward,
         Kernel::Conv2dBackwardInput,
         Kernel::Conv2dBackwardWeight,
@@ -81,6 +88,12 @@ impl Kernel {
         Kernel::ContrastiveBackward,
         Kernel::AdamUpdate,
         Kernel::GatherPairs,
+        Kernel::PairwiseDistanceForward,
+        Kernel::PairwiseDistanceBackward,
+        Kernel::BatchContrastiveForward,
+        Kernel::BatchContrastiveBackward,
+        Kernel::BatchTripletForward,
+        Kernel::BatchTripletBackward,
     ];
 
     /// (shader file, entry point)
@@ -110,6 +123,12 @@ impl Kernel {
             Kernel::ContrastiveBackward => ("contrastive", "contrastive_backward"),
             Kernel::AdamUpdate => ("adam", "adam_update"),
             Kernel::GatherPairs => ("gather", "gather_pairs"),
+            Kernel::PairwiseDistanceForward => ("batch_loss", "pairwise_distance_forward"),
+            Kernel::PairwiseDistanceBackward => ("batch_loss", "pairwise_distance_backward"),
+            Kernel::BatchContrastiveForward => ("batch_loss", "batch_contrastive_forward"),
+            Kernel::BatchContrastiveBackward => ("batch_loss", "batch_contrastive_backward"),
+            Kernel::BatchTripletForward => ("batch_loss", "batch_triplet_forward"),
+            Kernel::BatchTripletBackward => ("batch_loss", "batch_triplet_backward"),
         }
     }
 

@@ -2,7 +2,8 @@
 //! and the buffers it binds. Binding numbers follow the `@binding` attributes of the shaders.
 
 use super::kernels::{Dispatch, Kernel, Kernels, Region};
-use crate::dims::{AdamConfig, Conv2dDims, Conv2dMaxPoolGapDims, DenseDims, DropoutDims, GapDims, PoolDims};
+use crate::model::InputShape;
+use crate::dims::{AdamConfig, Augment, Conv2dDims, Conv2dMaxPoolGapDims, DenseDims, DropoutDims, GapDims, PoolDims};
 use bytemuck::{Pod, Zeroable};
 
 /// The values that change every step, one small uniform buffer written before each submission
@@ -317,12 +318,44 @@ impl Kernels {
         self.dispatch(Kernel::ContrastiveBackward, &c, &[(1, step), (2, dist), (3, label), (5, ddist)], pairs).with_work(6 * pairs, 3 * pairs)
     }
 
-    /// Gathers the step's batch of `pairs` pairs of `pixels`-byte images into `inputs` and `labels`.
+    /// Distances between every two of `rows` embeddings: `dist` and the squared sums `ss`, rows x rows.
+    pub fn pairwise_distance_forward(&self, rows: usize, dim: usize, emb: Region, dist: Region, ss: Region) -> Dispatch {
+        let c = [("ROWS", rows as f64), ("DIM", dim as f64)];
+        self.dispatch(Kernel::PairwiseDistanceForward, &c, &[(2, emb), (3, dist), (4, ss)], rows * rows)
+            .with_work(3 * rows * rows * dim, 2 * rows * rows * dim + 2 * rows * rows)
+    }
+
+    pub fn pairwise_distance_backward(&self, rows: usize, dim: usize, emb: Region, ss: Region, ddist: Region, demb: Region) -> Dispatch {
+        let c = [("ROWS", rows as f64), ("DIM", dim as f64)];
+        self.dispatch(Kernel::PairwiseDistanceBackward, &c, &[(2, emb), (4, ss), (6, ddist), (7, demb)], rows * dim)
+            .with_work(6 * rows * rows * dim, 4 * rows * rows * dim)
+    }
+
+    /// The loss over every pair (`Kernel::BatchContrastiveForward`) or triplet
+    /// (`Kernel::BatchTripletForward`) of a batch of `rows` in classes of `k`, into
+    /// `losses[step.loss_slot]`; one workgroup.
+    pub fn batch_loss_forward(&self, kernel: Kernel, rows: usize, k: usize, margin: f32, step: Region, dist: Region, losses: Region) -> Dispatch {
+        let c = [("ROWS", rows as f64), ("K", k as f64), ("MARGIN", margin as f64)];
+        let terms = if kernel == Kernel::BatchTripletForward { rows * rows * rows } else { rows * rows };
+        self.dispatch(kernel, &c, &[(1, step), (3, dist), (5, losses)], super::WORKGROUP_SIZE as usize).with_work(3 * terms, 4 * rows * rows)
+    }
+
+    /// The distances' gradient of that loss (`Kernel::BatchContrastiveBackward` or
+    /// `Kernel::BatchTripletBackward`).
+    pub fn batch_loss_backward(&self, kernel: Kernel, rows: usize, k: usize, margin: f32, dist: Region, ddist: Region) -> Dispatch {
+        let c = [("ROWS", rows as f64), ("K", k as f64), ("MARGIN", margin as f64)];
+        let terms = if kernel == Kernel::BatchTripletBackward { rows * rows * rows } else { rows * rows };
+        self.dispatch(kernel, &c, &[(3, dist), (6, ddist)], rows * rows).with_work(3 * terms, 8 * rows * rows)
+    }
+
+    /// Gathers the step's batch of `pairs` pairs of images of `shape` into `inputs` and `labels`,
+    /// augmenting them in training steps when `augment` (with its seed) is given.
     #[allow(clippy::too_many_arguments)]
     pub fn gather_pairs(
         &self,
         pairs: usize,
-        pixels: usize,
+        shape: InputShape,
+        augment: Option<(&Augment, u32)>,
         step: Region,
         images: Region,
         pair_images: Region,
@@ -331,7 +364,21 @@ impl Kernels {
         inputs: Region,
         labels: Region,
     ) -> Dispatch {
-        let c = [("PAIRS", pairs as f64), ("PIXELS", pixels as f64)];
+        let pixels = shape.len();
+        let mut c = vec![("PAIRS", pairs as f64), ("PIXELS", pixels as f64)];
+        if let Some((a, seed)) = augment.filter(|(a, _)| !a.is_off()) {
+            c.extend([
+                ("AUGMENT", 1.0),
+                ("HEIGHT", shape.h as f64),
+                ("WIDTH", shape.w as f64),
+                ("CHANNELS", shape.c as f64),
+                ("AUG_SEED", seed as f64),
+                ("FLIP", a.flip as u8 as f64),
+                ("SHIFT", a.shift as f64),
+                ("CONTRAST", a.contrast as f64),
+                ("BRIGHTNESS", a.brightness as f64),
+            ]);
+        }
         let bindings =
             [(1, step), (2, images), (3, pair_images), (4, pair_labels), (5, byte_values), (6, inputs), (7, labels)];
         // Reads a byte per pixel (a quarter of an f32) and two indices per pair; writes f32 pixels.

@@ -4,6 +4,7 @@
 //! runs in f32 (to compare with the GPU) and in f64 (to check its gradients by finite differences).
 
 mod adam;
+mod batch_loss;
 mod contrastive;
 mod conv2d;
 mod dense;
@@ -21,7 +22,8 @@ pub use dense::{dense_backward_input, dense_backward_weight, dense_forward};
 pub use distance::{distance_backward, distance_forward};
 pub use dropout::{dropout_backward, dropout_forward, dropout_hash, dropout_keeps, pcg_hash};
 pub use gap::{gap_backward, gap_forward};
-pub use gather::{byte_value, gather_pairs};
+pub use batch_loss::*;
+pub use gather::{augment_draw, augment_image, byte_value, gather_pairs, AugmentDraw};
 pub use maxpool::{maxpool2_backward, maxpool2_forward};
 pub use twin::{TwinBatch, TwinReference, TwinTrace};
 

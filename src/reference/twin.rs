@@ -3,7 +3,7 @@
 //! of kernels on the GPU.
 
 use super::*;
-use crate::dims::AdamConfig;
+use crate::dims::{AdamConfig, Objective};
 use crate::model::{LayerOp, Plan};
 
 /// One batch: `inputs` holds the pairs' first images, then their second images ([2 * pairs, h, w, c]);
@@ -44,13 +44,20 @@ pub struct TwinReference<T> {
     pub step: u64,
     pub adam: AdamConfig,
     pub margin: T,
+    pub objective: Objective,
 }
 
 impl<T: Real> TwinReference<T> {
     pub fn new(plan: Plan, params: Vec<T>, adam: AdamConfig, margin: T) -> Self {
         assert_eq!(params.len(), plan.param_len, "parameter buffer length");
         let zeros = vec![T::zero(); plan.param_len];
-        TwinReference { plan, params, adam_m: zeros.clone(), adam_v: zeros, step: 0, adam, margin }
+        TwinReference { plan, params, adam_m: zeros.clone(), adam_v: zeros, step: 0, adam, margin, objective: Objective::Pairs }
+    }
+
+    /// The same twin minimising `objective` instead of the tutorial's pair loss.
+    pub fn with_objective(mut self, objective: Objective) -> Self {
+        self.objective = objective;
+        self
     }
 
     /// The tower's forward pass over a batch; dropout is on when `training`, drawn for `self.step`.
@@ -78,11 +85,24 @@ impl<T: Real> TwinReference<T> {
         let embeddings = activations.last().unwrap();
         let distances = distance_forward(embeddings, pairs, dim);
         let valid = batch.valid;
-        let loss = contrastive_forward(&distances[..valid], &batch.labels[..valid], self.margin);
-
-        let mut ddist = contrastive_backward(&distances[..valid], &batch.labels[..valid], self.margin);
-        ddist.resize(pairs, T::zero());
-        let mut grad = distance_backward(&ddist, embeddings, pairs, dim);
+        let (loss, mut grad) = match self.objective {
+            Objective::Pairs => {
+                let loss = contrastive_forward(&distances[..valid], &batch.labels[..valid], self.margin);
+                let mut ddist = contrastive_backward(&distances[..valid], &batch.labels[..valid], self.margin);
+                ddist.resize(pairs, T::zero());
+                (loss, distance_backward(&ddist, embeddings, pairs, dim))
+            }
+            Objective::BatchContrastive { k } | Objective::BatchTriplet { k } => {
+                let rows = 2 * pairs;
+                let (dist, ss) = pairwise_distance_forward(embeddings, rows, dim);
+                let (loss, ddist) = if let Objective::BatchTriplet { .. } = self.objective {
+                    (batch_triplet_forward(&dist, rows, k, self.margin), batch_triplet_backward(&dist, rows, k, self.margin))
+                } else {
+                    (batch_contrastive_forward(&dist, rows, k, self.margin), batch_contrastive_backward(&dist, rows, k, self.margin))
+                };
+                (loss, pairwise_distance_backward(&ddist, embeddings, &ss, rows, dim))
+            }
+        };
         let mut grads = vec![T::zero(); self.plan.param_len];
         for (i, layer) in self.plan.layers.iter().enumerate().rev() {
             let x = if i == 0 { &batch.inputs } else { &activations[i - 1] };
