@@ -3,6 +3,10 @@
 //! a photo would be: a dark garment on a light, tinted background, at its own size and aspect, saved
 //! as PNG or JPEG. Run with `cargo run --release --example make_example_folders`; the output is the
 //! same every time.
+//!
+//! Larger sets for measuring: `-- --source DIR --out DIR --per-class N --all-classes --size S` takes
+//! the training images of another IDX folder (the full Fashion-MNIST), all ten classes, and draws
+//! every picture S x S pixels.
 
 use gpu_siamese::data::load_split;
 use image::imageops::FilterType;
@@ -15,17 +19,28 @@ use std::path::Path;
 const CLASSES: [(u32, &str); 6] = [(0, "t-shirt"), (1, "trouser"), (5, "sandale été"), (7, "sneaker"), (8, "bag"), (9, "ankle boot")];
 const PER_CLASS: usize = 50;
 
+/// Fashion-MNIST's classes, as folder names, for --all-classes.
+const ALL_CLASSES: [(u32, &str); 10] = [
+    (0, "t-shirt"), (1, "trouser"), (2, "pullover"), (3, "dress"), (4, "coat"),
+    (5, "sandale été"), (6, "shirt"), (7, "sneaker"), (8, "bag"), (9, "ankle boot"),
+];
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = root.join("assets/fashion-mnist-small");
-    let out = root.join("assets/example-folders");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
+    let source = flag("--source").map(Into::into).unwrap_or_else(|| root.join("assets/fashion-mnist-small"));
+    let out = flag("--out").map(Into::into).unwrap_or_else(|| root.join("assets/example-folders"));
+    let per_class: usize = flag("--per-class").map_or(PER_CLASS, |n| n.parse().expect("--per-class N"));
+    let size: Option<u32> = flag("--size").map(|n| n.parse().expect("--size S"));
+    let classes: &[(u32, &str)] = if args.iter().any(|a| a == "--all-classes") { &ALL_CLASSES } else { &CLASSES };
     let _ = std::fs::remove_dir_all(&out);
-    let set = load_split(&source, "train").expect("the Fashion-MNIST subset");
+    let set = load_split(&source, "train").expect("the Fashion-MNIST images");
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
-    for (label, name) in CLASSES {
+    for &(label, name) in classes {
         let folder = out.join(name);
         std::fs::create_dir_all(&folder).unwrap();
-        let members: Vec<usize> = (0..set.count).filter(|&i| set.labels[i] == label).take(PER_CLASS).collect();
+        let members: Vec<usize> = (0..set.count).filter(|&i| set.labels[i] == label).take(per_class).collect();
         for (n, &i) in members.iter().enumerate() {
             let pixels = &set.pixels[i * 784..(i + 1) * 784];
             let background: [f32; 3] = std::array::from_fn(|_| rng.random_range(200.0..255.0));
@@ -34,12 +49,13 @@ fn main() {
                 let a = pixels[(y * 28 + x) as usize] as f32 / 255.0;
                 image::Rgb(std::array::from_fn(|c| (background[c] * (1.0 - a) + ink[c] * a).round() as u8))
             });
-            let height = rng.random_range(40..=72u32);
-            let width = (height as f32 * rng.random_range(0.8..1.25)).round() as u32;
+            let height = size.unwrap_or_else(|| rng.random_range(40..=72u32));
+            let aspect: f32 = rng.random_range(0.8..1.25);
+            let width = if size.is_some() { height } else { (height as f32 * aspect).round() as u32 };
             let picture = image::imageops::resize(&small, width, height, FilterType::Triangle);
             let (file, format) = if n % 2 == 0 { (format!("{n:03}.png"), ImageFormat::Png) } else { (format!("{n:03}.jpg"), ImageFormat::Jpeg) };
             picture.save_with_format(folder.join(file), format).unwrap();
         }
     }
-    println!("wrote {} pictures in {} class folders to {}", CLASSES.len() * PER_CLASS, CLASSES.len(), out.display());
+    println!("wrote {} pictures in {} class folders to {}", classes.len() * per_class, classes.len(), out.display());
 }

@@ -12,8 +12,8 @@ use crate::metrics::{
 };
 use crate::model::{InputShape, Plan, TowerSpec};
 use crate::reference::byte_value;
-use crate::train::{calibration_pairs, distances, labels_of, pair_set_loss, run_dataset, run_set, test_pairs};
-use crate::twin::{DeviceImages, DevicePairs, GpuTwin};
+use crate::train::{calibration_pairs, labels_of, pair_set_loss, run_dataset, run_set, test_pairs};
+use crate::twin::{GpuTwin, PairFeed};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -219,11 +219,10 @@ pub struct Evaluation {
 
 /// Distances of `pairs` over `set`'s images, computed by `twin` on the GPU as validation does.
 fn set_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, set: &ImageSet, pairs: &[Pair]) -> Result<Vec<f32>, String> {
-    let images = DeviceImages::new(gpu, &set.pixels, twin.plan.input.len()).map_err(|e| e.to_string())?;
-    let list = DevicePairs::new(gpu, pairs);
-    let gather = twin.gather_from(kernels, &images, &list, None);
+    let mut feed = PairFeed::new(gpu, kernels, twin, &set.pixels, pairs.len(), None, false);
+    feed.set_pairs(gpu, pairs);
     let out = gpu.storage("distances", pairs.len());
-    Ok(distances(gpu, twin, &gather, &list, &out))
+    Ok(feed.distances(gpu, twin, &out))
 }
 
 pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOptions) -> Result<Evaluation, String> {

@@ -104,6 +104,10 @@ struct TrainArgs {
     /// Output folder. [default: runs/<date-time>, or the resumed run's folder]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Stream each batch's images to the GPU instead of uploading the dataset once (done anyway when
+    /// the images are more than the adapter can bind); the same results, bit for bit.
+    #[arg(long)]
+    stream: bool,
     /// Continue the run in DIR from its last finished epoch; it keeps its settings (only --epochs,
     /// --out and --data may be given).
     #[arg(long, value_name = "DIR")]
@@ -124,6 +128,12 @@ struct TwinArgs {
     /// Seed for the weights, the pairs and the dropout masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The images' size, HxW (or N). [default: 28x28, Fashion-MNIST's]
+    #[arg(long, value_name = "HxW", value_parser = parse_image_size)]
+    image_size: Option<(usize, usize)>,
+    /// The images' channels, 1 or 3.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    channels: u8,
 }
 
 /// What chooses and scores the evaluation's pairs and episodes.
@@ -481,6 +491,7 @@ fn train(args: TrainArgs) -> Result<()> {
         resume: args.resume,
         holdout: args.holdout_classes.unwrap_or_default(),
         shape_given: args.image_size.is_some() || args.channels.is_some(),
+        stream: args.stream,
     };
     match train::train(&run)? {
         train::Outcome::Finished => Ok(()),
@@ -491,7 +502,8 @@ fn train(args: TrainArgs) -> Result<()> {
 fn bench(args: &TwinArgs, opts: &BenchOptions, json: bool) -> Result<()> {
     let gpu = Gpu::new()?;
     let kernels = Kernels::new(&gpu);
-    let plan = plan(args, InputShape::FASHION_MNIST)?;
+    let (h, w) = args.image_size.unwrap_or((28, 28));
+    let plan = plan(args, InputShape { h, w, c: args.channels as usize })?;
     let report = gpu_siamese::bench::run(&gpu, &kernels, &plan, opts)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -8,7 +8,7 @@ use crate::dims::{AdamConfig, Objective};
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{accuracy_at, best_threshold, contrastive_loss, triplet_loss};
 use crate::model::{glorot_uniform, InputShape, Plan, TowerSpec};
-use crate::twin::{DeviceImages, DevicePairs, GpuTwin};
+use crate::twin::{GpuTwin, PairFeed};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,6 +41,8 @@ pub struct TrainRun {
     pub holdout: Vec<String>,
     /// Whether `--image-size` or `--channels` was given; without them IDX images keep their own size.
     pub shape_given: bool,
+    /// Stream each batch's images to the GPU even when they all fit.
+    pub stream: bool,
 }
 
 /// How a run ended without an error.
@@ -210,14 +212,6 @@ fn pairs_in_step(step: usize, batch: usize, total: usize) -> usize {
     batch.min(total - step * batch)
 }
 
-/// Distances, with dropout off, of every pair in `pairs` (on the GPU, gathered by `gather`).
-pub fn distances(gpu: &Gpu, twin: &GpuTwin, gather: &crate::gpu::Dispatch, pairs: &DevicePairs, out: &wgpu::Buffer) -> Vec<f32> {
-    let batch = twin.plan.pairs();
-    for step in 0..pairs.len.div_ceil(batch) {
-        twin.evaluate_gathered(gather, step * batch, pairs_in_step(step, batch, pairs.len), out);
-    }
-    gpu.read(out, 0, pairs.len)
-}
 
 pub fn labels_of(pairs: &[Pair]) -> Vec<f32> {
     pairs.iter().map(|p| p.label).collect()
@@ -299,14 +293,16 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
 
     let mut twin = GpuTwin::with_objective(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, true, objective(config))
         .map_err(|e| e.to_string())?;
-    let train_images = DeviceImages::new(&gpu, &train_set.pixels, input.len()).map_err(|e| e.to_string())?;
-    let test_images = DeviceImages::new(&gpu, &test_set.pixels, input.len()).map_err(|e| e.to_string())?;
-    let mut train_pairs = DevicePairs::with_capacity(&gpu, base_train_pairs.len().max(steps_per_epoch * config.batch_size));
-    let test_pair_list = DevicePairs::new(&gpu, &test_pairs);
-    let calibration_list = DevicePairs::new(&gpu, &calibration_pairs);
-    let train_gather = twin.gather_from(&kernels, &train_images, &train_pairs, Some((&config.augment, augment_seed(config.seed))));
-    let test_gather = twin.gather_from(&kernels, &test_images, &test_pair_list, None);
-    let calibration_gather = twin.gather_from(&kernels, &train_images, &calibration_list, None);
+    let capacity = base_train_pairs.len().max(steps_per_epoch * config.batch_size);
+    let augment = Some((&config.augment, augment_seed(config.seed)));
+    let mut train_feed = PairFeed::new(&gpu, &kernels, &twin, &train_set.pixels, capacity, augment, run.stream);
+    let mut test_feed = PairFeed::new(&gpu, &kernels, &twin, &test_set.pixels, test_pairs.len(), None, run.stream);
+    test_feed.set_pairs(&gpu, &test_pairs);
+    let mut calibration_feed = PairFeed::new(&gpu, &kernels, &twin, &train_set.pixels, calibration_pairs.len(), None, run.stream);
+    calibration_feed.set_pairs(&gpu, &calibration_pairs);
+    if train_feed.is_streamed() || test_feed.is_streamed() {
+        println!("streaming each batch's images to the GPU (the images are more than it binds at once, or --stream)");
+    }
     let test_distances = gpu.storage("test distances", test_pairs.len());
     let calibration_distances = gpu.storage("calibration distances", calibration_pairs.len());
 
@@ -361,7 +357,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
         let pairs = epoch_pairs(config, &base_train_pairs, &train_set.labels, epoch, steps_per_epoch);
-        train_pairs.set(&gpu, &pairs);
+        train_feed.set_pairs(&gpu, &pairs);
         let bar = ProgressBar::new(steps_per_epoch as u64).with_style(bar_style.clone()).with_prefix(format!("{}/{}", epoch + 1, config.epochs));
         let first_step = twin.step;
         let mut losses: Vec<f32> = Vec::with_capacity(steps_per_epoch);
@@ -377,7 +373,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
                 );
                 return Ok(Outcome::Interrupted);
             }
-            twin.train_step_gathered(&train_gather, s * config.batch_size, pairs_in_step(s, config.batch_size, pairs.len()));
+            train_feed.train_step(&gpu, &mut twin, s * config.batch_size, pairs_in_step(s, config.batch_size, pairs.len()));
             if (s as u64 + 1) % SYNC_EVERY == 0 || s + 1 == steps_per_epoch {
                 let done = losses.len() as u64;
                 losses.extend(twin.read_losses(first_step + done, (s as u64 + 1 - done) as usize));
@@ -393,11 +389,11 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         let loss = losses.iter().zip(weights).map(|(&l, w)| l as f64 * w).sum::<f64>() / pairs.len() as f64;
 
         bar.set_message("validating");
-        let test_d = distances(&gpu, &twin, &test_gather, &test_pair_list, &test_distances);
+        let test_d = test_feed.distances(&gpu, &twin, &test_distances);
         let test_labels = labels_of(&test_pairs);
         let val_loss = pair_set_loss(config, &test_d, &test_pairs);
         let (_, val_acc) = best_threshold(&test_d, &test_labels);
-        let calibration_d = distances(&gpu, &twin, &calibration_gather, &calibration_list, &calibration_distances);
+        let calibration_d = calibration_feed.distances(&gpu, &twin, &calibration_distances);
         let (threshold, _) = best_threshold(&calibration_d, &labels_of(&calibration_pairs));
         let val_acc_at_threshold = accuracy_at(&test_d, &test_labels, threshold);
         if !val_loss.is_finite() {

@@ -315,14 +315,14 @@ impl<'a> GpuTwin<'a> {
         self.gpu.read(self.activations.last().unwrap(), 0, self.plan.batch * self.plan.embedding_dim)
     }
 
-    /// Submits the forward pass, dropout off, on pairs `start..start + valid` of a dataset on the GPU and
-    /// copies their distances to `out[start..start + valid]`; returns without waiting.
-    pub fn evaluate_gathered(&self, gather: &Dispatch, start: usize, valid: usize, out: &wgpu::Buffer) -> wgpu::SubmissionIndex {
+    /// Submits the forward pass, dropout off, on pairs `start..start + valid` of a pair list on the GPU and
+    /// copies their distances to `out[out_at..out_at + valid]`; returns without waiting.
+    pub fn evaluate_gathered(&self, gather: &Dispatch, start: usize, valid: usize, out: &wgpu::Buffer, out_at: usize) -> wgpu::SubmissionIndex {
         self.write_step(false, self.loss_capacity, start, valid);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         let dispatches: Vec<&Dispatch> = std::iter::once(gather).chain(&self.forward).collect();
         record(&mut encoder, &dispatches);
-        encoder.copy_buffer_to_buffer(&self.distances, 0, out, (start * 4) as u64, (valid * 4) as u64);
+        encoder.copy_buffer_to_buffer(&self.distances, 0, out, (out_at * 4) as u64, (valid * 4) as u64);
         self.gpu.queue.submit([encoder.finish()])
     }
 
@@ -462,6 +462,118 @@ impl DevicePairs {
         gpu.queue.write_buffer(&self.pair_images, 0, bytemuck::cast_slice(&images));
         gpu.write(&self.pair_labels, 0, &labels);
         self.len = pairs.len();
+    }
+}
+
+/// A list of pairs over a set of images, fed to a twin batch by batch. The images are resident on the GPU,
+/// uploaded once, when the adapter can bind them all; otherwise (or when asked) they are streamed: each
+/// batch's images are uploaded, as bytes, into a buffer of one batch's size just before its step, in the
+/// queue's order, so the host never waits for the GPU. Both gather the same values for the same step,
+/// so a streamed run gives the same weights, bit for bit.
+pub struct PairFeed<'p> {
+    gather: Dispatch,
+    list: DevicePairs,
+    mode: FeedMode<'p>,
+}
+
+enum FeedMode<'p> {
+    Resident(DeviceImages),
+    Streamed {
+        pixels: &'p [u8],
+        images: DeviceImages,
+        /// The host's copy of the list (the GPU holds one batch of it at a time).
+        pairs: Vec<Pair>,
+    },
+}
+
+impl<'p> PairFeed<'p> {
+    /// A feed of up to `capacity` pairs over `pixels` (images of the twin's input size, one after
+    /// another) for `twin`, augmenting training steps when `augment` is given.
+    pub fn new(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        twin: &GpuTwin,
+        pixels: &'p [u8],
+        capacity: usize,
+        augment: Option<(&Augment, u32)>,
+        stream: bool,
+    ) -> PairFeed<'p> {
+        let image_len = twin.plan.input.len();
+        let batch = twin.plan.pairs();
+        let fits = pixels.len() as u64 <= gpu.max_binding_bytes();
+        let mode = if fits && !stream {
+            FeedMode::Resident(DeviceImages::new(gpu, pixels, image_len).expect("checked against the adapter's limit"))
+        } else {
+            let staging = DeviceImages::new(gpu, &vec![0; 2 * batch * image_len], image_len).expect("one batch of images fits");
+            FeedMode::Streamed { pixels, images: staging, pairs: vec![] }
+        };
+        let list = DevicePairs::with_capacity(gpu, if matches!(mode, FeedMode::Resident(_)) { capacity } else { batch });
+        let images = match &mode {
+            FeedMode::Resident(images) | FeedMode::Streamed { images, .. } => images,
+        };
+        PairFeed { gather: twin.gather_from(kernels, images, &list, augment), list, mode }
+    }
+
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.mode, FeedMode::Streamed { .. })
+    }
+
+    /// Replaces the list of pairs (an epoch's order).
+    pub fn set_pairs(&mut self, gpu: &Gpu, pairs: &[Pair]) {
+        match &mut self.mode {
+            FeedMode::Resident(_) => self.list.set(gpu, pairs),
+            FeedMode::Streamed { pairs: host, .. } => *host = pairs.to_vec(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.mode {
+            FeedMode::Resident(_) => self.list.len,
+            FeedMode::Streamed { pairs, .. } => pairs.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes pairs `start..start + valid` the GPU's to gather; returns where they start in its list.
+    fn stage(&self, gpu: &Gpu, start: usize, valid: usize) -> usize {
+        let FeedMode::Streamed { pixels, images, pairs } = &self.mode else {
+            return start;
+        };
+        // The batch's images, a pair's two side by side, and the pairs over them.
+        let image_len = images.image_len;
+        let batch = &pairs[start..start + valid];
+        let mut bytes: Vec<u8> = batch
+            .iter()
+            .flat_map(|p| [p.a, p.b])
+            .flat_map(|i| pixels[i as usize * image_len..(i as usize + 1) * image_len].iter().copied())
+            .collect();
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        gpu.queue.write_buffer(&images.images, 0, &bytes);
+        let local: Vec<Pair> = batch.iter().enumerate().map(|(i, p)| Pair { a: 2 * i as u32, b: 2 * i as u32 + 1, label: p.label }).collect();
+        let images: Vec<u32> = local.iter().flat_map(|p| [p.a, p.b]).collect();
+        gpu.queue.write_buffer(&self.list.pair_images, 0, bytemuck::cast_slice(&images));
+        gpu.write(&self.list.pair_labels, 0, &local.iter().map(|p| p.label).collect::<Vec<_>>());
+        0
+    }
+
+    /// Submits a training step on pairs `start..start + valid`.
+    pub fn train_step(&self, gpu: &Gpu, twin: &mut GpuTwin, start: usize, valid: usize) {
+        let at = self.stage(gpu, start, valid);
+        twin.train_step_gathered(&self.gather, at, valid);
+    }
+
+    /// The distances, dropout off, of every pair of the list, batch by batch into `out`, then read back.
+    pub fn distances(&self, gpu: &Gpu, twin: &GpuTwin, out: &wgpu::Buffer) -> Vec<f32> {
+        let batch = twin.plan.pairs();
+        for start in (0..self.len()).step_by(batch) {
+            let valid = batch.min(self.len() - start);
+            let at = self.stage(gpu, start, valid);
+            twin.evaluate_gathered(&self.gather, at, valid, out, start);
+        }
+        gpu.read(out, 0, self.len())
     }
 }
 

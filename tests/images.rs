@@ -132,3 +132,29 @@ fn folders_list_pictures_with_their_class_in_order() {
     );
     assert!(load_image(&files[1].path, GRAY28, false).is_ok(), "a Unicode name loads");
 }
+
+#[test]
+fn every_supported_format_decodes_to_the_same_picture() {
+    let dir = temp_dir("formats");
+    let pixels: Vec<u8> = (0..16 * 16).map(|i| ((i % 16) * 16) as u8).collect();
+    let gray = DynamicImage::ImageLuma8(GrayImage::from_raw(16, 16, pixels).unwrap());
+    let shape = InputShape { h: 16, w: 16, c: 1 };
+    let expected = to_input(&gray, shape, false);
+    // Lossless formats give the bytes back; JPEG comes close.
+    for (name, format, colour, tolerance) in [
+        ("a.png", ImageFormat::Png, false, 0),
+        ("a.bmp", ImageFormat::Bmp, true, 0),
+        ("a.gif", ImageFormat::Gif, true, 0),
+        ("a.webp", ImageFormat::WebP, true, 0),
+        // A TIFF file named .png: the contents decide the format, not the name.
+        ("tiff named.png", ImageFormat::Tiff, false, 0),
+        ("a.jpg", ImageFormat::Jpeg, false, 12),
+    ] {
+        let path = dir.join(name);
+        let picture = if colour { DynamicImage::ImageRgb8(gray.to_rgb8()) } else { gray.clone() };
+        picture.save_with_format(&path, format).unwrap();
+        let got = load_image(&path, shape, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let worst = got.iter().zip(&expected).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+        assert!(worst <= tolerance, "{name}: off by {worst}");
+    }
+}

@@ -362,7 +362,7 @@ fn augmented_gather_matches_reference() {
         let aug_seed = seed as u32 | 1;
         let plain = cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, 0, 4, batch_pairs, None).0;
         let mut seen = Vec::new();
-        for (step, training) in [(0u32, 1u32), (1, 1), (7, 1), (7, 0)] {
+        for (step, training) in [(0u32, 1u32), (1, 1), (7, 1), (7, 0), (1, 1)] {
             let inputs = poisoned(gpu, 2 * batch_pairs * image_len);
             let labels = poisoned(gpu, batch_pairs);
             let uniform = step_buffer(gpu, StepUniform { step, training, valid_pairs: 4, ..Default::default() });
@@ -383,6 +383,7 @@ fn augmented_gather_matches_reference() {
             seen.push(got);
         }
         assert_ne!(seen[0], seen[1], "each step draws anew");
+        assert_eq!(seen[1], seen[3], "the same step draws the same, bit for bit");
     }
     // The draws cover what they promise: both flips, every shift, factors within their ranges.
     let draws: Vec<cpu::AugmentDraw> = (0..400).map(|row| cpu::augment_draw(&augment, 5, 3, row)).collect();

@@ -154,6 +154,38 @@ fn an_interrupted_run_resumes_to_the_same_weights_bit_for_bit() {
 }
 
 #[test]
+fn streamed_batches_give_the_resident_runs_weights_bit_for_bit() {
+    // With augmentation, and with class-balanced batches under the triplet loss: every batch's images,
+    // uploaded just before its step, gather and augment to the same values as when all are resident.
+    for (name, extra) in [
+        ("pairs", vec!["--flip", "--shift", "2", "--brightness", "0.1", "--contrast", "0.2"]),
+        ("pk", vec!["--loss", "triplet", "--classes-per-batch", "4", "--images-per-class", "3", "--flip"]),
+    ] {
+        let (resident, streamed) = (temp_dir(&format!("resident-{name}")), temp_dir(&format!("streamed-{name}")));
+        for (out, stream) in [(&resident, false), (&streamed, true)] {
+            let mut args = short_run(out, "2");
+            if name == "pk" {
+                // A pk batch is P x K images; --batch-size is for pairs.
+                let at = args.iter().position(|a| a == "--batch-size").unwrap();
+                args.drain(at..at + 2);
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            if stream {
+                args.push("--stream".into());
+            }
+            let o = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(stdout(&o).contains("streaming each batch's images"), stream);
+            assert!(stdout(&o).contains("augmenting training images"));
+        }
+        for file in ["last.safetensors", "resume.safetensors", "best.safetensors"] {
+            assert!(std::fs::read(resident.join(file)).unwrap() == std::fs::read(streamed.join(file)).unwrap(), "{name}: {file} differs");
+        }
+        assert_eq!(metrics(&resident), metrics(&streamed));
+    }
+}
+
+#[test]
 fn bad_input_stops_with_a_clear_error() {
     // A truncated image file: the error names it; nothing is written.
     let data = temp_dir("corrupt-data");

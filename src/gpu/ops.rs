@@ -334,6 +334,7 @@ impl Kernels {
     /// The loss over every pair (`Kernel::BatchContrastiveForward`) or triplet
     /// (`Kernel::BatchTripletForward`) of a batch of `rows` in classes of `k`, into
     /// `losses[step.loss_slot]`; one workgroup.
+    #[allow(clippy::too_many_arguments)]
     pub fn batch_loss_forward(&self, kernel: Kernel, rows: usize, k: usize, margin: f32, step: Region, dist: Region, losses: Region) -> Dispatch {
         let c = [("ROWS", rows as f64), ("K", k as f64), ("MARGIN", margin as f64)];
         let terms = if kernel == Kernel::BatchTripletForward { rows * rows * rows } else { rows * rows };

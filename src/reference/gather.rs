@@ -66,6 +66,7 @@ pub fn augment_image(image: &[f32], shape: InputShape, draw: &AugmentDraw) -> Ve
 /// labels. `pair_images` holds (first, second) image indices, `pair_labels` 1 or 0. With `augment`
 /// (the augmentation, the image shape, its seed and the training step), each image is augmented as
 /// drawn for its row of the batch.
+#[allow(clippy::too_many_arguments)]
 pub fn gather_pairs<T: Real>(
     pixels: &[u8],
     image_len: usize,
