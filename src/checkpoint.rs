@@ -45,6 +45,9 @@ pub struct TrainConfig {
     /// What a step minimises.
     #[serde(default)]
     pub loss: LossKind,
+    /// The dataset folder the run trained on (absolute), where `evaluate` and `report` look first.
+    #[serde(default)]
+    pub data: Option<String>,
 }
 
 /// How training batches are drawn.

@@ -119,7 +119,8 @@ pub enum ClassChoice {
 }
 
 pub struct EvalOptions {
-    /// The IDX folder (as `train --data`); its test split is scored.
+    /// The dataset (as `train --data`); its test split is scored. Without it, the folder the checkpoint
+    /// was trained on, if it is still there, else Fashion-MNIST where `train` finds it.
     pub data: Option<PathBuf>,
     /// Default: the held-out classes if the checkpoint has any, else all.
     pub classes: Option<ClassChoice>,
@@ -227,12 +228,14 @@ fn set_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, set: &ImageSet, p
 
 pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOptions) -> Result<Evaluation, String> {
     let config = &trained.checkpoint.config;
-    let (dataset, _) = run_dataset(config, opts.data.as_deref(), Holdout::Labels(&config.holdout_classes))?;
+    let trained_on = config.data.as_ref().map(PathBuf::from).filter(|d| d.is_dir());
+    let data = opts.data.clone().or(trained_on);
+    let (dataset, _) = run_dataset(config, data.as_deref(), Holdout::Labels(&config.holdout_classes))?;
     let (dir, train_set, test_set) = (dataset.dir, dataset.train, dataset.test);
     let input = trained.input();
     if test_set.shape() != input {
         return Err(format!(
-            "{} was trained on {}x{}x{} images; {} holds {}x{}x{}",
+            "{} was trained on {}x{}x{} images; {} holds {}x{}x{} (pass the run's --data)",
             trained.path.display(),
             input.h,
             input.w,

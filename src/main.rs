@@ -139,7 +139,8 @@ struct TwinArgs {
 /// What chooses and scores the evaluation's pairs and episodes.
 #[derive(clap::Args)]
 struct EvalArgs {
-    /// Folder with the IDX files (as for train); its test split is scored. [default: as train]
+    /// The dataset (IDX files or class folders, as for train); its test split is scored. [default: the
+    /// folder the checkpoint was trained on, if it is still there; else as for train]
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// The test classes scored. [default: held-out when the checkpoint holds classes out, else all]
@@ -411,6 +412,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 holdout_classes: vec![],
                 test_fraction: args.test_fraction.unwrap_or(gpu_siamese::checkpoint::default_test_fraction()),
                 class_names: vec![],
+                data: None,
                 sampler: sampler(&args)?,
                 loss: args.loss.unwrap_or_default(),
                 augment: Augment { flip: args.flip, shift: args.shift.unwrap_or(0), brightness: args.brightness.unwrap_or(0.0), contrast: args.contrast.unwrap_or(0.0) },

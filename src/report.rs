@@ -126,7 +126,7 @@ fn curves(rows: &[EpochRow]) -> Canvas {
     // Losses fall and accuracies rise: each key goes in the corner its curves leave free.
     type Series = (&'static str, fn(&EpochRow) -> f64, Colour);
     let panels: [(&str, &str, [Series; 2], f32, bool); 2] = [
-        ("Loss per epoch", "contrastive loss", [("loss (training)", |r| r.loss, PALETTE[0]), ("val_loss (test pairs)", |r| r.val_loss, PALETTE[1])], 90.0, true),
+        ("Loss per epoch", "loss", [("loss (training)", |r| r.loss, PALETTE[0]), ("val_loss (test pairs)", |r| r.val_loss, PALETTE[1])], 90.0, true),
         (
             "Test pair accuracy",
             "accuracy",

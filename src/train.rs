@@ -261,6 +261,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     }
     config.holdout_classes = held_out;
     config.class_names = dataset.class_names.clone();
+    config.data = Some(std::fs::canonicalize(&dataset.dir).unwrap_or(dataset.dir.clone()).display().to_string());
     let (train_set, test_set) = (run_set(&config, dataset.train, config.train_limit), run_set(&config, dataset.test, config.test_limit));
     settle_sampler(&mut config, &train_set)?;
     let config = &config;
@@ -510,6 +511,7 @@ mod tests {
             augment: Default::default(),
             sampler: Sampler::Pairs,
             loss: LossKind::Contrastive,
+            data: None,
         }
     }
 
