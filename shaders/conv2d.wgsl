@@ -8,7 +8,9 @@
 // The forward pass accumulates products with fused multiply-adds in the reference's order, then adds the
 // bias, as oneDNN does under Keras: max-pooling and ReLU make discrete choices on these values, and a
 // near-tie in a pooling window goes Keras' way only if every rounding is the same. WGSL's fma() need
-// not be fused (lavapipe's is not), so exact_fma computes the fused result from plain operations.
+// not be fused (lavapipe's is not), so exact_fma computes the fused result from plain operations, at
+// about 17 operations a multiply-add. EXACT = 0 uses the adapter's fma() instead: for layers whose
+// roundings need not match Keras' or the fused block's bit for bit.
 
 // Weight gradients: the batch is split into `branches` equal parts (the twin's two towers) whose sums
 // are added at the end, and each branch's positions into `chunks` partial sums (see reduce.wgsl).
@@ -27,6 +29,7 @@ override PAD_LEFT: u32;
 override RELU: u32;
 override BRANCHES: u32;
 override CHUNKS: u32;
+override EXACT: u32 = 1u;
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
@@ -105,7 +108,11 @@ fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
             }
             let base = ((n * IN_H + u32(iy)) * IN_W + u32(ix)) * IN_C;
             for (var ci = 0u; ci < IN_C; ci++) {
-                acc = exact_fma(x[base + ci], wb[kernel_index(ky, kx, ci, co)], acc);
+                if (EXACT == 1u) {
+                    acc = exact_fma(x[base + ci], wb[kernel_index(ky, kx, ci, co)], acc);
+                } else {
+                    acc = fma(x[base + ci], wb[kernel_index(ky, kx, ci, co)], acc);
+                }
             }
         }
     }

@@ -127,6 +127,9 @@ impl<'a> GpuTwin<'a> {
             Region::new(buffer, range.start, range.len())
         };
 
+        // A tower whose head the fused block can run keeps its first conv exactly rounded either way, so
+        // that the fused and unfused paths agree bit for bit (and with Keras on the tutorial's tower).
+        let exact_head = plan.fused_head().is_some();
         let mut forward = Vec::new();
         if let Some((d, layers)) = &fused {
             let conv = plan.layers[0].params.as_ref().unwrap();
@@ -137,7 +140,7 @@ impl<'a> GpuTwin<'a> {
             let x = whole(if i == 0 { &inputs } else { &activations[i - 1] });
             let y = whole(&activations[i]);
             forward.push(match layer.op {
-                LayerOp::Conv2d(d) => kernels.conv2d_forward(&d, x, param_region(layer.params.as_ref().unwrap(), &params), y),
+                LayerOp::Conv2d(d) => kernels.conv2d_forward(&d, i == 0 && exact_head, x, param_region(layer.params.as_ref().unwrap(), &params), y),
                 LayerOp::MaxPool2(d) => kernels.maxpool2_forward(&d, x, y),
                 LayerOp::Dropout(d) => kernels.dropout_forward(&d, step.clone(), x, y),
                 LayerOp::Gap(d) => kernels.gap_forward(&d, x, y),

@@ -123,8 +123,14 @@ fn dense_constants(d: &DenseDims, branches: usize) -> [(&'static str, f64); 5] {
 }
 
 impl Kernels {
-    pub fn conv2d_forward(&self, d: &Conv2dDims, x: Region, wb: Region, y: Region) -> Dispatch {
-        let c = conv2d_constants(d, 1, 1);
+    /// With `exact`, the direct kernel rounds each multiply-add once, as a fused multiply-add does,
+    /// whatever the adapter's `fma` does (the tutorial's first layer, to match Keras and the fused block);
+    /// otherwise it uses the adapter's `fma`, as the tiled kernel always does.
+    pub fn conv2d_forward(&self, d: &Conv2dDims, exact: bool, x: Region, wb: Region, y: Region) -> Dispatch {
+        let mut c = conv2d_constants(d, 1, 1).to_vec();
+        if !exact && !d.tiled() {
+            c.push(("EXACT", 0.0));
+        }
         let taps = d.kernel_h * d.kernel_w * d.in_c;
         let (kernel, lanes) = if d.tiled() {
             (Kernel::Conv2dForwardTiled, d.batch * d.out_h() * d.out_w().div_ceil(TILED_ROW) * d.out_c / 8)
