@@ -22,8 +22,9 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Folder with train-/t10k- images and labels in IDX format (.gz or not). Default: $GPU_SIAMESE_DATA,
-    /// then /usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist), then ./data/fashion-mnist.
+    /// The dataset: a folder of train-/t10k- images and labels in IDX format (.gz or not), or of class
+    /// folders of pictures. Default: $GPU_SIAMESE_DATA, then /usr/share/datasets/fashion-mnist (Debian
+    /// package dataset-fashion-mnist), then ./data/fashion-mnist; a resumed run, the folder it trained on.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Total epochs (a resumed run counts the ones already done, like Keras' initial_epoch). [default: 70]

@@ -241,7 +241,10 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let kernels = Kernels::new(&gpu);
 
     let holdout = if run.resume.is_some() { Holdout::Labels(&run.config.holdout_classes) } else { Holdout::Names(&run.holdout) };
-    let (dataset, held_out) = run_dataset(&config, run.data.as_deref(), holdout)?;
+    // A resumed run reads the folder it was trained on, unless told otherwise.
+    let trained_on = run.resume.as_ref().and(config.data.as_ref()).map(PathBuf::from).filter(|d| d.is_dir());
+    let data = run.data.clone().or(trained_on);
+    let (dataset, held_out) = run_dataset(&config, data.as_deref(), holdout)?;
     println!("data: {}", describe_dataset(&dataset));
     for note in &dataset.notes {
         println!("note: {note}");
