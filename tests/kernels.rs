@@ -313,6 +313,18 @@ fn contrastive_matches_reference() {
     }
 }
 
+/// What gather_pairs reads: the images as bytes, the pairs' image indices and labels, the byte table.
+fn gather_sources(gpu: &gpu_siamese::gpu::Gpu, pixels: &[u8], pair_images: &[(u32, u32)], pair_labels: &[f32]) -> [wgpu::Buffer; 4] {
+    let flat_pairs: Vec<u32> = pair_images.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let table: Vec<f32> = (0..=255u8).map(cpu::byte_value::<f32>).collect();
+    [
+        gpu.storage_from_bytes("images", pixels),
+        gpu.storage_from_bytes("pairs", bytemuck::cast_slice(&flat_pairs)),
+        gpu.storage_from("pair labels", pair_labels),
+        gpu.storage_from("byte values", &table),
+    ]
+}
+
 #[test]
 fn gather_pairs_matches_reference_bit_for_bit() {
     let (gpu, kernels) = gpu();
@@ -323,12 +335,7 @@ fn gather_pairs_matches_reference_bit_for_bit() {
     let pixels: Vec<u8> = random(images * image_len, seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
     let pair_images: Vec<(u32, u32)> = (0..11).map(|i| ((i * 7 % 37) as u32, (i * 5 % 37) as u32)).collect();
     let pair_labels: Vec<f32> = (0..11).map(|i| (i % 2) as f32).collect();
-    let images_buffer = gpu.storage_from_bytes("images", &pixels);
-    let flat_pairs: Vec<u32> = pair_images.iter().flat_map(|&(a, b)| [a, b]).collect();
-    let pairs_buffer = gpu.storage_from_bytes("pairs", bytemuck::cast_slice(&flat_pairs));
-    let labels_buffer = gpu.storage_from("pair labels", &pair_labels);
-    let table: Vec<f32> = (0..=255u8).map(cpu::byte_value::<f32>).collect();
-    let table_buffer = gpu.storage_from("byte values", &table);
+    let [images_buffer, pairs_buffer, labels_buffer, table_buffer] = gather_sources(gpu, &pixels, &pair_images, &pair_labels);
     for (start, valid) in [(0, 5), (6, 5), (8, 3)] {
         let (inputs, labels) = (poisoned(gpu, 2 * batch_pairs * image_len), poisoned(gpu, batch_pairs));
         let step = step_buffer(gpu, StepUniform { batch_start: start as u32, valid_pairs: valid as u32, ..Default::default() });
@@ -356,12 +363,7 @@ fn augmented_gather_matches_reference() {
         let pixels: Vec<u8> = random(images * image_len, seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
         let pair_images: Vec<(u32, u32)> = (0..4).map(|i| (i as u32, (8 - i) as u32)).collect();
         let pair_labels = vec![1.0; 4];
-        let images_buffer = gpu.storage_from_bytes("images", &pixels);
-        let flat_pairs: Vec<u32> = pair_images.iter().flat_map(|&(a, b)| [a, b]).collect();
-        let pairs_buffer = gpu.storage_from_bytes("pairs", bytemuck::cast_slice(&flat_pairs));
-        let labels_buffer = gpu.storage_from("pair labels", &pair_labels);
-        let table: Vec<f32> = (0..=255u8).map(cpu::byte_value::<f32>).collect();
-        let table_buffer = gpu.storage_from("byte values", &table);
+        let [images_buffer, pairs_buffer, labels_buffer, table_buffer] = gather_sources(gpu, &pixels, &pair_images, &pair_labels);
         let aug_seed = seed as u32 | 1;
         let plain = cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, 0, 4, batch_pairs, None).0;
         let mut seen = Vec::new();
