@@ -344,7 +344,7 @@ fn adapters() -> Result<()> {
         println!(
             "    storage binding {} MiB, buffer {} MiB, {} storage buffers per stage, workgroup {} invocations \
              ({}x{}x{}), {} workgroups per dimension, {} KiB workgroup memory",
-            l.max_storage_buffer_binding_size as u64 >> 20,
+            l.max_storage_buffer_binding_size >> 20,
             l.max_buffer_size >> 20,
             l.max_storage_buffers_per_shader_stage,
             l.max_compute_invocations_per_workgroup,

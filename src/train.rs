@@ -378,7 +378,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
                 return Ok(Outcome::Interrupted);
             }
             train_feed.train_step(&gpu, &mut twin, s * config.batch_size, pairs_in_step(s, config.batch_size, pairs.len()));
-            if (s as u64 + 1) % SYNC_EVERY == 0 || s + 1 == steps_per_epoch {
+            if (s as u64 + 1).is_multiple_of(SYNC_EVERY) || s + 1 == steps_per_epoch {
                 let done = losses.len() as u64;
                 losses.extend(twin.read_losses(first_step + done, (s as u64 + 1 - done) as usize));
                 check_finite(&losses, epoch, first_step, &run.out)?;

@@ -140,6 +140,9 @@ impl Kernel {
 /// The invocations of every workgroup; each shader declares @workgroup_size(256).
 pub const WORKGROUP_SIZE: u32 = 256;
 
+/// A pipeline's identity: its kernel and its constants' values as bits.
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
 /// A part of a buffer bound to one binding: `len` f32s from f32 index `offset`.
 #[derive(Clone, Debug)]
 pub struct Region {
@@ -216,7 +219,7 @@ pub struct Kernels {
     device: wgpu::Device,
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     /// Built pipelines, by kernel and constants (values as bits, so the key is exact).
-    pipelines: Mutex<HashMap<(Kernel, Vec<(&'static str, u64)>), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     max_workgroups: u32,
 }
 

@@ -122,7 +122,7 @@ impl Gpu {
 
     /// The most bytes one buffer binding may hold on this adapter.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// A storage buffer of `len` f32s that can be copied to and from.

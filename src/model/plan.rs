@@ -20,8 +20,13 @@ pub struct InputShape {
 
 impl InputShape {
     pub const FASHION_MNIST: InputShape = InputShape { h: 28, w: 28, c: 1 };
+    /// Values in one image.
     pub fn len(&self) -> usize {
         self.h * self.w * self.c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -79,7 +84,7 @@ impl Plan {
         if spec.layers.is_empty() {
             return Err(PlanError("the tower has no layers".into()));
         }
-        if batch == 0 || batch % 2 != 0 {
+        if batch == 0 || !batch.is_multiple_of(2) {
             return Err(PlanError(format!("the twin's batch holds both images of each pair, so it must be even and above 0, not {batch}")));
         }
         // The shape flowing through the tower: (h, w, c) while spatial, (1, 1, features) once flat.
