@@ -36,7 +36,7 @@ struct TrainArgs {
     /// Adam's learning rate (beta1 0.9, beta2 0.999, epsilon 1e-7 as Keras). [default: 0.001]
     #[arg(long)]
     lr: Option<f64>,
-    /// Contrastive loss margin. [default: 1]
+    /// The loss' margin (contrastive or triplet). [default: 1]
     #[arg(long)]
     margin: Option<f32>,
     /// Width of the embedding: the last dense layer's units. [default: the tower's, 48]
@@ -190,8 +190,9 @@ impl EvalArgs {
 enum Command {
     /// List every adapter wgpu can see, with the limits that matter for compute.
     Adapters,
-    /// Train the twin on Fashion-MNIST, the tutorial's way: for every image one positive and one
-    /// negative pair, contrastive loss, Adam; validated each epoch on fixed test pairs.
+    /// Train the twin. By default the tutorial's way on Fashion-MNIST: for every image one positive and
+    /// one negative pair, contrastive loss, Adam; validated each epoch on fixed test pairs. --data takes
+    /// your own pictures too, one folder per class.
     ///
     /// Writes OUT/metrics.csv, OUT/last.safetensors and OUT/best.safetensors (by val_loss), and
     /// OUT/resume.safetensors (with Adam's state) for --resume. Ctrl-C stops cleanly, keeping the last
