@@ -150,55 +150,55 @@ pub struct RocPoint {
 /// curve runs from (0, 0) to (1, 1). Pairs at equal distances move together, which makes a tie a
 /// diagonal step. Empty when either kind of pair is missing.
 pub fn roc_curve(distances: &[f32], labels: &[f32]) -> Vec<RocPoint> {
-    let positives = labels.iter().filter(|&&y| y == 1.0).count();
-    let negatives = labels.len() - positives;
+    let groups = distance_groups(distances, labels);
+    let positives: usize = groups.iter().map(|g| g.1).sum();
+    let negatives: usize = groups.iter().map(|g| g.2).sum();
     if positives == 0 || negatives == 0 {
         return Vec::new();
     }
-    let mut order: Vec<usize> = (0..distances.len()).collect();
-    order.sort_by(|&i, &j| distances[i].total_cmp(&distances[j]));
-    let mut points = vec![RocPoint { threshold: distances[order[0]], far: 0.0, tar: 0.0 }];
-    let (mut accepted_pos, mut accepted_neg, mut k) = (0, 0, 0);
-    while k < order.len() {
-        let d = distances[order[k]];
-        while k < order.len() && distances[order[k]] == d {
-            if labels[order[k]] == 1.0 {
-                accepted_pos += 1;
-            } else {
-                accepted_neg += 1;
-            }
-            k += 1;
-        }
-        let threshold = if k < order.len() { (d + distances[order[k]]) / 2.0 } else { d + 1.0 };
+    let mut points = vec![RocPoint { threshold: groups[0].0, far: 0.0, tar: 0.0 }];
+    let (mut accepted_pos, mut accepted_neg) = (0, 0);
+    for (k, &(d, p, n)) in groups.iter().enumerate() {
+        accepted_pos += p;
+        accepted_neg += n;
+        let threshold = groups.get(k + 1).map_or(d + 1.0, |next| (d + next.0) / 2.0);
         points.push(RocPoint { threshold, far: ratio(accepted_neg, negatives), tar: ratio(accepted_pos, positives) });
     }
     points
+}
+
+/// The distinct distances in ascending order, each with how many same-class and different-class pairs
+/// lie at it.
+fn distance_groups(distances: &[f32], labels: &[f32]) -> Vec<(f32, usize, usize)> {
+    let mut order: Vec<usize> = (0..distances.len()).collect();
+    order.sort_by(|&i, &j| distances[i].total_cmp(&distances[j]));
+    let mut groups: Vec<(f32, usize, usize)> = Vec::new();
+    for i in order {
+        let same = (labels[i] == 1.0) as usize;
+        match groups.last_mut() {
+            Some(g) if g.0 == distances[i] => {
+                g.1 += same;
+                g.2 += 1 - same;
+            }
+            _ => groups.push((distances[i], same, 1 - same)),
+        }
+    }
+    groups
 }
 
 /// The area under the ROC curve: the chance that a random same-class pair is closer than a random
 /// different-class pair, ties counting one half (the Mann-Whitney statistic). None when either kind of
 /// pair is missing.
 pub fn roc_auc(distances: &[f32], labels: &[f32]) -> Option<f64> {
-    let positives = labels.iter().filter(|&&y| y == 1.0).count();
-    let negatives = labels.len() - positives;
+    let groups = distance_groups(distances, labels);
+    let positives: usize = groups.iter().map(|g| g.1).sum();
+    let negatives: usize = groups.iter().map(|g| g.2).sum();
     if positives == 0 || negatives == 0 {
         return None;
     }
-    let mut order: Vec<usize> = (0..distances.len()).collect();
-    order.sort_by(|&i, &j| distances[i].total_cmp(&distances[j]));
     // For each different-class pair: the same-class pairs strictly closer, plus half of those tied.
-    let (mut wins, mut closer_positives, mut k) = (0.0f64, 0usize, 0);
-    while k < order.len() {
-        let d = distances[order[k]];
-        let (mut p, mut n) = (0usize, 0usize);
-        while k < order.len() && distances[order[k]] == d {
-            if labels[order[k]] == 1.0 {
-                p += 1;
-            } else {
-                n += 1;
-            }
-            k += 1;
-        }
+    let (mut wins, mut closer_positives) = (0.0f64, 0usize);
+    for (_, p, n) in groups {
         wins += n as f64 * (closer_positives as f64 + 0.5 * p as f64);
         closer_positives += p;
     }
