@@ -231,6 +231,15 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
     let trained_on = config.data.as_ref().map(PathBuf::from).filter(|d| d.is_dir());
     let data = opts.data.clone().or(trained_on);
     let (dataset, _) = run_dataset(config, data.as_deref(), Holdout::Labels(&config.holdout_classes))?;
+    if !config.class_names.is_empty() && config.class_names != dataset.class_names {
+        eprintln!(
+            "note: {} was trained on classes {}; {} has {}",
+            trained.path.display(),
+            config.class_names.join(", "),
+            dataset.dir.display(),
+            dataset.class_names.join(", ")
+        );
+    }
     let (dir, train_set, test_set) = (dataset.dir, dataset.train, dataset.test);
     let input = trained.input();
     if test_set.shape() != input {

@@ -116,7 +116,7 @@ impl Canvas {
         (text.chars().count() as u32 * GLYPH * scale) as f32
     }
 
-    /// `text` with its top-left corner at (x, y); characters outside ASCII show as '?'.
+    /// `text` with its top-left corner at (x, y); characters beyond Latin-1 show as '?'.
     pub fn text(&mut self, x: f32, y: f32, text: &str, colour: Colour, scale: u32) {
         self.glyphs(x, y, text, colour, scale, false);
     }
@@ -129,7 +129,7 @@ impl Canvas {
     fn glyphs(&mut self, x: f32, y: f32, text: &str, colour: Colour, scale: u32, up: bool) {
         let (x, y, s) = (x.round() as i64, y.round() as i64, scale as i64);
         for (i, ch) in text.chars().enumerate() {
-            let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() { ch as usize } else { '?' as usize }];
+            let glyph = glyph(ch);
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8 {
                     // Bit 0 is the glyph's leftmost pixel.
@@ -178,6 +178,15 @@ impl Canvas {
             .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
             .map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
         crate::checkpoint::write_atomically(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+/// The 8x8 bitmap of `ch`: ASCII and the Latin-1 supplement (accented letters), else '?'.
+fn glyph(ch: char) -> [u8; 8] {
+    match ch as u32 {
+        c @ 0..=0x7f => font8x8::legacy::BASIC_LEGACY[c as usize],
+        c @ 0xa0..=0xff => font8x8::legacy::LATIN_LEGACY[(c - 0xa0) as usize],
+        _ => font8x8::legacy::BASIC_LEGACY['?' as usize],
     }
 }
 
@@ -271,6 +280,13 @@ mod tests {
         assert_eq!(nice_ticks(3.0, 3.0, 5), vec![3.0]);
         assert_eq!(tick_label(0.15, 0.05), "0.15");
         assert_eq!(tick_label(20.0, 10.0), "20");
+    }
+
+    #[test]
+    fn accented_letters_have_their_own_glyphs() {
+        assert_ne!(glyph('é'), glyph('?'));
+        assert_ne!(glyph('é'), glyph('e'));
+        assert_eq!(glyph('日'), glyph('?'), "beyond Latin-1: a question mark");
     }
 
     #[test]

@@ -334,8 +334,10 @@ fn embeddings(e: &Evaluation, dim: usize, names: &[String]) -> Canvas {
         let rank = e.classes.iter().position(|&c| c == label).unwrap_or(0);
         PALETTE[rank % PALETTE.len()]
     };
+    // Small sets get larger dots.
+    let radius = if coords.len() < 2000 { 3.5 } else { 2.0 };
     for (c, &label) in coords.iter().zip(&e.set.labels) {
-        canvas.disc(axes.px(c[0]), axes.py(c[1]), 2.0, colour_of(label), 0.5);
+        canvas.disc(axes.px(c[0]), axes.py(c[1]), radius, colour_of(label), 0.6);
     }
     for (i, &class) in e.classes.iter().enumerate() {
         let row = 70.0 + 18.0 * i as f32;
