@@ -249,6 +249,12 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     for note in &dataset.notes {
         println!("note: {note}");
     }
+    if dataset.kind == DataKind::Folders && config.arch == crate::model::TUTORIAL_TOWER && run.resume.is_none() {
+        println!(
+            "note: the tutorial's tower (one 2x2 convolution averaged over the picture) learns little on photo-like pictures; \
+             a deeper one, e.g. --arch \"conv(32,3),maxpool,conv(64,3),maxpool,gap,dense(48)\", usually does better"
+        );
+    }
     let data_shape = dataset.train.shape();
     if dataset.kind == DataKind::Idx && config.input != [data_shape.h, data_shape.w, data_shape.c] {
         if run.shape_given || run.resume.is_some() {
