@@ -30,6 +30,8 @@ override RELU: u32;
 override BRANCHES: u32;
 override CHUNKS: u32;
 override EXACT: u32 = 1u;
+// The taps one weight-gradient invocation loops over: TAPS_PER_INVOCATION, or all of them when fewer.
+override TAP_LOOP: u32 = min(TAPS_PER_INVOCATION, KERNEL_H * KERNEL_W * IN_C);
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
@@ -226,9 +228,13 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
             if (oy < OUT_H && ox < OUT_W) {
                 let gz = grad_z(((n * OUT_H + oy) * OUT_W + ox) * OUT_C + co);
                 bias_acc += gz;
-                for (var t = 0u; t < tap_count; t++) {
-                    let v = input_or_zero(n, i32(oy + tap_ky[t]) - i32(PAD_TOP), i32(ox + tap_kx[t]) - i32(PAD_LEFT), tap_ci[t]);
-                    acc[t] = fma(v, gz, acc[t]);
+                // A constant bound, so that the loop unrolls and acc[] stays in registers (an array
+                // indexed by a variable is memory on a CPU adapter); the last group's missing taps skip.
+                for (var t = 0u; t < TAP_LOOP; t++) {
+                    if (t < tap_count) {
+                        let v = input_or_zero(n, i32(oy + tap_ky[t]) - i32(PAD_TOP), i32(ox + tap_kx[t]) - i32(PAD_LEFT), tap_ci[t]);
+                        acc[t] = fma(v, gz, acc[t]);
+                    }
                 }
             }
         }
