@@ -45,27 +45,17 @@ pub fn best_threshold(distances: &[f32], labels: &[f32]) -> (f32, f64) {
     if distances.is_empty() {
         return (0.0, 0.0);
     }
-    let mut order: Vec<usize> = (0..distances.len()).collect();
-    order.sort_by(|&i, &j| distances[i].total_cmp(&distances[j]));
-    let negatives = labels.iter().filter(|&&y| y != 1.0).count();
+    let groups = distance_groups(distances, labels);
+    let negatives: usize = groups.iter().map(|g| g.2).sum();
     // Threshold below everything: every pair called "different", so the negatives are right.
     let (mut right, mut best_right) = (negatives, negatives);
-    let mut best = distances[order[0]] - 1.0;
-    let mut k = 0;
-    while k < order.len() {
+    let mut best = groups[0].0 - 1.0;
+    for (k, &(_, same, different)) in groups.iter().enumerate() {
         // Move every pair at this distance below the threshold.
-        let d = distances[order[k]];
-        while k < order.len() && distances[order[k]] == d {
-            if labels[order[k]] == 1.0 {
-                right += 1;
-            } else {
-                right -= 1;
-            }
-            k += 1;
-        }
+        right = right + same - different;
         if right > best_right {
             best_right = right;
-            best = if k < order.len() { (d + distances[order[k]]) / 2.0 } else { d + 1.0 };
+            best = threshold_after(&groups, k);
         }
     }
     (best, best_right as f64 / distances.len() as f64)
@@ -158,11 +148,10 @@ pub fn roc_curve(distances: &[f32], labels: &[f32]) -> Vec<RocPoint> {
     }
     let mut points = vec![RocPoint { threshold: groups[0].0, far: 0.0, tar: 0.0 }];
     let (mut accepted_pos, mut accepted_neg) = (0, 0);
-    for (k, &(d, p, n)) in groups.iter().enumerate() {
+    for (k, &(_, p, n)) in groups.iter().enumerate() {
         accepted_pos += p;
         accepted_neg += n;
-        let threshold = groups.get(k + 1).map_or(d + 1.0, |next| (d + next.0) / 2.0);
-        points.push(RocPoint { threshold, far: ratio(accepted_neg, negatives), tar: ratio(accepted_pos, positives) });
+        points.push(RocPoint { threshold: threshold_after(&groups, k), far: ratio(accepted_neg, negatives), tar: ratio(accepted_pos, positives) });
     }
     points
 }
@@ -184,6 +173,13 @@ fn distance_groups(distances: &[f32], labels: &[f32]) -> Vec<(f32, usize, usize)
         }
     }
     groups
+}
+
+/// The threshold that accepts groups `..=k` of [`distance_groups`] and no more: the midpoint to the next
+/// distance, or the last distance + 1.
+fn threshold_after(groups: &[(f32, usize, usize)], k: usize) -> f32 {
+    let d = groups[k].0;
+    groups.get(k + 1).map_or(d + 1.0, |next| (d + next.0) / 2.0)
 }
 
 /// The area under the ROC curve: the chance that a random same-class pair is closer than a random
