@@ -82,28 +82,13 @@ pub fn embed_images(twin: &GpuTwin, images: &[u8]) -> Vec<f32> {
     out
 }
 
-/// The model's distance between `a[i]` and `b[i]` (bytes, one input after another), dropout off.
-pub fn distances_between(twin: &GpuTwin, a: &[u8], b: &[u8]) -> Vec<f32> {
-    let (len, pairs) = (twin.plan.input.len(), twin.plan.pairs());
+/// The model's distance between `a[i]` and `b[i]` (bytes, one input after another), dropout off: the
+/// two lists side by side as one set of images, gathered on the GPU as validation's pairs are.
+pub fn distances_between(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, a: &[u8], b: &[u8]) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "as many first images as second ones");
-    let count = a.len() / len;
-    let labels = vec![0.0; pairs];
-    let mut inputs = vec![0.0f32; 2 * pairs * len];
-    let mut out = Vec::with_capacity(count);
-    for start in (0..count).step_by(pairs) {
-        let n = pairs.min(count - start);
-        inputs.fill(0.0);
-        // A batch holds the pairs' first images, then their second images.
-        for (half, images) in [a, b].into_iter().enumerate() {
-            let dst = &mut inputs[half * pairs * len..(half * pairs + n) * len];
-            for (x, &v) in dst.iter_mut().zip(&images[start * len..(start + n) * len]) {
-                *x = byte_value(v);
-            }
-        }
-        twin.set_batch(&inputs, &labels);
-        out.extend_from_slice(&twin.evaluate().0[..n]);
-    }
-    out
+    let count = (a.len() / twin.plan.input.len()) as u32;
+    let pairs: Vec<Pair> = (0..count).map(|i| Pair { a: i, b: count + i, label: 0.0 }).collect();
+    pair_distances(gpu, kernels, twin, &[a, b].concat(), &pairs)
 }
 
 /// Which of the test set's classes an evaluation scores.
@@ -218,12 +203,13 @@ pub struct Evaluation {
     pub embeddings: Vec<f32>,
 }
 
-/// Distances of `pairs` over `set`'s images, computed by `twin` on the GPU as validation does.
-fn set_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, set: &ImageSet, pairs: &[Pair]) -> Result<Vec<f32>, String> {
-    let mut feed = PairFeed::new(gpu, kernels, twin, &set.pixels, pairs.len(), None, false);
+/// Distances of `pairs` over `pixels` (images one after another), computed by `twin` on the GPU as
+/// validation does.
+fn pair_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, pixels: &[u8], pairs: &[Pair]) -> Vec<f32> {
+    let mut feed = PairFeed::new(gpu, kernels, twin, pixels, pairs.len(), None, false);
     feed.set_pairs(gpu, pairs);
     let out = gpu.storage("distances", pairs.len());
-    Ok(feed.distances(gpu, twin, &out))
+    feed.distances(gpu, twin, &out)
 }
 
 pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOptions) -> Result<Evaluation, String> {
@@ -273,7 +259,7 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
     let twin = trained.twin(gpu, kernels)?;
     let pair_list = test_pairs(config.seed, &set.labels);
     let labels = labels_of(&pair_list);
-    let distances = set_distances(gpu, kernels, &twin, &set, &pair_list)?;
+    let distances = pair_distances(gpu, kernels, &twin, &set.pixels, &pair_list);
     if let Some(d) = distances.iter().find(|d| !d.is_finite()) {
         return Err(format!("{}: the model gives a distance of {d}", trained.path.display()));
     }
@@ -284,7 +270,7 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
             let train_seen = run_set(config, train_set, config.train_limit);
             let calibration = calibration_pairs(config.seed, &train_seen.labels);
             let calibration_labels = labels_of(&calibration);
-            let calibration_d = set_distances(gpu, kernels, &twin, &train_seen, &calibration)?;
+            let calibration_d = pair_distances(gpu, kernels, &twin, &train_seen.pixels, &calibration);
             let threshold = threshold_for_far(&calibration_d, &calibration_labels, target)
                 .ok_or("--target-far: the training pairs hold no different-class pairs to calibrate on")?;
             Some(TargetFar {

@@ -597,7 +597,7 @@ fn compare(images: &[PathBuf], checkpoint: &Path, pairs: Option<&Path>, out: Opt
         b.extend(picture(pb, &trained, invert)?);
     }
     let twin = trained.twin(&gpu, &kernels)?;
-    let distances = evaluate::distances_between(&twin, &a, &b);
+    let distances = evaluate::distances_between(&gpu, &kernels, &twin, &a, &b);
     let verdict = |d: f32| if d < threshold { "same" } else { "different" };
     if pairs.is_none() {
         let d = distances[0];
