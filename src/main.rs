@@ -7,7 +7,7 @@ use gpu_siamese::gpu::{self, Gpu, Kernels};
 use gpu_siamese::model::{InputShape, Plan, TUTORIAL_TOWER};
 use gpu_siamese::bench::BenchOptions;
 use gpu_siamese::checkpoint::write_atomically;
-use gpu_siamese::data::{csv_field, list_images, load_image, load_split, parse_csv_line, read_idx};
+use gpu_siamese::data::{csv_field, decode_all, list_images, load_split, parse_csv_line, read_idx};
 use gpu_siamese::evaluate::{self, ClassChoice, EvalOptions, Trained};
 use gpu_siamese::{npy, report, train};
 use std::path::{Path, PathBuf};
@@ -577,11 +577,6 @@ fn evaluate(checkpoint: &Path, args: &EvalArgs, json: Option<PathBuf>) -> Result
     Ok(())
 }
 
-/// A picture as the model's input, or an error naming the file.
-fn picture(path: &Path, trained: &Trained, invert: bool) -> Result<Vec<u8>> {
-    Ok(load_image(path, trained.input(), invert)?)
-}
-
 fn compare(images: &[PathBuf], checkpoint: &Path, pairs: Option<&Path>, out: Option<&Path>, threshold: Option<f32>, invert: bool) -> Result<()> {
     let list: Vec<(PathBuf, PathBuf)> = match (pairs, images) {
         (None, [a, b]) => vec![(a.clone(), b.clone())],
@@ -591,13 +586,15 @@ fn compare(images: &[PathBuf], checkpoint: &Path, pairs: Option<&Path>, out: Opt
     };
     let (gpu, kernels, trained) = open_model(checkpoint)?;
     let threshold = threshold.unwrap_or(trained.threshold());
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for (pa, pb) in &list {
-        a.extend(picture(pa, &trained, invert)?);
-        b.extend(picture(pb, &trained, invert)?);
+    // Every picture decoded on every core; the first that cannot be stops with its name.
+    let paths: Vec<PathBuf> = list.iter().map(|p| p.0.clone()).chain(list.iter().map(|p| p.1.clone())).collect();
+    let mut pixels: Vec<u8> = decode_all(&paths, trained.input()).into_iter().collect::<std::result::Result<Vec<_>, _>>()?.concat();
+    if invert {
+        pixels.iter_mut().for_each(|v| *v = 255 - *v);
     }
+    let (a, b) = pixels.split_at(pixels.len() / 2);
     let twin = trained.twin(&gpu, &kernels)?;
-    let distances = evaluate::distances_between(&gpu, &kernels, &twin, &a, &b);
+    let distances = evaluate::distances_between(&gpu, &kernels, &twin, a, b);
     let verdict = |d: f32| if d < threshold { "same" } else { "different" };
     if pairs.is_none() {
         let d = distances[0];
@@ -666,8 +663,6 @@ fn embed(checkpoint: &Path, images: &Path, split: &str, out: &Path, invert: bool
     };
     let mut sources = Sources { pixels: Vec::new(), names: Vec::new(), labels: Vec::new() };
     let name = images.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    // Pictures from files are inverted as they are loaded; IDX images after.
-    let mut pictures = false;
     if images.is_file() && name.contains("-images-idx3-ubyte") {
         let array = read_idx(images)?;
         if array.dims.len() != 3 {
@@ -690,11 +685,11 @@ fn embed(checkpoint: &Path, images: &Path, split: &str, out: &Path, invert: bool
         }
         sources.pixels = set.pixels;
     } else if images.is_dir() {
-        pictures = true;
         let files = list_images(images)?;
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
         let mut skipped = Vec::new();
-        for file in &files {
-            match load_image(&file.path, input, invert) {
+        for (file, decoded) in files.iter().zip(decode_all(&paths, input)) {
+            match decoded {
                 Ok(bytes) => {
                     sources.pixels.extend(bytes);
                     sources.names.push(file.path.display().to_string());
@@ -712,7 +707,7 @@ fn embed(checkpoint: &Path, images: &Path, split: &str, out: &Path, invert: bool
     if sources.names.is_empty() {
         return Err(format!("{}: no pictures found (looked for {} files)", images.display(), gpu_siamese::data::IMAGE_EXTENSIONS.join(", ")).into());
     }
-    if invert && !pictures {
+    if invert {
         sources.pixels.iter_mut().for_each(|v| *v = 255 - *v);
     }
     let twin = trained.twin(&gpu, &kernels)?;

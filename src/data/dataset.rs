@@ -137,8 +137,8 @@ pub fn resolve_classes(tokens: &[String], class_names: &[String]) -> Result<Vec<
     Ok(labels)
 }
 
-/// Decodes `paths` in parallel over the CPU's cores, keeping their order.
-fn decode_all(paths: &[PathBuf], shape: InputShape) -> Vec<Result<Vec<u8>, DataError>> {
+/// Decodes `paths` into `shape` in parallel over the CPU's cores, keeping their order.
+pub fn decode_all(paths: &[PathBuf], shape: InputShape) -> Vec<Result<Vec<u8>, DataError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len()).max(1);
     let chunk = paths.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {

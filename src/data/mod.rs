@@ -8,7 +8,7 @@ mod image_file;
 mod pairs;
 
 pub use csv::{csv_field, parse_csv_line};
-pub use dataset::{idx_dataset, is_idx_folder, load_dataset, load_folders, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
+pub use dataset::{decode_all, idx_dataset, is_idx_folder, load_dataset, load_folders, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
 pub use folder::{is_image_name, list_images, ImageFile, IMAGE_EXTENSIONS};
 pub use idx::{read_idx, IdxArray};
 pub use image_file::{load_image, to_input};
