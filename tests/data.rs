@@ -1,6 +1,6 @@
 //! The IDX reader on good files and on each kind of damage, dataset discovery, and the tutorial's pairs.
 
-use gpu_siamese::data::{load_fashion_mnist, load_split, make_pairs, read_idx};
+use gpu_siamese::data::{find_fashion_mnist, idx_dataset, load_split, make_pairs, read_idx};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
@@ -104,7 +104,7 @@ fn splits_check_images_against_labels() {
 #[test]
 fn a_missing_dataset_says_where_it_looked_and_how_to_get_it() {
     let missing = temp_dir("missing").join("nowhere");
-    let message = load_fashion_mnist(Some(&missing)).unwrap_err();
+    let message = find_fashion_mnist(Some(&missing)).unwrap_err();
     assert!(message.contains(&missing.display().to_string()), "{message}");
     assert!(message.contains("apt-get install dataset-fashion-mnist"), "{message}");
 }
@@ -112,7 +112,8 @@ fn a_missing_dataset_says_where_it_looked_and_how_to_get_it() {
 #[test]
 fn the_shipped_subset_is_real_fashion_mnist() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist-small");
-    let (found, train, test) = load_fashion_mnist(Some(&dir)).unwrap();
+    let dataset = idx_dataset(&dir).unwrap();
+    let (found, train, test) = (dataset.dir, dataset.train, dataset.test);
     assert_eq!(found, dir);
     assert_eq!((train.count, test.count, train.rows, train.cols, train.classes()), (2000, 500, 28, 28, 10));
     // The first training label of Fashion-MNIST is 9 (ankle boot), the first test label too.

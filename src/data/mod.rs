@@ -167,10 +167,3 @@ pub fn find_fashion_mnist(explicit: Option<&Path>) -> Result<PathBuf, String> {
         looked.join("\n")
     ))
 }
-
-/// Fashion-MNIST's training and test sets from the first candidate folder that holds them.
-pub fn load_fashion_mnist(explicit: Option<&Path>) -> Result<(PathBuf, ImageSet, ImageSet), String> {
-    let dir = find_fashion_mnist(explicit)?;
-    let dataset = idx_dataset(&dir)?;
-    Ok((dir, dataset.train, dataset.test))
-}
