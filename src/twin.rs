@@ -541,7 +541,7 @@ impl<'p> PairFeed<'p> {
     }
 
     /// Makes pairs `start..start + valid` the GPU's to gather; returns where they start in its list.
-    fn stage(&self, gpu: &Gpu, start: usize, valid: usize) -> usize {
+    fn stage(&mut self, gpu: &Gpu, start: usize, valid: usize) -> usize {
         let FeedMode::Streamed { pixels, images, pairs } = &self.mode else {
             return start;
         };
@@ -556,20 +556,18 @@ impl<'p> PairFeed<'p> {
         bytes.resize(bytes.len().div_ceil(4) * 4, 0);
         gpu.queue.write_buffer(&images.images, 0, &bytes);
         let local: Vec<Pair> = batch.iter().enumerate().map(|(i, p)| Pair { a: 2 * i as u32, b: 2 * i as u32 + 1, label: p.label }).collect();
-        let images: Vec<u32> = local.iter().flat_map(|p| [p.a, p.b]).collect();
-        gpu.queue.write_buffer(&self.list.pair_images, 0, bytemuck::cast_slice(&images));
-        gpu.write(&self.list.pair_labels, 0, &local.iter().map(|p| p.label).collect::<Vec<_>>());
+        self.list.set(gpu, &local);
         0
     }
 
     /// Submits a training step on pairs `start..start + valid`.
-    pub fn train_step(&self, gpu: &Gpu, twin: &mut GpuTwin, start: usize, valid: usize) {
+    pub fn train_step(&mut self, gpu: &Gpu, twin: &mut GpuTwin, start: usize, valid: usize) {
         let at = self.stage(gpu, start, valid);
         twin.train_step_gathered(&self.gather, at, valid);
     }
 
     /// The distances, dropout off, of every pair of the list, batch by batch into `out`, then read back.
-    pub fn distances(&self, gpu: &Gpu, twin: &GpuTwin, out: &wgpu::Buffer) -> Vec<f32> {
+    pub fn distances(&mut self, gpu: &Gpu, twin: &GpuTwin, out: &wgpu::Buffer) -> Vec<f32> {
         let batch = twin.plan.pairs();
         for start in (0..self.len()).step_by(batch) {
             let valid = batch.min(self.len() - start);
