@@ -210,7 +210,7 @@ fn pool_window(inputs: ptr<function, array<f32, MAX_INPUTS>>, inputs_hi: ptr<fun
     var value = best;
     var flows = select(best > vec4<f32>(0.0), vec4<bool>(true), RELU == 0u);
     if (HAS_DROPOUT && s.training != 0u) {
-        let kept = pcg_hash4(element ^ vec4<u32>(step_hash)) >= vec4<u32>(DROPOUT_THRESHOLD);
+        let kept = pcg_hash4(pcg_hash4(element) ^ vec4<u32>(step_hash)) >= vec4<u32>(DROPOUT_THRESHOLD);
         value = best * select(vec4<f32>(0.0), vec4<f32>(DROPOUT_SCALE), kept);
         flows = flows & kept;
     } else if (HAS_DROPOUT) {

@@ -2,7 +2,9 @@
 // 1 / (1 - rate); at evaluation it passes through. The mask is not stored: it is a counter-based hash of
 // (layer seed, training step, element index), so the backward pass, the CPU reference and a resumed run
 // all draw the same mask without any state. An element is kept when its hash >= threshold, where
-// threshold = round(rate * 2^32), computed once on the host.
+// threshold = round(rate * 2^32), computed once on the host. The element index is hashed on its own
+// before it meets the step's key: a single round over element ^ key leaves elements a fixed stride apart
+// (one channel's, in the NHWC layout) slightly alike.
 
 override COUNT: u32;
 override SEED: u32;
@@ -35,7 +37,7 @@ fn pcg_hash(v: u32) -> u32 {
 }
 
 fn dropout_hash(seed: u32, step: u32, element: u32) -> u32 {
-    return pcg_hash(element ^ pcg_hash(step ^ pcg_hash(seed)));
+    return pcg_hash(pcg_hash(element) ^ pcg_hash(step ^ pcg_hash(seed)));
 }
 
 fn dropout_factor(i: u32) -> f32 {

@@ -64,6 +64,7 @@ fn the_dropout_hash_is_declared_alike_everywhere() {
         source[start..end].to_string()
     };
     assert_eq!(declaration("conv_block"), declaration("dropout"));
-    assert!(SHADERS.iter().find(|(name, _)| *name == "dropout").unwrap().1.contains("return pcg_hash(element ^ pcg_hash(step ^ pcg_hash(seed)));"));
+    assert!(SHADERS.iter().find(|(name, _)| *name == "dropout").unwrap().1.contains("return pcg_hash(pcg_hash(element) ^ pcg_hash(step ^ pcg_hash(seed)));"));
     assert!(SHADERS.iter().find(|(name, _)| *name == "conv_block").unwrap().1.contains("pcg_hash(s.step ^ pcg_hash(DROPOUT_SEED))"));
+    assert!(SHADERS.iter().find(|(name, _)| *name == "conv_block").unwrap().1.contains("pcg_hash4(pcg_hash4(element) ^ vec4<u32>(step_hash))"));
 }
