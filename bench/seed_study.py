@@ -7,6 +7,10 @@ One run of either program is one draw: a seed moves the figures of an epoch by m
 programs' means differ, so a single run of each says little about which trains better.
 
     python3 bench/seed_study.py [--seeds 0-5] [--epochs 5] [--out bench/results/seeds] [--only-summary]
+                                [--bar 1:0.1825/0.1647,3:0.1598/0.1580,5:0.1564/0.1538]
+
+--bar takes one run's figures (epoch:loss/val_loss, as Keras prints them, to four decimals) and says,
+for every run of either program, whether its curve is at least as good at each of those epochs.
 
 gpu-siamese is the release build (cargo build --release first); TensorFlow is bench/.venv's Python
 (bench/compare.sh installs it), or --python. The summary needs only the standard library.
@@ -107,6 +111,39 @@ def summary(curves, epochs):
             print(f"| {epoch} | {figure} | {cells[0]} | {cells[1]} | {difference} | {error} |")
 
 
+def parse_bar(text):
+    bar = {}
+    for part in text.split(","):
+        epoch, figures = part.split(":")
+        loss, val_loss = figures.split("/")
+        bar[int(epoch)] = {"loss": float(loss), "val_loss": float(val_loss)}
+    return bar
+
+
+def check_bar(curves, seeds, bar):
+    """Each run against the bar, at the four decimals Keras prints: where it is worse, if anywhere."""
+    print()
+    print("| program | seed | at least as good at every epoch of the bar | worse at |")
+    print("|---|---:|---|---|")
+    for program in ("gpu-siamese", "tensorflow"):
+        met = 0
+        for seed, curve in zip(seeds[program], curves[program]):
+            if len(curve["loss"]) < max(bar):
+                print(f"| {program} | {seed} | not run to epoch {max(bar)} yet | |")
+                continue
+            worse = [
+                f"epoch {epoch} {figure} {curve[figure][epoch - 1]:.4f} > {limit:.4f}"
+                for epoch, limits in sorted(bar.items())
+                for figure, limit in limits.items()
+                if round(curve[figure][epoch - 1], 4) > limit
+            ]
+            met += not worse
+            print(f"| {program} | {seed} | {'yes' if not worse else 'no'} | {'; '.join(worse) or '—'} |")
+        complete = sum(len(c["loss"]) >= max(bar) for c in curves[program])
+        if complete:
+            print(f"| {program} | all | {met} of {complete} | |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0-5", help="e.g. 0-5 or 0,3,7")
@@ -117,20 +154,31 @@ def main():
     parser.add_argument("--python", default=os.path.join(ROOT, "bench", ".venv", "bin", "python"))
     parser.add_argument("--programs", default="gpu-siamese,tensorflow")
     parser.add_argument("--only-summary", action="store_true", help="run nothing; summarise the runs in OUT")
+    parser.add_argument("--bar", help="one run's figures to hold every run to: epoch:loss/val_loss,...")
     args = parser.parse_args()
 
     programs = args.programs.split(",")
+    if not args.only_summary:
+        if "gpu-siamese" in programs and not os.access(args.binary, os.X_OK):
+            sys.exit(f"{args.binary}: not built (cargo build --release)")
+        if "tensorflow" in programs and not os.access(args.python, os.X_OK):
+            sys.exit(f"{args.python}: no such Python; run bench/compare.sh once (it installs TensorFlow there) or pass --python")
     curves = {"gpu-siamese": [], "tensorflow": []}
+    seeds = {"gpu-siamese": [], "tensorflow": []}
     for seed in parse_seeds(args.seeds):
         if "gpu-siamese" in programs:
             curve = gpu_siamese_curve(args.out, seed, args.epochs, args.binary, args.data, not args.only_summary)
             if curve:
                 curves["gpu-siamese"].append(curve)
+                seeds["gpu-siamese"].append(seed)
         if "tensorflow" in programs:
             curve = tensorflow_curve(args.out, seed, args.epochs, args.python, args.data, not args.only_summary)
             if curve:
                 curves["tensorflow"].append(curve)
+                seeds["tensorflow"].append(seed)
     summary(curves, args.epochs)
+    if args.bar:
+        check_bar(curves, seeds, parse_bar(args.bar))
 
 
 if __name__ == "__main__":
