@@ -42,26 +42,27 @@ def parse_seeds(text):
 def gpu_siamese_curve(out, seed, epochs, binary, data, run):
     folder = os.path.join(out, "gpu-siamese", f"seed-{seed}")
     metrics = os.path.join(folder, "metrics.csv")
-    if run and not has_epochs(metrics, epochs):
-        command = [binary, "train", "--epochs", str(epochs), "--seed", str(seed), "--out", folder]
-        if data:
-            command += ["--data", data]
+    curve = read_metrics(metrics)
+    if run and (curve is None or len(curve["loss"]) < epochs):
         if os.path.exists(os.path.join(folder, "resume.safetensors")):
             command = [binary, "train", "--resume", folder, "--epochs", str(epochs)]
+        else:
+            command = [binary, "train", "--epochs", str(epochs), "--seed", str(seed), "--out", folder]
+            if data:
+                command += ["--data", data]
         print(" ".join(command), file=sys.stderr)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        curve = read_metrics(metrics)
+    return curve
+
+
+def read_metrics(metrics):
+    """A run's loss and val_loss per epoch from its metrics.csv; None before it has one."""
     if not os.path.exists(metrics):
         return None
     with open(metrics) as f:
         rows = list(csv.DictReader(f))
     return {"loss": [float(r["loss"]) for r in rows], "val_loss": [float(r["val_loss"]) for r in rows]}
-
-
-def has_epochs(metrics, epochs):
-    if not os.path.exists(metrics):
-        return False
-    with open(metrics) as f:
-        return len(list(csv.DictReader(f))) >= epochs
 
 
 def tensorflow_curve(out, seed, epochs, python, data, run):
