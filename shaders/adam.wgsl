@@ -8,23 +8,16 @@ override ONE_MINUS_BETA1: f32;
 override ONE_MINUS_BETA2: f32;
 override EPSILON: f32;
 
-struct Step {
-    step: u32, training: u32, loss_slot: u32, alpha: f32,
-    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
-}
-
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
 
-const WORKGROUP: u32 = 256u;
-
 @compute @workgroup_size(256)
 fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
+    let i = thread_index(wg, nwg, lid);
     if (i >= COUNT) {
         return;
     }

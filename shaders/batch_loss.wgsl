@@ -9,11 +9,6 @@ override K: u32;
 override DIM: u32;
 override MARGIN: f32;
 
-struct Step {
-    step: u32, training: u32, loss_slot: u32, alpha: f32,
-    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
-}
-
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> emb: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dist: array<f32>;
@@ -22,14 +17,7 @@ struct Step {
 @group(0) @binding(6) var<storage, read_write> ddist: array<f32>;
 @group(0) @binding(7) var<storage, read_write> demb: array<f32>;
 
-const WORKGROUP: u32 = 256u;
-const DISTANCE_EPSILON: f32 = 1e-7;
-
 var<workgroup> partial_sums: array<f32, WORKGROUP>;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
 
 fn same_class(i: u32, j: u32) -> bool {
     return i / K == j / K;

@@ -8,18 +8,11 @@
 override PAIRS: u32;
 override MARGIN: f32;
 
-struct Step {
-    step: u32, training: u32, loss_slot: u32, alpha: f32,
-    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
-}
-
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> dist: array<f32>;
 @group(0) @binding(3) var<storage, read> label: array<f32>;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ddist: array<f32>;
-
-const WORKGROUP: u32 = 256u;
 
 var<workgroup> partial_sums: array<f32, WORKGROUP>;
 
@@ -53,7 +46,7 @@ fn contrastive_forward(@builtin(local_invocation_index) lid: u32) {
 @compute @workgroup_size(256)
 fn contrastive_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
+    let i = thread_index(wg, nwg, lid);
     if (i >= PAIRS) {
         return;
     }

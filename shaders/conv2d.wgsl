@@ -40,39 +40,8 @@ override TAP_LOOP: u32 = min(TAPS_PER_INVOCATION, KERNEL_H * KERNEL_W * IN_C);
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
 
-const WORKGROUP: u32 = 256u;
-
-// Dispatches are a 2-D grid of 1-D workgroups so that more than 65535 workgroups fit.
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
-
 fn kernel_index(ky: u32, kx: u32, ci: u32, co: u32) -> u32 {
     return ((ky * KERNEL_W + kx) * IN_C + ci) * OUT_C + co;
-}
-
-// Dekker's exact product: a * b = p + error, through Veltkamp's split of each factor into 12-bit
-// halves, using only plain multiplies and adds.
-fn split(a: f32) -> vec2<f32> {
-    let c = 4097.0 * a;
-    let hi = c - (c - a);
-    return vec2<f32>(hi, a - hi);
-}
-
-fn two_product_error(a: f32, b: f32, p: f32) -> f32 {
-    let sa = split(a);
-    let sb = split(b);
-    return sa.y * sb.y - (((p - sa.x * sb.x) - sa.y * sb.x) - sa.x * sb.y);
-}
-
-// a * b + c rounded once: the exact product p + e, Knuth's TwoSum of p and c, then the small terms.
-fn exact_fma(a: f32, b: f32, c: f32) -> f32 {
-    let p = a * b;
-    let e = two_product_error(a, b, p);
-    let s = p + c;
-    let back = s - p;
-    let t = (p - (s - back)) + (c - back);
-    return s + (t + e);
 }
 
 fn kernel_len() -> u32 {

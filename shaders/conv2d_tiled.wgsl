@@ -32,13 +32,8 @@ override CHUNKS: u32;
 @group(0) @binding(5) var<storage, read_write> dx: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> partial: array<vec4<f32>>;
 
-const WORKGROUP: u32 = 256u;
 // Output (or input) positions along a row per lane in the forward (or input-gradient) pass.
 const ROW: u32 = 4u;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
 
 // vec4 index of x[n, iy, ix, c..c+4] (c a multiple of 4).
 fn x_quad(n: u32, iy: u32, ix: u32, c: u32) -> u32 {

@@ -33,12 +33,6 @@ override DROPOUT_SEED: u32;
 override DROPOUT_THRESHOLD: u32;
 override DROPOUT_SCALE: f32;
 
-// Per-step values, written by the host before each step's submission.
-struct Step {
-    step: u32, training: u32, loss_slot: u32, alpha: f32,
-    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
-}
-
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
 // The averages [batch, out_c] (forward), and their gradient (backward).
@@ -49,15 +43,10 @@ struct Step {
 // [batch, window, channel group]: one u32 holds the 4-bit codes of a group's eight channels.
 @group(0) @binding(7) var<storage, read_write> codes: array<u32>;
 
-const WORKGROUP: u32 = 256u;
 // The most kernel taps (kernel_h * kernel_w * in_c) a block may have (MAX_FUSED_TAPS on the host), and
 // the most input values under one pooling window's four conv outputs.
 const MAX_TAPS: u32 = 9u;
 const MAX_INPUTS: u32 = 36u;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
 
 fn kernel_len() -> u32 {
     return KERNEL_H * KERNEL_W * IN_C * OUT_C;
@@ -111,7 +100,7 @@ fn load_inputs(n: u32, oy: u32, ox: u32, inputs: ptr<function, array<f32, MAX_IN
     }
 }
 
-// conv2d.wgsl's exact_fma, for four channels at once, with both factors split beforehand (each input
+// common.wgsl's exact_fma, for four channels at once, with both factors split beforehand (each input
 // value serves every channel and position, each weight every window): the same operations, so the
 // same bits.
 fn split4(a: vec4<f32>) -> array<vec4<f32>, 2> {
@@ -175,19 +164,6 @@ fn conv_quad(inputs: ptr<function, array<f32, MAX_INPUTS>>, inputs_hi: ptr<funct
     return acc;
 }
 
-// dropout.wgsl's hash, for four elements at once.
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
-fn pcg_hash4(v: vec4<u32>) -> vec4<u32> {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> vec4<u32>(28u)) + 4u)) ^ state) * 277803737u;
-    return (word >> vec4<u32>(22u)) ^ word;
-}
-
 // One pooling window for one quad of channels: maxpool2_forward's choice (the first maximum in
 // row-major order), dropout_forward's factor for the pooled elements (n, py, px, channel), added to
 // `sum`; returns the quad's four codes as the bits they take in the group's word. The four positions
@@ -210,6 +186,7 @@ fn pool_window(inputs: ptr<function, array<f32, MAX_INPUTS>>, inputs_hi: ptr<fun
     var value = best;
     var flows = select(best > vec4<f32>(0.0), vec4<bool>(true), RELU == 0u);
     if (HAS_DROPOUT && s.training != 0u) {
+        // dropout_hash of four elements at once.
         let kept = pcg_hash4(pcg_hash4(element) ^ vec4<u32>(step_hash)) >= vec4<u32>(DROPOUT_THRESHOLD);
         value = best * select(vec4<f32>(0.0), vec4<f32>(DROPOUT_SCALE), kept);
         flows = flows & kept;
@@ -246,7 +223,7 @@ fn conv2d_maxpool_gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
     var quad1 = load_quad_weights(group, 1u);
     var sum0 = vec4<f32>(0.0);
     var sum1 = vec4<f32>(0.0);
-    let step_hash = pcg_hash(s.step ^ pcg_hash(DROPOUT_SEED));
+    let step_hash = dropout_step_key(DROPOUT_SEED, s.step);
     for (var p = 0u; p < windows(); p++) {
         let py = p / pool_w();
         let px = p % pool_w();

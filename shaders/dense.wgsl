@@ -15,12 +15,6 @@ override BRANCHES: u32;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dwb: array<f32>;
 
-const WORKGROUP: u32 = 256u;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
-
 fn grad_z(o: u32) -> f32 {
     return select(dy[o], 0.0, RELU != 0u && y[o] <= 0.0);
 }

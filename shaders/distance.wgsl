@@ -12,13 +12,6 @@ override DIM: u32;
 @group(0) @binding(3) var<storage, read> ddist: array<f32>;
 @group(0) @binding(4) var<storage, read_write> demb: array<f32>;
 
-const WORKGROUP: u32 = 256u;
-const DISTANCE_EPSILON: f32 = 1e-7;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
-
 fn squared_distance(i: u32) -> f32 {
     var ss = 0.0;
     for (var k = 0u; k < DIM; k++) {

@@ -11,34 +11,11 @@ override SEED: u32;
 override THRESHOLD: u32;
 override SCALE: f32;
 
-// Per-step values, written by the host before each step's submission.
-struct Step {
-    step: u32, training: u32, loss_slot: u32, alpha: f32,
-    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
-}
-
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
-
-const WORKGROUP: u32 = 256u;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
-
-// PCG-style integer hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", 2020).
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
-fn dropout_hash(seed: u32, step: u32, element: u32) -> u32 {
-    return pcg_hash(pcg_hash(element) ^ pcg_hash(step ^ pcg_hash(seed)));
-}
 
 fn dropout_factor(i: u32) -> f32 {
     if (s.training == 0u) {

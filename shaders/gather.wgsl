@@ -21,11 +21,6 @@ override SHIFT: u32 = 0u;
 override CONTRAST: f32 = 0.0;
 override BRIGHTNESS: f32 = 0.0;
 
-struct Step {
-    step: u32, training: u32, loss_slot: u32, alpha: f32,
-    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
-}
-
 @group(0) @binding(1) var<uniform> s: Step;
 @group(0) @binding(2) var<storage, read> images: array<u32>;
 @group(0) @binding(3) var<storage, read> pair_images: array<u32>;
@@ -33,18 +28,6 @@ struct Step {
 @group(0) @binding(5) var<storage, read> byte_values: array<f32, 256>;
 @group(0) @binding(6) var<storage, read_write> inputs: array<f32>;
 @group(0) @binding(7) var<storage, read_write> labels: array<f32>;
-
-const WORKGROUP: u32 = 256u;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
-
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
 
 // A uniform draw in [0, 1) from a hash's top 24 bits, exactly representable.
 fn unit(h: u32) -> f32 {

@@ -14,12 +14,6 @@ override OUT_W: u32;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
-const WORKGROUP: u32 = 256u;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
-
 // Index into x of the top-left element of output element o's window, o = (n, oy, ox, c).
 fn window_corner(o: u32) -> u32 {
     let c = o % CHANNELS;

@@ -13,12 +13,6 @@ override CHUNKS: u32;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-const WORKGROUP: u32 = 256u;
-
-fn thread_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WORKGROUP + lid;
-}
-
 // The pairwise sum of partial[branch][0..CHUNKS][j], with a stack of subtotals by tree level: chunk c
 // closes one subtree per trailing 1 bit of c.
 fn pairwise_sum(branch: u32, j: u32) -> f32 {

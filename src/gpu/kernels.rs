@@ -10,7 +10,16 @@ use super::Gpu;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// The WGSL files, one per operation family, as (name, source).
+/// What every shader shares (the step uniform, the thread index, the hashes, the exact multiply-add),
+/// prepended to each file of [`SHADERS`] when its module is built.
+pub const PRELUDE: &str = include_str!("../../shaders/common.wgsl");
+
+/// A shader file's source as the device compiles it: the prelude, then the file.
+pub fn module_source(file_source: &str) -> String {
+    format!("{PRELUDE}\n{file_source}")
+}
+
+/// The WGSL files, one per operation family, as (name, source), without the prelude.
 pub const SHADERS: &[(&str, &str)] = &[
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
     ("conv2d_tiled", include_str!("../../shaders/conv2d_tiled.wgsl")),
@@ -231,7 +240,7 @@ impl Kernels {
             .map(|&(name, source)| {
                 let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                    source: wgpu::ShaderSource::Wgsl(module_source(source).into()),
                 });
                 (name, module)
             })

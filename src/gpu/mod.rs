@@ -3,7 +3,7 @@
 mod kernels;
 mod ops;
 
-pub use kernels::{record, submit, Dispatch, Kernel, Kernels, Region, Work, SHADERS, WORKGROUP_SIZE};
+pub use kernels::{module_source, record, submit, Dispatch, Kernel, Kernels, Region, Work, PRELUDE, SHADERS, WORKGROUP_SIZE};
 pub use ops::{conv2d_weight_chunks, StepUniform};
 
 use std::fmt;
