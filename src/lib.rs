@@ -2,7 +2,8 @@
 //!
 //! - [`reference`]: the CPU reference, plain loops that read like the spec.
 //! - [`gpu`]: the adapter, the device and the kernels (one pipeline per kernel and shape, built once).
-//! - [`model`]: the tower's spec, its layout for an input and batch, its parameters.
+//! - [`layers`]: one module per layer kind: its syntax, shape, parameters, reference and GPU recording.
+//! - [`model`]: the tower's spec, its layers laid out for an input and batch, its parameters.
 //! - [`twin`]: the whole training step recorded as GPU dispatches, mirroring `reference::TwinReference`;
 //!   datasets kept on the GPU.
 //! - [`data`]: IDX files, where Fashion-MNIST is found, the tutorial's pairs.
@@ -17,6 +18,7 @@ pub mod data;
 pub mod dims;
 pub mod evaluate;
 pub mod gpu;
+pub mod layers;
 pub mod metrics;
 pub mod model;
 pub mod npy;

@@ -162,7 +162,7 @@ pub fn tower(arch: &str, embedding_dim: Option<usize>) -> Result<TowerSpec, Stri
     let mut spec: TowerSpec = arch.parse().map_err(|e| format!("--arch \"{arch}\": {e}"))?;
     if let Some(dim) = embedding_dim {
         match spec.layers.last_mut() {
-            Some(crate::model::LayerSpec::Dense { units, .. }) if dim > 0 => *units = dim,
+            Some(crate::layers::LayerSpec::Dense(dense)) if dim > 0 => dense.units = dim,
             _ => return Err(format!("--embedding-dim {dim}: the tower must end in a dense layer and the width be above 0")),
         }
     }

@@ -4,9 +4,11 @@
 
 use crate::data::Pair;
 use crate::dims::{AdamConfig, Augment, Objective};
-use crate::gpu::{conv2d_weight_chunks, record, submit, Dispatch, Gpu, Kernel, Kernels, Region, StepUniform};
+use crate::gpu::ops::{BATCH_CONTRASTIVE_BACKWARD, BATCH_CONTRASTIVE_FORWARD, BATCH_TRIPLET_BACKWARD, BATCH_TRIPLET_FORWARD};
+use crate::gpu::{record, submit, Dispatch, Gpu, Kernels, Region, StepUniform};
+use crate::layers::Io;
+use crate::model::Plan;
 use crate::reference::byte_value;
-use crate::model::{LayerOp, Plan};
 use std::fmt;
 
 /// A batch that does not fit the adapter.
@@ -33,6 +35,8 @@ pub struct GpuTwin<'a> {
     pub labels: wgpu::Buffer,
     pub activations: Vec<wgpu::Buffer>,
     pub params: wgpu::Buffer,
+    /// The layers' non-trainable state (moving statistics).
+    pub state: wgpu::Buffer,
     pub grads: wgpu::Buffer,
     pub adam_m: wgpu::Buffer,
     pub adam_v: wgpu::Buffer,
@@ -86,19 +90,11 @@ impl<'a> GpuTwin<'a> {
         let pairs = plan.pairs();
         let dim = plan.embedding_dim;
         let branches = 2;
-        let partial_len = plan
-            .layers
-            .iter()
-            .filter_map(|l| match l.op {
-                LayerOp::Conv2d(d) => Some(branches * conv2d_weight_chunks(&d, branches) * d.param_len()),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(1);
+        let scratch_len = plan.layers.iter().map(|l| l.op.scratch_len(branches)).max().unwrap_or(0).max(1);
         let fused = if fuse { plan.fused_head() } else { None };
         // Layers below `fused_layers` run inside the fused block; the last of them (gap) keeps its output.
         let fused_layers = fused.map_or(0, |(_, layers)| layers);
-        check_fits(gpu, &plan, partial_len, fused_layers)?;
+        check_fits(gpu, &plan, scratch_len, fused_layers)?;
 
         let inputs = gpu.storage("inputs", plan.batch * plan.input.len());
         let labels = gpu.storage("labels", pairs);
@@ -106,15 +102,17 @@ impl<'a> GpuTwin<'a> {
         let layer_buffer = |label: &str, i: usize| gpu.storage(label, if stored(i) { plan.layers[i].output_len } else { 1 });
         let activations: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation", i)).collect();
         let act_grads: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation gradient", i)).collect();
+        let aux: Vec<_> = plan.layers.iter().map(|l| gpu.storage("kept for backward", l.op.aux_len())).collect();
         let codes = gpu.storage("pooling codes", fused.map_or(1, |(d, _)| d.codes_len()));
         let params = gpu.storage("params", plan.param_len);
+        let state = gpu.storage_from("state", &plan.initial_state());
         let grads = gpu.storage("grads", plan.param_len);
         let adam_m = gpu.storage("adam m", plan.param_len);
         let adam_v = gpu.storage("adam v", plan.param_len);
         let distances = gpu.storage("distances", pairs);
         let ddist = gpu.storage("distance gradient", pairs);
         let losses = gpu.storage("losses", loss_capacity + 1);
-        let partial = gpu.storage("weight-gradient partial sums", partial_len);
+        let scratch = gpu.storage("weight-gradient partial sums", scratch_len);
         let step_uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step"),
             size: std::mem::size_of::<StepUniform>() as u64,
@@ -123,29 +121,38 @@ impl<'a> GpuTwin<'a> {
         });
         let step = Region::whole(&step_uniform);
         let whole = Region::whole;
-        let param_region = |range: &std::ops::Range<usize>, buffer: &wgpu::Buffer| {
-            Region::new(buffer, range.start, range.len())
-        };
+        let region = |range: &Option<std::ops::Range<usize>>, buffer: &wgpu::Buffer| range.as_ref().map(|r| Region::new(buffer, r.start, r.len()));
 
         // A tower whose head the fused block can run keeps its first conv exactly rounded either way, so
         // that the fused and unfused paths agree bit for bit (and with Keras on the tutorial's tower).
         let exact_head = plan.fused_head().is_some();
+        // Layers up to the first one with parameters need no input gradient: nothing before them trains.
+        let first_trained = plan.layers.iter().position(|l| l.params.is_some()).unwrap_or(plan.layers.len());
+        let io = |i: usize| {
+            let layer = &plan.layers[i];
+            Io {
+                step: step.clone(),
+                x: whole(if i == 0 { &inputs } else { &activations[i - 1] }),
+                y: whole(&activations[i]),
+                dy: whole(&act_grads[i]),
+                dx: (i > first_trained).then(|| whole(&act_grads[i - 1])),
+                params: region(&layer.params, &params),
+                grads: region(&layer.params, &grads),
+                state: region(&layer.state, &state),
+                aux: Some(whole(&aux[i])),
+                scratch: whole(&scratch),
+                branches,
+                exact: i == 0 && exact_head,
+            }
+        };
         let mut forward = Vec::new();
         if let Some((d, layers)) = &fused {
-            let conv = plan.layers[0].params.as_ref().unwrap();
+            let conv = region(&plan.layers[0].params, &params).unwrap();
             let y = whole(&activations[layers - 1]);
-            forward.push(kernels.conv2d_maxpool_gap_forward(d, step.clone(), whole(&inputs), param_region(conv, &params), y, whole(&codes)));
+            forward.push(kernels.conv2d_maxpool_gap_forward(d, step.clone(), whole(&inputs), conv, y, whole(&codes)));
         }
         for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers) {
-            let x = whole(if i == 0 { &inputs } else { &activations[i - 1] });
-            let y = whole(&activations[i]);
-            forward.push(match layer.op {
-                LayerOp::Conv2d(d) => kernels.conv2d_forward(&d, i == 0 && exact_head, x, param_region(layer.params.as_ref().unwrap(), &params), y),
-                LayerOp::MaxPool2(d) => kernels.maxpool2_forward(&d, x, y),
-                LayerOp::Dropout(d) => kernels.dropout_forward(&d, step.clone(), x, y),
-                LayerOp::Gap(d) => kernels.gap_forward(&d, x, y),
-                LayerOp::Dense(d) => kernels.dense_forward(&d, x, param_region(layer.params.as_ref().unwrap(), &params), y),
-            });
+            forward.extend(layer.op.record_forward(kernels, &io(i)));
         }
         let tower_len = forward.len();
         let embeddings = whole(activations.last().unwrap());
@@ -164,8 +171,8 @@ impl<'a> GpuTwin<'a> {
             ],
             Objective::BatchContrastive { k } | Objective::BatchTriplet { k } => {
                 let (loss_forward, loss_backward) = match objective {
-                    Objective::BatchTriplet { .. } => (Kernel::BatchTripletForward, Kernel::BatchTripletBackward),
-                    _ => (Kernel::BatchContrastiveForward, Kernel::BatchContrastiveBackward),
+                    Objective::BatchTriplet { .. } => (BATCH_TRIPLET_FORWARD, BATCH_TRIPLET_BACKWARD),
+                    _ => (BATCH_CONTRASTIVE_FORWARD, BATCH_CONTRASTIVE_BACKWARD),
                 };
                 batch_head.push(kernels.pairwise_distance_forward(rows, dim, embeddings.clone(), whole(&batch_dist), whole(&batch_ss)));
                 batch_head.push(kernels.batch_loss_forward(loss_forward, rows, k, margin, step.clone(), whole(&batch_dist), whole(&losses)));
@@ -175,50 +182,22 @@ impl<'a> GpuTwin<'a> {
                 ]
             }
         };
-        // Layers up to the first one with parameters need no input gradient: nothing before them trains.
-        let first_trained = plan.layers.iter().position(|l| l.params.is_some()).unwrap_or(plan.layers.len());
         for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers).rev() {
-            let x = whole(if i == 0 { &inputs } else { &activations[i - 1] });
-            let y = whole(&activations[i]);
-            let dy = whole(&act_grads[i]);
-            let need_input_grad = i > first_trained;
-            let dx = || whole(&act_grads[i - 1]);
-            match layer.op {
-                LayerOp::Conv2d(d) => {
-                    let range = layer.params.as_ref().unwrap();
-                    let [partials, sum] = kernels.conv2d_backward_weight(
-                        &d, branches, x, dy.clone(), y.clone(), whole(&partial), param_region(range, &grads),
-                    );
-                    backward.extend([partials, sum]);
-                    if need_input_grad {
-                        backward.push(kernels.conv2d_backward_input(&d, dy, y, param_region(range, &params), dx()));
-                    }
-                }
-                LayerOp::Dense(d) => {
-                    let range = layer.params.as_ref().unwrap();
-                    backward.push(kernels.dense_backward_weight(&d, branches, x, dy.clone(), y.clone(), param_region(range, &grads)));
-                    if need_input_grad {
-                        backward.push(kernels.dense_backward_input(&d, dy, y, param_region(range, &params), dx()));
-                    }
-                }
-                _ if !need_input_grad => {}
-                LayerOp::MaxPool2(d) => backward.push(kernels.maxpool2_backward(&d, dy, x, dx())),
-                LayerOp::Dropout(d) => backward.push(kernels.dropout_backward(&d, step.clone(), dy, dx())),
-                LayerOp::Gap(d) => backward.push(kernels.gap_backward(&d, dy, dx())),
-            }
+            backward.extend(layer.op.record_backward(kernels, &io(i)));
         }
         if let Some((d, layers)) = &fused {
-            let conv = plan.layers[0].params.as_ref().unwrap();
+            let conv = region(&plan.layers[0].params, &grads).unwrap();
             backward.extend(kernels.conv2d_maxpool_gap_backward_weight(
-                d, branches, whole(&inputs), whole(&act_grads[layers - 1]), whole(&codes), whole(&partial), param_region(conv, &grads),
+                d, branches, whole(&inputs), whole(&act_grads[layers - 1]), whole(&codes), whole(&scratch), conv,
             ));
         }
         backward.push(kernels.adam_update(
             plan.param_len, &adam, step, whole(&grads), whole(&params), whole(&adam_m), whole(&adam_v),
         ));
 
-        let mut scratch = act_grads;
-        scratch.extend([ddist, partial, codes, batch_dist, batch_ss, batch_ddist]);
+        let mut kept = act_grads;
+        kept.extend(aux);
+        kept.extend([ddist, scratch, codes, batch_dist, batch_ss, batch_ddist]);
         Ok(GpuTwin {
             gpu,
             plan,
@@ -230,6 +209,7 @@ impl<'a> GpuTwin<'a> {
             labels,
             activations,
             params,
+            state,
             grads,
             adam_m,
             adam_v,
@@ -241,7 +221,7 @@ impl<'a> GpuTwin<'a> {
             tower_len,
             batch_head,
             backward,
-            _scratch: scratch,
+            _scratch: kept,
         })
     }
 
@@ -580,9 +560,9 @@ impl<'p> PairFeed<'p> {
 
 /// Checks every buffer the plan needs against the adapter's limits, before allocating any; the first
 /// `fused_layers` but one run inside the fused block and store nothing.
-fn check_fits(gpu: &Gpu, plan: &Plan, partial_len: usize, fused_layers: usize) -> Result<(), TooLarge> {
+fn check_fits(gpu: &Gpu, plan: &Plan, scratch_len: usize, fused_layers: usize) -> Result<(), TooLarge> {
     let limit = gpu.max_binding_bytes();
-    let mut needs = vec![("the input images".to_string(), plan.batch * plan.input.len()), ("the weight-gradient partial sums".to_string(), partial_len)];
+    let mut needs = vec![("the input images".to_string(), plan.batch * plan.input.len()), ("the weight-gradient partial sums".to_string(), scratch_len)];
     for (i, l) in plan.layers.iter().enumerate().skip(fused_layers.saturating_sub(1)) {
         needs.push((format!("layer {}'s output", i + 1), l.output_len));
     }

@@ -3,6 +3,12 @@
 //! computes from dy = r.
 
 use gpu_siamese::dims::*;
+use gpu_siamese::layers::conv2d::*;
+use gpu_siamese::layers::dense::*;
+use gpu_siamese::layers::dropout::*;
+use gpu_siamese::layers::gap::*;
+use gpu_siamese::layers::maxpool::*;
+use gpu_siamese::layers::Shape;
 use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec};
 use gpu_siamese::reference::{self as cpu, TwinBatch, TwinReference};
 use rand::{Rng, SeedableRng};
@@ -54,12 +60,12 @@ fn conv2d_gradients() {
         let seed = 10 * i as u64;
         let branches = if d.batch % 2 == 0 { 2 } else { 1 };
         let (x, wb, r) = (random(d.input_len(), seed), random(d.param_len(), seed + 1), random(d.output_len(), seed + 2));
-        let y = cpu::conv2d_forward(&x, &wb, d);
-        check(&format!("conv2d input {d:?}"), &x, &cpu::conv2d_backward_input(&r, &y, &wb, d), |x| {
-            dot(&r, &cpu::conv2d_forward(x, &wb, d))
+        let y = conv2d_forward(&x, &wb, d);
+        check(&format!("conv2d input {d:?}"), &x, &conv2d_backward_input(&r, &y, &wb, d), |x| {
+            dot(&r, &conv2d_forward(x, &wb, d))
         });
-        check(&format!("conv2d kernel and bias {d:?}"), &wb, &cpu::conv2d_backward_weight(&x, &r, &y, d, branches), |wb| {
-            dot(&r, &cpu::conv2d_forward(&x, wb, d))
+        check(&format!("conv2d kernel and bias {d:?}"), &wb, &conv2d_backward_weight(&x, &r, &y, d, branches), |wb| {
+            dot(&r, &conv2d_forward(&x, wb, d))
         });
     }
 }
@@ -68,31 +74,31 @@ fn conv2d_gradients() {
 fn maxpool2_gradient() {
     let d = PoolDims { batch: 2, in_h: 5, in_w: 7, channels: 3 };
     let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
-    check("maxpool2", &x, &cpu::maxpool2_backward(&r, &x, &d), |x| dot(&r, &cpu::maxpool2_forward(x, &d)));
+    check("maxpool2", &x, &maxpool2_backward(&r, &x, &d), |x| dot(&r, &maxpool2_forward(x, &d)));
 }
 
 #[test]
 fn dropout_gradient() {
-    let d = DropoutDims { count: 200, rate: 0.4, seed: 9 };
+    let d = DropoutDims { batch: 1, shape: Shape::vector(200), rate: 0.4, seed: 9 };
     let (x, r) = (random(200, 1), random(200, 2));
-    check("dropout", &x, &cpu::dropout_backward(&r, &d, 3, true), |x| dot(&r, &cpu::dropout_forward(x, &d, 3, true)));
+    check("dropout", &x, &dropout_backward(&r, &d, 3, true), |x| dot(&r, &dropout_forward(x, &d, 3, true)));
 }
 
 #[test]
 fn gap_gradient() {
     let d = GapDims { batch: 3, h: 5, w: 3, channels: 4 };
     let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
-    check("gap", &x, &cpu::gap_backward(&r, &d), |x| dot(&r, &cpu::gap_forward(x, &d)));
+    check("gap", &x, &gap_backward(&r, &d), |x| dot(&r, &gap_forward(x, &d)));
 }
 
 #[test]
 fn dense_gradients() {
     for d in [DenseDims { batch: 4, in_dim: 7, out_dim: 5, relu: false }, DenseDims { batch: 4, in_dim: 6, out_dim: 9, relu: true }] {
         let (x, wb, r) = (random(d.batch * d.in_dim, 1), random(d.param_len(), 2), random(d.batch * d.out_dim, 3));
-        let y = cpu::dense_forward(&x, &wb, &d);
-        check(&format!("dense input {d:?}"), &x, &cpu::dense_backward_input(&r, &y, &wb, &d), |x| dot(&r, &cpu::dense_forward(x, &wb, &d)));
-        check(&format!("dense kernel and bias {d:?}"), &wb, &cpu::dense_backward_weight(&x, &r, &y, &d, 2), |wb| {
-            dot(&r, &cpu::dense_forward(&x, wb, &d))
+        let y = dense_forward(&x, &wb, &d);
+        check(&format!("dense input {d:?}"), &x, &dense_backward_input(&r, &y, &wb, &d), |x| dot(&r, &dense_forward(x, &wb, &d)));
+        check(&format!("dense kernel and bias {d:?}"), &wb, &dense_backward_weight(&x, &r, &y, &d, 2), |wb| {
+            dot(&r, &dense_forward(&x, wb, &d))
         });
     }
 }

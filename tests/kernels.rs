@@ -6,7 +6,14 @@ mod common;
 
 use common::*;
 use gpu_siamese::dims::*;
-use gpu_siamese::gpu::{Kernel, Region, StepUniform};
+use gpu_siamese::layers::conv2d::*;
+use gpu_siamese::layers::dense::*;
+use gpu_siamese::layers::dropout::*;
+use gpu_siamese::layers::gap::*;
+use gpu_siamese::layers::maxpool::*;
+use gpu_siamese::layers::Shape;
+use gpu_siamese::gpu::ops::{BATCH_CONTRASTIVE_BACKWARD, BATCH_CONTRASTIVE_FORWARD, BATCH_TRIPLET_BACKWARD, BATCH_TRIPLET_FORWARD};
+use gpu_siamese::gpu::{Region, StepUniform};
 use gpu_siamese::model::InputShape;
 use gpu_siamese::reference as cpu;
 
@@ -44,13 +51,13 @@ fn conv2d_matches_reference() {
         let x = random(d.input_len(), seed);
         let wb = random(d.param_len(), seed ^ 1);
         let dy = random(d.output_len(), seed ^ 2);
-        let y_ref = cpu::conv2d_forward(&x, &wb, &d);
-        let dx_ref = cpu::conv2d_backward_input(&dy, &y_ref, &wb, &d);
-        let dwb_ref = cpu::conv2d_backward_weight(&x, &dy, &y_ref, &d, branches);
+        let y_ref = conv2d_forward(&x, &wb, &d);
+        let dx_ref = conv2d_backward_input(&dy, &y_ref, &wb, &d);
+        let dwb_ref = conv2d_backward_weight(&x, &dy, &y_ref, &d, branches);
 
         let (xb, wbb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), gpu.storage_from("dy", &dy));
         let (y, dx, dwb) = (poisoned(gpu, d.output_len()), poisoned(gpu, d.input_len()), poisoned(gpu, d.param_len()));
-        let chunks = gpu_siamese::gpu::conv2d_weight_chunks(&d, branches);
+        let chunks = conv2d_weight_chunks(&d, branches);
         let partial = poisoned(gpu, branches * chunks * d.param_len());
         let forward = kernels.conv2d_forward(&d, true, (&xb).into(), (&wbb).into(), (&y).into());
         let input = kernels.conv2d_backward_input(&d, (&dyb).into(), (&y).into(), (&wbb).into(), (&dx).into());
@@ -76,7 +83,7 @@ fn conv2d_same_padding_is_kerass_asymmetric_rule() {
     let d = Conv2dDims { batch: 1, in_h: 3, in_w: 3, in_c: 1, out_c: 1, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: false };
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let wb = [1.0, 1.0, 1.0, 1.0, 0.0];
-    let y = cpu::conv2d_forward(&x, &wb, &d);
+    let y = conv2d_forward(&x, &wb, &d);
     assert_eq!(y, [12.0, 16.0, 9.0, 24.0, 28.0, 15.0, 15.0, 17.0, 9.0]);
     let (gpu, kernels) = gpu();
     let (xb, wbb, yb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), poisoned(gpu, 9));
@@ -97,8 +104,8 @@ fn maxpool2_matches_reference() {
         seed += 1;
         let x = random(d.input_len(), seed);
         let dy = random(d.output_len(), seed ^ 1);
-        let y_ref = cpu::maxpool2_forward(&x, &d);
-        let dx_ref = cpu::maxpool2_backward(&dy, &x, &d);
+        let y_ref = maxpool2_forward(&x, &d);
+        let dx_ref = maxpool2_backward(&dy, &x, &d);
         let (xb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy));
         let (y, dx) = (poisoned(gpu, d.output_len()), poisoned(gpu, d.input_len()));
         let f = kernels.maxpool2_forward(&d, (&xb).into(), (&y).into());
@@ -114,7 +121,7 @@ fn maxpool2_matches_reference() {
 fn maxpool2_gradient_goes_to_the_first_maximum() {
     let d = PoolDims { batch: 1, in_h: 2, in_w: 2, channels: 1 };
     let x = [0.5, 0.9, 0.9, 0.9];
-    assert_eq!(cpu::maxpool2_backward(&[1.0f32], &x, &d), [0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(maxpool2_backward(&[1.0f32], &x, &d), [0.0, 1.0, 0.0, 0.0]);
     let (gpu, kernels) = gpu();
     let (xb, dyb, dx) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &[1.0]), poisoned(gpu, 4));
     run(gpu, &[&kernels.maxpool2_backward(&d, (&dyb).into(), (&xb).into(), (&dx).into())]);
@@ -137,11 +144,11 @@ fn dropout_matches_reference_bit_for_bit() {
     for (count, rate, step, training) in
         [(1, 0.4, 0, true), (1001, 0.4, 7, true), (70001, 0.25, 123456, true), (999, 0.4, 3, false), (513, 0.0, 1, true)]
     {
-        let d = DropoutDims { count, rate, seed: seed as u32 };
+        let d = DropoutDims { batch: 1, shape: Shape::vector(count), rate, seed: seed as u32 };
         let x = random(count, seed);
         let dy = random(count, seed ^ 1);
-        let y_ref = cpu::dropout_forward(&x, &d, step, training);
-        let dx_ref = cpu::dropout_backward(&dy, &d, step, training);
+        let y_ref = dropout_forward(&x, &d, step, training);
+        let dx_ref = dropout_backward(&dy, &d, step, training);
         let (xb, dyb, sb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), step_buffer(gpu, StepUniform { step, training: training as u32, ..Default::default() }));
         let (y, dx) = (poisoned(gpu, count), poisoned(gpu, count));
         let f = kernels.dropout_forward(&d, (&sb).into(), (&xb).into(), (&y).into());
@@ -160,8 +167,8 @@ fn dropout_matches_reference_bit_for_bit() {
         }
     }
     // Different steps draw different masks.
-    let d = DropoutDims { count: 1000, rate: 0.4, seed: 5 };
-    let masks: Vec<Vec<bool>> = (0..2).map(|s| (0..1000).map(|i| cpu::dropout_keeps(&d, s, i)).collect()).collect();
+    let d = DropoutDims { batch: 1, shape: Shape::vector(1000), rate: 0.4, seed: 5 };
+    let masks: Vec<Vec<bool>> = (0..2).map(|s| (0..1000).map(|i| dropout_keeps(&d, s, i)).collect()).collect();
     assert_ne!(masks[0], masks[1]);
 }
 
@@ -178,8 +185,8 @@ fn gap_matches_reference() {
         let f = kernels.gap_forward(&d, (&xb).into(), (&y).into());
         let b = kernels.gap_backward(&d, (&dyb).into(), (&dx).into());
         run(gpu, &[&f, &b]);
-        assert_close(&format!("gap_forward {d:?}"), &gpu.read(&y, 0, d.output_len()), &cpu::gap_forward(&x, &d), TOLERANCE);
-        assert_close(&format!("gap_backward {d:?}"), &gpu.read(&dx, 0, d.input_len()), &cpu::gap_backward(&dy, &d), TOLERANCE);
+        assert_close(&format!("gap_forward {d:?}"), &gpu.read(&y, 0, d.output_len()), &gap_forward(&x, &d), TOLERANCE);
+        assert_close(&format!("gap_backward {d:?}"), &gpu.read(&dx, 0, d.input_len()), &gap_backward(&dy, &d), TOLERANCE);
     }
 }
 
@@ -197,7 +204,7 @@ fn dense_matches_reference() {
         let x = random(d.batch * d.in_dim, seed);
         let wb = random(d.param_len(), seed ^ 1);
         let dy = random(d.batch * d.out_dim, seed ^ 2);
-        let y_ref = cpu::dense_forward(&x, &wb, &d);
+        let y_ref = dense_forward(&x, &wb, &d);
         let (xb, wbb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), gpu.storage_from("dy", &dy));
         let (y, dx, dwb) = (poisoned(gpu, dy.len()), poisoned(gpu, x.len()), poisoned(gpu, wb.len()));
         let f = kernels.dense_forward(&d, (&xb).into(), (&wbb).into(), (&y).into());
@@ -205,9 +212,9 @@ fn dense_matches_reference() {
         let bw = kernels.dense_backward_weight(&d, branches, (&xb).into(), (&dyb).into(), (&y).into(), (&dwb).into());
         run(gpu, &[&f, &bi, &bw]);
         assert_close(&format!("dense_forward {d:?}"), &gpu.read(&y, 0, dy.len()), &y_ref, TOLERANCE);
-        let dx_ref = cpu::dense_backward_input(&dy, &y_ref, &wb, &d);
+        let dx_ref = dense_backward_input(&dy, &y_ref, &wb, &d);
         assert_close(&format!("dense_backward_input {d:?}"), &gpu.read(&dx, 0, x.len()), &dx_ref, TOLERANCE);
-        let dwb_ref = cpu::dense_backward_weight(&x, &dy, &y_ref, &d, branches);
+        let dwb_ref = dense_backward_weight(&x, &dy, &y_ref, &d, branches);
         assert_close(&format!("dense_backward_weight {d:?}"), &gpu.read(&dwb, 0, wb.len()), &dwb_ref, TOLERANCE);
     }
 }
@@ -263,10 +270,10 @@ fn batch_losses_match_reference() {
         let (distb, ssb) = (gpu.storage_from("dist", &dist_ref), gpu.storage_from("ss", &ss_ref));
         let margin = 1.1;
         let cases = [
-            ("batch contrastive", Kernel::BatchContrastiveForward, Kernel::BatchContrastiveBackward,
+            ("batch contrastive", BATCH_CONTRASTIVE_FORWARD, BATCH_CONTRASTIVE_BACKWARD,
              cpu::batch_contrastive_forward::<f32> as fn(&[f32], usize, usize, f32) -> f32,
              cpu::batch_contrastive_backward::<f32> as fn(&[f32], usize, usize, f32) -> Vec<f32>),
-            ("batch triplet", Kernel::BatchTripletForward, Kernel::BatchTripletBackward,
+            ("batch triplet", BATCH_TRIPLET_FORWARD, BATCH_TRIPLET_BACKWARD,
              cpu::batch_triplet_forward::<f32>, cpu::batch_triplet_backward::<f32>),
         ];
         for (name, forward, backward, loss_ref, grad_ref) in cases {
@@ -452,6 +459,6 @@ fn a_kernel_writing_a_region_leaves_the_rest_alone() {
     run(gpu, &[&f, &bw]);
     let all = gpu.read(&grads, 0, 128 + d.param_len());
     assert!(all[..64].iter().chain(&all[64 + d.param_len()..]).all(|&v| v == 7.0));
-    let y_ref = cpu::dense_forward(&x, &wb, &d);
-    assert_close("dense_backward_weight into a region", &all[64..64 + d.param_len()], &cpu::dense_backward_weight(&x, &dy, &y_ref, &d, 2), TOLERANCE);
+    let y_ref = dense_forward(&x, &wb, &d);
+    assert_close("dense_backward_weight into a region", &all[64..64 + d.param_len()], &dense_backward_weight(&x, &dy, &y_ref, &d, 2), TOLERANCE);
 }

@@ -1,39 +1,47 @@
 //! Every WGSL file validates with naga as the device compiles it (the shared prelude, then the file),
-//! declares the entry points the host expects, and leaves what the prelude holds to the prelude.
+//! every kernel's entry point is in the file it names, and what the prelude holds no shader repeats.
 
-use gpu_siamese::gpu::{module_source, Kernel, PRELUDE, SHADERS};
+use gpu_siamese::gpu::{all_kernels, module_source, PRELUDE};
+use std::collections::BTreeMap;
+
+/// Every shader file on disk but the prelude, by name.
+fn shader_files() -> BTreeMap<String, String> {
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "common.wgsl")
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().to_string(), std::fs::read_to_string(&p).unwrap()))
+        .collect()
+}
 
 #[test]
 fn every_shader_validates_with_naga() {
-    for (name, source) in SHADERS {
-        let full = module_source(source);
+    for (name, source) in shader_files() {
+        let full = module_source(&source);
         let module = naga::front::wgsl::parse_str(&full).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(&full)));
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
-        let on_disk = std::fs::read_to_string(format!("{}/shaders/{name}.wgsl", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        assert_eq!(&on_disk, source, "{name}.wgsl embedded as it is on disk");
     }
 }
 
 #[test]
 fn every_kernel_has_its_entry_point() {
-    for kernel in Kernel::ALL {
-        let (file, entry) = kernel.source();
-        let source = SHADERS.iter().find(|(name, _)| *name == file).unwrap().1;
-        let module = naga::front::wgsl::parse_str(&module_source(source)).unwrap();
-        assert!(module.entry_points.iter().any(|e| e.name == entry), "{file}.wgsl lacks {entry}");
+    let files = shader_files();
+    for kernel in all_kernels() {
+        let on_disk = files.get(kernel.file).unwrap_or_else(|| panic!("{}: no shaders/{}.wgsl", kernel.entry, kernel.file));
+        assert_eq!(on_disk, kernel.source, "{}.wgsl embedded as it is on disk", kernel.file);
+        let module = naga::front::wgsl::parse_str(&module_source(kernel.source)).unwrap();
+        assert!(module.entry_points.iter().any(|e| e.name == kernel.entry), "{}.wgsl lacks {}", kernel.file, kernel.entry);
     }
-    // And every shader file is listed (the prelude apart): nothing in shaders/ goes untested.
-    let mut on_disk: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".wgsl").to_string())
-        .filter(|name| name != "common")
-        .collect();
-    on_disk.sort();
-    let mut listed: Vec<String> = SHADERS.iter().map(|(n, _)| n.to_string()).collect();
-    listed.sort();
-    assert_eq!(on_disk, listed);
+    // And every entry point of every shader file is a kernel something launches: nothing in shaders/
+    // goes untested.
+    for (name, source) in files {
+        let module = naga::front::wgsl::parse_str(&module_source(&source)).unwrap();
+        for entry in &module.entry_points {
+            assert!(all_kernels().iter().any(|k| k.file == name && k.entry == entry.name), "{name}.wgsl's {} is launched by nothing", entry.name);
+        }
+    }
 }
 
 #[test]
@@ -50,7 +58,7 @@ fn what_the_prelude_declares_no_shader_declares_again() {
         .chain(module.constants.iter().filter_map(|(_, c)| c.name.clone()))
         .collect();
     assert!(names.iter().any(|n| n == "Step") && names.iter().any(|n| n == "pcg_hash") && names.iter().any(|n| n == "exact_fma"));
-    for (file, source) in SHADERS {
+    for (file, source) in shader_files() {
         for name in &names {
             for form in [format!("fn {name}("), format!("struct {name} "), format!("const {name}:")] {
                 assert!(!source.contains(&form), "{file}.wgsl declares the prelude's {name} again");

@@ -24,7 +24,7 @@ fn batch(plan: &Plan, seed: u64) -> TwinBatch<f32> {
 /// somewhere in ~250,000 windows in about one step in ten, which moves a gradient by far more than
 /// rounding. Rounding itself is what the kernel tests check, on random values.
 fn exact_first_conv(plan: &Plan, params: &mut [f32]) {
-    let layer = plan.layers.iter().find(|l| matches!(l.op, gpu_siamese::model::LayerOp::Conv2d(_))).unwrap();
+    let layer = plan.layers.iter().find(|l| matches!(l.op, gpu_siamese::layers::LayerOp::Conv2d(_))).unwrap();
     for w in &mut params[layer.params.clone().unwrap()] {
         *w = (*w * 1024.0).round() / 1024.0;
     }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// What every shader shares (the step uniform, the thread index, the hashes, the exact multiply-add),
-/// prepended to each file of [`SHADERS`] when its module is built.
+/// prepended to each shader file when its module is built.
 pub const PRELUDE: &str = include_str!("../../shaders/common.wgsl");
 
 /// A shader file's source as the device compiles it: the prelude, then the file.
@@ -19,131 +19,42 @@ pub fn module_source(file_source: &str) -> String {
     format!("{PRELUDE}\n{file_source}")
 }
 
-/// The WGSL files, one per operation family, as (name, source), without the prelude.
-pub const SHADERS: &[(&str, &str)] = &[
-    ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
-    ("conv2d_tiled", include_str!("../../shaders/conv2d_tiled.wgsl")),
-    ("conv_block", include_str!("../../shaders/conv_block.wgsl")),
-    ("reduce", include_str!("../../shaders/reduce.wgsl")),
-    ("maxpool", include_str!("../../shaders/maxpool.wgsl")),
-    ("dropout", include_str!("../../shaders/dropout.wgsl")),
-    ("gap", include_str!("../../shaders/gap.wgsl")),
-    ("dense", include_str!("../../shaders/dense.wgsl")),
-    ("distance", include_str!("../../shaders/distance.wgsl")),
-    ("contrastive", include_str!("../../shaders/contrastive.wgsl")),
-    ("adam", include_str!("../../shaders/adam.wgsl")),
-    ("gather", include_str!("../../shaders/gather.wgsl")),
-    ("batch_loss", include_str!("../../shaders/batch_loss.wgsl")),
-];
-
-/// Every kernel: a WGSL entry point, named as in its shader and in the CPU reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    Conv2dForward,
-    Conv2dBackwardInput,
-    Conv2dBackwardWeight,
-    Conv2dForwardTiled,
-    Conv2dBackwardInputTiled,
-    Conv2dBackwardWeightTiled,
-    Conv2dMaxPoolGapForward,
-    Conv2dMaxPoolGapBackwardWeight,
-    SumPartials,
-    MaxPool2Forward,
-    MaxPool2Backward,
-    DropoutForward,
-    DropoutBackward,
-    GapForward,
-    GapBackward,
-    DenseForward,
-    DenseBackwardInput,
-    DenseBackwardWeight,
-    DistanceForward,
-    DistanceBackward,
-    ContrastiveForward,
-    ContrastiveBackward,
-    AdamUpdate,
-    GatherPairs,
-    PairwiseDistanceForward,
-    PairwiseDistanceBackward,
-    BatchContrastiveForward,
-    BatchContrastiveBackward,
-    BatchTripletForward,
-    BatchTripletBackward,
+/// A kernel: a WGSL entry point and the shader file it is in (its name in `shaders/`, and its source,
+/// which the module that launches it embeds). Named as in its shader and in the CPU reference.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 30] = [
-        Kernel::Conv2dForward,
-        Kernel::Conv2dBackwardInput,
-        Kernel::Conv2dBackwardWeight,
-        Kernel::Conv2dForwardTiled,
-        Kernel::Conv2dBackwardInputTiled,
-        Kernel::Conv2dBackwardWeightTiled,
-        Kernel::Conv2dMaxPoolGapForward,
-        Kernel::Conv2dMaxPoolGapBackwardWeight,
-        Kernel::SumPartials,
-        Kernel::MaxPool2Forward,
-        Kernel::MaxPool2Backward,
-        Kernel::DropoutForward,
-        Kernel::DropoutBackward,
-        Kernel::GapForward,
-        Kernel::GapBackward,
-        Kernel::DenseForward,
-        Kernel::DenseBackwardInput,
-        Kernel::DenseBackwardWeight,
-        Kernel::DistanceForward,
-        Kernel::DistanceBackward,
-        Kernel::ContrastiveForward,
-        Kernel::ContrastiveBackward,
-        Kernel::AdamUpdate,
-        Kernel::GatherPairs,
-        Kernel::PairwiseDistanceForward,
-        Kernel::PairwiseDistanceBackward,
-        Kernel::BatchContrastiveForward,
-        Kernel::BatchContrastiveBackward,
-        Kernel::BatchTripletForward,
-        Kernel::BatchTripletBackward,
-    ];
-
-    /// (shader file, entry point)
-    pub fn source(self) -> (&'static str, &'static str) {
-        match self {
-            Kernel::Conv2dForward => ("conv2d", "conv2d_forward"),
-            Kernel::Conv2dBackwardInput => ("conv2d", "conv2d_backward_input"),
-            Kernel::Conv2dBackwardWeight => ("conv2d", "conv2d_backward_weight"),
-            Kernel::Conv2dForwardTiled => ("conv2d_tiled", "conv2d_forward_tiled"),
-            Kernel::Conv2dBackwardInputTiled => ("conv2d_tiled", "conv2d_backward_input_tiled"),
-            Kernel::Conv2dBackwardWeightTiled => ("conv2d_tiled", "conv2d_backward_weight_tiled"),
-            Kernel::Conv2dMaxPoolGapForward => ("conv_block", "conv2d_maxpool_gap_forward"),
-            Kernel::Conv2dMaxPoolGapBackwardWeight => ("conv_block", "conv2d_maxpool_gap_backward_weight"),
-            Kernel::SumPartials => ("reduce", "sum_partials"),
-            Kernel::MaxPool2Forward => ("maxpool", "maxpool2_forward"),
-            Kernel::MaxPool2Backward => ("maxpool", "maxpool2_backward"),
-            Kernel::DropoutForward => ("dropout", "dropout_forward"),
-            Kernel::DropoutBackward => ("dropout", "dropout_backward"),
-            Kernel::GapForward => ("gap", "gap_forward"),
-            Kernel::GapBackward => ("gap", "gap_backward"),
-            Kernel::DenseForward => ("dense", "dense_forward"),
-            Kernel::DenseBackwardInput => ("dense", "dense_backward_input"),
-            Kernel::DenseBackwardWeight => ("dense", "dense_backward_weight"),
-            Kernel::DistanceForward => ("distance", "distance_forward"),
-            Kernel::DistanceBackward => ("distance", "distance_backward"),
-            Kernel::ContrastiveForward => ("contrastive", "contrastive_forward"),
-            Kernel::ContrastiveBackward => ("contrastive", "contrastive_backward"),
-            Kernel::AdamUpdate => ("adam", "adam_update"),
-            Kernel::GatherPairs => ("gather", "gather_pairs"),
-            Kernel::PairwiseDistanceForward => ("batch_loss", "pairwise_distance_forward"),
-            Kernel::PairwiseDistanceBackward => ("batch_loss", "pairwise_distance_backward"),
-            Kernel::BatchContrastiveForward => ("batch_loss", "batch_contrastive_forward"),
-            Kernel::BatchContrastiveBackward => ("batch_loss", "batch_contrastive_backward"),
-            Kernel::BatchTripletForward => ("batch_loss", "batch_triplet_forward"),
-            Kernel::BatchTripletBackward => ("batch_loss", "batch_triplet_backward"),
-        }
+    pub const fn new(file: &'static str, source: &'static str, entry: &'static str) -> Kernel {
+        Kernel { file, source, entry }
     }
 
     pub fn name(self) -> &'static str {
-        self.source().1
+        self.entry
     }
+}
+
+impl PartialEq for Kernel {
+    fn eq(&self, other: &Kernel) -> bool {
+        (self.file, self.entry) == (other.file, other.entry)
+    }
+}
+
+impl Eq for Kernel {}
+
+impl std::hash::Hash for Kernel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.file, self.entry).hash(state)
+    }
+}
+
+/// Every kernel the program launches: the layers' and the twin's own (gather, distances, losses, Adam).
+pub fn all_kernels() -> Vec<Kernel> {
+    [crate::layers::layer_kernels().as_slice(), crate::layers::conv_block::KERNELS, super::ops::KERNELS].concat()
 }
 
 /// The invocations of every workgroup; each shader declares @workgroup_size(256).
@@ -226,28 +137,19 @@ pub type Constants = [(&'static str, f64)];
 
 pub struct Kernels {
     device: wgpu::Device,
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    /// Compiled shader files, by name, each built the first time one of its kernels is asked for.
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     /// Built pipelines, by kernel and constants (values as bits, so the key is exact).
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     max_workgroups: u32,
 }
 
 impl Kernels {
-    /// Compiles every shader; pipelines are built per shape, on first use.
+    /// Shaders are compiled, and pipelines built per shape, on first use.
     pub fn new(gpu: &Gpu) -> Kernels {
-        let modules = SHADERS
-            .iter()
-            .map(|&(name, source)| {
-                let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(module_source(source).into()),
-                });
-                (name, module)
-            })
-            .collect();
         Kernels {
             device: gpu.device.clone(),
-            modules,
+            modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             max_workgroups: gpu.limits.max_compute_workgroups_per_dimension,
         }
@@ -259,14 +161,27 @@ impl Kernels {
         pipelines
             .entry(key)
             .or_insert_with(|| {
-                let (file, entry) = kernel.source();
+                let module = self.module(kernel);
                 self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
+                    label: Some(kernel.entry),
                     layout: None,
-                    module: &self.modules[file],
-                    entry_point: Some(entry),
+                    module: &module,
+                    entry_point: Some(kernel.entry),
                     compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
                     cache: None,
+                })
+            })
+            .clone()
+    }
+
+    fn module(&self, kernel: Kernel) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().unwrap();
+        modules
+            .entry(kernel.file)
+            .or_insert_with(|| {
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.file),
+                    source: wgpu::ShaderSource::Wgsl(module_source(kernel.source).into()),
                 })
             })
             .clone()

@@ -1,10 +1,10 @@
 //! The GPU: adapter choice, the device with the adapter's real limits, buffers, and the kernels.
 
 mod kernels;
-mod ops;
+pub mod ops;
 
-pub use kernels::{module_source, record, submit, Dispatch, Kernel, Kernels, Region, Work, PRELUDE, SHADERS, WORKGROUP_SIZE};
-pub use ops::{conv2d_weight_chunks, StepUniform};
+pub use kernels::{all_kernels, module_source, record, submit, Dispatch, Kernel, Kernels, Region, Work, PRELUDE, WORKGROUP_SIZE};
+pub use ops::StepUniform;
 
 use std::fmt;
 use wgpu::util::DeviceExt;

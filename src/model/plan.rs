@@ -1,9 +1,8 @@
 //! A tower spec made concrete for an input shape and a batch: every layer's dimensions, and where each
-//! layer's parameters sit in the one flat parameter buffer.
+//! layer's parameters sit in the one flat parameter buffer (and its state in the state buffer).
 
-use super::spec::{LayerSpec, TowerSpec};
-use crate::dims::{Conv2dDims, Conv2dMaxPoolGapDims, DenseDims, DropoutDims, GapDims, PoolDims, MAX_FUSED_TAPS};
-use crate::reference::pcg_hash;
+use super::spec::TowerSpec;
+use crate::layers::{LayerOp, PlanContext, Shape};
 use std::fmt;
 use std::ops::Range;
 
@@ -11,6 +10,7 @@ use std::ops::Range;
 /// offset alignment WebGPU allows an adapter to ask for, so every layer can be bound on its own.
 pub const PARAM_ALIGN: usize = 64;
 
+/// The images a tower takes: height, width and channels (1 grayscale, 3 RGB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InputShape {
     pub h: usize,
@@ -30,20 +30,13 @@ impl InputShape {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LayerOp {
-    Conv2d(Conv2dDims),
-    MaxPool2(PoolDims),
-    Dropout(DropoutDims),
-    Gap(GapDims),
-    Dense(DenseDims),
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedLayer {
     pub op: LayerOp,
-    /// Where the layer's kernel-then-bias region sits in the flat parameter buffer.
+    /// Where the layer's parameters sit in the flat parameter buffer (its tensors one after another).
     pub params: Option<Range<usize>>,
+    /// Where its non-trainable state sits in the flat state buffer.
+    pub state: Option<Range<usize>>,
     /// The number of f32s the layer outputs for the whole batch.
     pub output_len: usize,
 }
@@ -57,6 +50,8 @@ pub struct Plan {
     pub layers: Vec<PlannedLayer>,
     /// Length of the flat parameter buffer, padding included.
     pub param_len: usize,
+    /// Length of the flat state buffer, padding included.
+    pub state_len: usize,
     /// Width of the tower's output, the embedding.
     pub embedding_dim: usize,
 }
@@ -73,9 +68,13 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// The seed of the dropout layer at `layer_index`, derived from the run's seed.
-pub fn dropout_seed(seed: u64, layer_index: usize) -> u32 {
-    pcg_hash((seed as u32) ^ pcg_hash((seed >> 32) as u32 ^ pcg_hash(layer_index as u32)))
+/// Regions of a flat buffer, each starting at a multiple of PARAM_ALIGN.
+fn take(len: &mut usize, size: usize) -> Option<Range<usize>> {
+    (size > 0).then(|| {
+        let start = *len;
+        *len = (start + size).div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
+        start..start + size
+    })
 }
 
 impl Plan {
@@ -87,99 +86,33 @@ impl Plan {
         if batch == 0 || !batch.is_multiple_of(2) {
             return Err(PlanError(format!("the twin's batch holds both images of each pair, so it must be even and above 0, not {batch}")));
         }
-        // The shape flowing through the tower: (h, w, c) while spatial, (1, 1, features) once flat.
-        let (mut h, mut w, mut c) = (input.h, input.w, input.c);
-        let mut flat = false;
+        let mut shape = Shape::map(input.h, input.w, input.c);
         let mut layers = Vec::new();
-        let mut param_len = 0;
-        let mut take_params = |len: usize| {
-            let start = param_len;
-            param_len = (start + len).div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
-            Some(start..start + len)
-        };
+        let (mut param_len, mut state_len) = (0, 0);
         for (index, layer) in spec.layers.iter().enumerate() {
-            let at = |what: &str| PlanError(format!("layer {} ({}): {what}", index + 1, layer_name(layer)));
-            let planned = match *layer {
-                LayerSpec::Conv2d { filters, kernel_h, kernel_w, padding, relu } => {
-                    if flat {
-                        return Err(at("a convolution needs an image, but the input is already flat (after gap or dense)"));
-                    }
-                    let d = Conv2dDims { batch, in_h: h, in_w: w, in_c: c, out_c: filters, kernel_h, kernel_w, padding, relu };
-                    if padding == crate::dims::Padding::Valid && (kernel_h > h || kernel_w > w) {
-                        return Err(at(&format!("a {kernel_h}x{kernel_w} 'valid' kernel does not fit a {h}x{w} input")));
-                    }
-                    (h, w, c) = (d.out_h(), d.out_w(), filters);
-                    PlannedLayer { op: LayerOp::Conv2d(d), params: take_params(d.param_len()), output_len: d.output_len() }
-                }
-                LayerSpec::MaxPool2 => {
-                    if flat || h < 2 || w < 2 {
-                        return Err(at(&format!("2x2 max-pooling needs an image of at least 2x2, not {h}x{w}")));
-                    }
-                    let d = PoolDims { batch, in_h: h, in_w: w, channels: c };
-                    (h, w) = (d.out_h(), d.out_w());
-                    PlannedLayer { op: LayerOp::MaxPool2(d), params: None, output_len: d.output_len() }
-                }
-                LayerSpec::Dropout { rate } => {
-                    let count = batch * h * w * c;
-                    let d = DropoutDims { count, rate, seed: dropout_seed(seed, index) };
-                    PlannedLayer { op: LayerOp::Dropout(d), params: None, output_len: count }
-                }
-                LayerSpec::GlobalAvgPool => {
-                    if flat {
-                        return Err(at("global average pooling needs an image, but the input is already flat"));
-                    }
-                    let d = GapDims { batch, h, w, channels: c };
-                    (h, w, flat) = (1, 1, true);
-                    PlannedLayer { op: LayerOp::Gap(d), params: None, output_len: d.output_len() }
-                }
-                LayerSpec::Dense { units, relu } => {
-                    if !flat {
-                        return Err(at("a dense layer needs a flat input: put gap before it"));
-                    }
-                    let d = DenseDims { batch, in_dim: c, out_dim: units, relu };
-                    c = units;
-                    PlannedLayer { op: LayerOp::Dense(d), params: take_params(d.param_len()), output_len: batch * units }
-                }
-            };
-            layers.push(planned);
+            let op = layer
+                .plan(shape, &PlanContext { index, batch, seed })
+                .map_err(|what| PlanError(format!("layer {} ({layer}): {what}", index + 1)))?;
+            let sizes = |tensors: Vec<crate::layers::TensorSpec>| tensors.iter().map(|t| t.len()).sum();
+            let params = take(&mut param_len, sizes(op.params()));
+            let state = take(&mut state_len, sizes(op.state()));
+            shape = op.output();
+            layers.push(PlannedLayer { output_len: op.output_len(), op, params, state });
         }
-        if !flat {
+        if !shape.flat {
             return Err(PlanError("the tower must end in a flat embedding: add gap (and dense) at the end".into()));
         }
-        Ok(Plan { spec: spec.clone(), input, batch, layers, param_len, embedding_dim: c })
+        Ok(Plan { spec: spec.clone(), input, batch, layers, param_len, state_len, embedding_dim: shape.c })
     }
 
     pub fn pairs(&self) -> usize {
         self.batch / 2
     }
 
-    /// The fused block the tower starts with, if it does: conv2d -> maxpool -> dropout (optional) -> gap,
-    /// with at most MAX_FUSED_TAPS taps per output channel, and how many layers it covers. Only a
-    /// leading block fuses: nothing before it trains, so its input gradient is never needed.
-    pub fn fused_head(&self) -> Option<(Conv2dMaxPoolGapDims, usize)> {
-        let op = |i: usize| self.layers.get(i).map(|l| l.op);
-        let Some(LayerOp::Conv2d(conv)) = op(0) else { return None };
-        if conv.kernel_h * conv.kernel_w * conv.in_c > MAX_FUSED_TAPS || !matches!(op(1), Some(LayerOp::MaxPool2(_))) {
-            return None;
-        }
-        let (dropout, gap_index) = match op(2) {
-            Some(LayerOp::Dropout(d)) => (Some(d), 3),
-            _ => (None, 2),
-        };
-        match op(gap_index) {
-            Some(LayerOp::Gap(_)) => Some((Conv2dMaxPoolGapDims { conv, dropout }, gap_index + 1)),
-            _ => None,
-        }
-    }
-
     /// Number of trainable parameters (padding excluded).
     pub fn trainable_params(&self) -> usize {
         self.layers.iter().filter_map(|l| l.params.as_ref()).map(|r| r.len()).sum()
     }
-}
-
-fn layer_name(layer: &LayerSpec) -> String {
-    TowerSpec { layers: vec![layer.clone()] }.to_string()
 }
 
 #[cfg(test)]
@@ -197,6 +130,7 @@ mod tests {
         assert_eq!(plan.layers[0].params, Some(0..640));
         assert_eq!(plan.layers[4].params, Some(640..640 + 6192));
         assert_eq!(plan.param_len % PARAM_ALIGN, 0);
+        assert_eq!(plan.state_len, 0);
     }
 
     #[test]
@@ -236,10 +170,14 @@ mod tests {
     fn dropout_layers_get_distinct_seeds() {
         let spec: TowerSpec = super::super::TUTORIAL_INTENDED_TOWER.parse().unwrap();
         let plan = Plan::new(&spec, InputShape::FASHION_MNIST, 2, 0).unwrap();
-        let seeds: Vec<u32> = plan.layers.iter().filter_map(|l| match l.op {
-            LayerOp::Dropout(d) => Some(d.seed),
-            _ => None,
-        }).collect();
+        let seeds: Vec<u32> = plan
+            .layers
+            .iter()
+            .filter_map(|l| match &l.op {
+                LayerOp::Dropout(d) => Some(d.seed),
+                _ => None,
+            })
+            .collect();
         assert_eq!(seeds.len(), 2);
         assert_ne!(seeds[0], seeds[1]);
     }

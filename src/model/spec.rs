@@ -1,4 +1,5 @@
-//! The tower as text: a comma-separated list of layers, parsed into [`TowerSpec`].
+//! The tower as text: a comma-separated list of layers, `name` or `name(ARG, ...)`, parsed into
+//! [`TowerSpec`]. Each layer kind reads its own arguments (see `crate::layers`):
 //!
 //! ```text
 //! conv(FILTERS, K[xK][, same|valid][, relu|linear])   stride-1 convolution; default same, relu
@@ -10,22 +11,13 @@
 //! The tutorial's tower as its code runs is [`TUTORIAL_TOWER`]; the one it meant to build, with two
 //! convolution blocks, is [`TUTORIAL_INTENDED_TOWER`].
 
-use crate::dims::Padding;
+use crate::layers::{LayerSpec, LAYER_NAMES};
 use std::fmt;
 use std::str::FromStr;
 
 pub const TUTORIAL_TOWER: &str = "conv(128,2,same,relu),maxpool,dropout(0.4),gap,dense(48)";
 pub const TUTORIAL_INTENDED_TOWER: &str =
     "conv(128,2,same,relu),maxpool,dropout(0.4),conv(128,2,same,relu),maxpool,dropout(0.4),gap,dense(48)";
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum LayerSpec {
-    Conv2d { filters: usize, kernel_h: usize, kernel_w: usize, padding: Padding, relu: bool },
-    MaxPool2,
-    Dropout { rate: f32 },
-    GlobalAvgPool,
-    Dense { units: usize, relu: bool },
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TowerSpec {
@@ -55,6 +47,64 @@ impl TowerSpec {
     }
 }
 
+/// One layer's arguments as written, each with its byte offset in the spec, so that an error can
+/// point at the argument at fault.
+pub struct Args<'a> {
+    spec: &'a str,
+    layer: (usize, &'a str),
+    items: Vec<(usize, &'a str)>,
+}
+
+impl<'a> Args<'a> {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Argument `i`, trimmed.
+    pub fn get(&self, i: usize) -> &'a str {
+        self.items[i].1
+    }
+
+    fn error_at_offset(&self, offset: usize, token: &str, message: impl Into<String>) -> SpecError {
+        SpecError { column: self.spec[..offset].chars().count() + 1, token: token.to_string(), message: message.into() }
+    }
+
+    /// An error pointing at argument `i`.
+    pub fn error_at(&self, i: usize, message: impl Into<String>) -> SpecError {
+        self.error_at_offset(self.items[i].0, self.items[i].1, message)
+    }
+
+    /// An error pointing at the whole layer.
+    pub fn error(&self, message: impl Into<String>) -> SpecError {
+        self.error_at_offset(self.layer.0, self.layer.1, message)
+    }
+
+    /// Between `min` and `max` arguments, none empty; else "expected USAGE".
+    pub fn expect_count(&self, min: usize, max: usize, usage: &str) -> Result<(), SpecError> {
+        if self.len() < min || self.len() > max || self.items.iter().any(|(_, a)| a.is_empty()) {
+            return Err(self.error(format!("expected {usage}")));
+        }
+        Ok(())
+    }
+
+    /// Argument `i` as a whole number above 0.
+    pub fn positive(&self, i: usize, what: &str) -> Result<usize, SpecError> {
+        self.positive_part(i, self.get(i), what)
+    }
+
+    /// `part` of argument `i` (the `3` of `3x5`) as a whole number above 0.
+    pub fn positive_part(&self, i: usize, part: &str, what: &str) -> Result<usize, SpecError> {
+        match part.parse::<usize>() {
+            Ok(v) if v > 0 => Ok(v),
+            _ => Err(self.error_at_offset(self.items[i].0, part, format!("{what} must be a whole number above 0"))),
+        }
+    }
+}
+
 /// Splits `text` at the commas outside parentheses, keeping each piece's byte offset.
 fn split_top_level(text: &str, base: usize) -> Vec<(usize, &str)> {
     let mut pieces = Vec::new();
@@ -79,119 +129,43 @@ fn trimmed(offset: usize, piece: &str) -> (usize, &str) {
     (offset + leading, piece.trim())
 }
 
+/// "a, b or c".
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
 impl FromStr for TowerSpec {
     type Err = SpecError;
 
     fn from_str(text: &str) -> Result<TowerSpec, SpecError> {
-        let column = |offset: usize| text[..offset].chars().count() + 1;
-        let error = |offset: usize, token: &str, message: String| SpecError {
-            column: column(offset),
-            token: token.to_string(),
-            message,
-        };
         let mut layers = Vec::new();
         for (offset, piece) in split_top_level(text, 0) {
             let (offset, layer) = trimmed(offset, piece);
+            let mut args = Args { spec: text, layer: (offset, layer), items: Vec::new() };
             if layer.is_empty() {
-                return Err(error(offset, layer, "empty layer: two commas in a row, or one at an end".into()));
+                return Err(args.error("empty layer: two commas in a row, or one at an end"));
             }
-            let (name, args) = match layer.find('(') {
-                None => (layer, Vec::new()),
+            let name = match layer.find('(') {
+                None => layer,
                 Some(open) => {
                     if !layer.ends_with(')') {
-                        return Err(error(offset, layer, "missing ')' after the layer's arguments".into()));
+                        return Err(args.error("missing ')' after the layer's arguments"));
                     }
                     let inner = &layer[open + 1..layer.len() - 1];
-                    let args = split_top_level(inner, offset + open + 1)
-                        .into_iter()
-                        .map(|(o, a)| trimmed(o, a))
-                        .collect();
-                    (layer[..open].trim(), args)
+                    args.items = split_top_level(inner, offset + open + 1).into_iter().map(|(o, a)| trimmed(o, a)).collect();
+                    layer[..open].trim()
                 }
             };
-            let arg_count = |min: usize, max: usize, usage: &str| {
-                if args.len() < min || args.len() > max || args.iter().any(|(_, a)| a.is_empty()) {
-                    Err(error(offset, layer, format!("expected {usage}")))
-                } else {
-                    Ok(())
+            match LayerSpec::parse(name, &args) {
+                Some(spec) => layers.push(spec?),
+                None => {
+                    let unknown = Args { layer: (offset, name), ..args };
+                    return Err(unknown.error(format!("unknown layer: expected {}", one_of(LAYER_NAMES))));
                 }
-            };
-            let positive = |(o, a): (usize, &str), what: &str| -> Result<usize, SpecError> {
-                match a.parse::<usize>() {
-                    Ok(v) if v > 0 => Ok(v),
-                    _ => Err(error(o, a, format!("{what} must be a whole number above 0"))),
-                }
-            };
-            let activation = |(o, a): (usize, &str)| match a {
-                "relu" => Ok(true),
-                "linear" => Ok(false),
-                _ => Err(error(o, a, "activation must be 'relu' or 'linear'".into())),
-            };
-            let spec = match name {
-                "conv" => {
-                    arg_count(2, 4, "conv(FILTERS, K or KxK[, same|valid][, relu|linear])")?;
-                    let filters = positive(args[0], "the number of filters")?;
-                    let (ko, k) = args[1];
-                    let (kernel_h, kernel_w) = match k.split_once('x') {
-                        Some((h, w)) => (positive((ko, h), "kernel height")?, positive((ko, w), "kernel width")?),
-                        None => {
-                            let s = positive((ko, k), "the kernel size")?;
-                            (s, s)
-                        }
-                    };
-                    let mut padding = Padding::Same;
-                    let mut relu = true;
-                    for &(o, a) in &args[2..] {
-                        match a {
-                            "same" => padding = Padding::Same,
-                            "valid" => padding = Padding::Valid,
-                            _ => relu = activation((o, a)).map_err(|mut e| {
-                                e.message = "expected 'same', 'valid', 'relu' or 'linear'".into();
-                                e
-                            })?,
-                        }
-                    }
-                    LayerSpec::Conv2d { filters, kernel_h, kernel_w, padding, relu }
-                }
-                "maxpool" => {
-                    arg_count(0, 1, "maxpool or maxpool(2): only 2x2 windows with stride 2")?;
-                    if let Some(&(o, a)) = args.first() {
-                        if a != "2" {
-                            return Err(error(o, a, "only 2x2 max-pooling is supported".into()));
-                        }
-                    }
-                    LayerSpec::MaxPool2
-                }
-                "dropout" => {
-                    arg_count(1, 1, "dropout(RATE)")?;
-                    let (o, a) = args[0];
-                    match a.parse::<f32>() {
-                        Ok(rate) if (0.0..1.0).contains(&rate) => LayerSpec::Dropout { rate },
-                        _ => return Err(error(o, a, "the dropout rate must be a number in [0, 1)".into())),
-                    }
-                }
-                "gap" => {
-                    arg_count(0, 0, "gap without arguments")?;
-                    LayerSpec::GlobalAvgPool
-                }
-                "dense" => {
-                    arg_count(1, 2, "dense(UNITS[, relu|linear])")?;
-                    let units = positive(args[0], "the number of units")?;
-                    let relu = match args.get(1) {
-                        Some(&a) => activation(a)?,
-                        None => false,
-                    };
-                    LayerSpec::Dense { units, relu }
-                }
-                _ => {
-                    return Err(error(
-                        offset,
-                        name,
-                        "unknown layer: expected conv, maxpool, dropout, gap or dense".into(),
-                    ))
-                }
-            };
-            layers.push(spec);
+            }
         }
         Ok(TowerSpec { layers })
     }
@@ -199,28 +173,11 @@ impl FromStr for TowerSpec {
 
 impl fmt::Display for TowerSpec {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let act = |relu: bool| if relu { "relu" } else { "linear" };
         for (i, layer) in self.layers.iter().enumerate() {
             if i > 0 {
                 write!(f, ",")?;
             }
-            match layer {
-                LayerSpec::Conv2d { filters, kernel_h, kernel_w, padding, relu } => {
-                    let k = if kernel_h == kernel_w { kernel_h.to_string() } else { format!("{kernel_h}x{kernel_w}") };
-                    let pad = if *padding == Padding::Same { "same" } else { "valid" };
-                    write!(f, "conv({filters},{k},{pad},{})", act(*relu))?
-                }
-                LayerSpec::MaxPool2 => write!(f, "maxpool")?,
-                LayerSpec::Dropout { rate } => write!(f, "dropout({rate})")?,
-                LayerSpec::GlobalAvgPool => write!(f, "gap")?,
-                LayerSpec::Dense { units, relu } => {
-                    if *relu {
-                        write!(f, "dense({units},relu)")?
-                    } else {
-                        write!(f, "dense({units})")?
-                    }
-                }
-            }
+            write!(f, "{layer}")?;
         }
         Ok(())
     }
@@ -229,6 +186,7 @@ impl fmt::Display for TowerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::{conv2d::{Conv2d, Padding}, dense::Dense, dropout::Dropout};
 
     #[test]
     fn tutorial_towers_parse_and_print_back() {
@@ -238,28 +196,23 @@ mod tests {
         }
         let spec = TowerSpec::tutorial();
         assert_eq!(spec.layers.len(), 5);
-        assert_eq!(
-            spec.layers[0],
-            LayerSpec::Conv2d { filters: 128, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: true }
-        );
-        assert_eq!(spec.layers[2], LayerSpec::Dropout { rate: 0.4 });
-        assert_eq!(spec.layers[4], LayerSpec::Dense { units: 48, relu: false });
+        assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 128, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: true }));
+        assert_eq!(spec.layers[2], LayerSpec::Dropout(Dropout { rate: 0.4 }));
+        assert_eq!(spec.layers[4], LayerSpec::Dense(Dense { units: 48, relu: false }));
     }
 
     #[test]
     fn defaults_and_spaces() {
         let spec: TowerSpec = " conv(8, 3x5) , maxpool(2), gap, dense(4, relu)".parse().unwrap();
-        assert_eq!(
-            spec.layers[0],
-            LayerSpec::Conv2d { filters: 8, kernel_h: 3, kernel_w: 5, padding: Padding::Same, relu: true }
-        );
-        assert_eq!(spec.layers[3], LayerSpec::Dense { units: 4, relu: true });
+        assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 8, kernel_h: 3, kernel_w: 5, padding: Padding::Same, relu: true }));
+        assert_eq!(spec.layers[3], LayerSpec::Dense(Dense { units: 4, relu: true }));
     }
 
     #[test]
     fn errors_point_at_the_bad_token() {
         let err = "conv(128,2),maxpol,gap".parse::<TowerSpec>().unwrap_err();
         assert_eq!((err.column, err.token.as_str()), (13, "maxpol"));
+        assert!(err.message.contains("expected conv, maxpool, dropout, gap or dense"), "{}", err.message);
         let err = "conv(128,two),gap".parse::<TowerSpec>().unwrap_err();
         assert_eq!((err.column, err.token.as_str()), (10, "two"));
         let err = "conv(8,2),dropout(1.5)".parse::<TowerSpec>().unwrap_err();
@@ -268,6 +221,8 @@ mod tests {
         assert_eq!((err.column, err.token.as_str()), (10, "sideways"));
         let err = "conv(8,2),,gap".parse::<TowerSpec>().unwrap_err();
         assert_eq!(err.column, 11);
+        let err = "conv(8,3x0)".parse::<TowerSpec>().unwrap_err();
+        assert_eq!((err.column, err.token.as_str()), (8, "0"));
         let err = "dense(0)".parse::<TowerSpec>().unwrap_err();
         assert_eq!((err.column, err.token.as_str()), (7, "0"));
         assert!("conv(8,2".parse::<TowerSpec>().is_err());

@@ -2,29 +2,21 @@
 //! the same names as the WGSL kernels in `shaders/`. It is the specification the GPU is tested against,
 //! so it is written to be read, not to be fast. Every function is generic over [`Real`] so the same code
 //! runs in f32 (to compare with the GPU) and in f64 (to check its gradients by finite differences).
+//! Each layer's reference lives in its module under `crate::layers`; here are the rest of the twin
+//! (gathering a batch, the distances, the losses, Adam) and the whole training step.
 
 mod adam;
 mod batch_loss;
 mod contrastive;
-mod conv2d;
-mod dense;
 mod distance;
-mod dropout;
-mod gap;
 mod gather;
-mod maxpool;
 mod twin;
 
 pub use adam::adam_update;
-pub use contrastive::{contrastive_backward, contrastive_forward};
-pub use conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
-pub use dense::{dense_backward_input, dense_backward_weight, dense_forward};
-pub use distance::{distance_backward, distance_forward};
-pub use dropout::{dropout_backward, dropout_forward, dropout_hash, dropout_keeps, pcg_hash};
-pub use gap::{gap_backward, gap_forward};
 pub use batch_loss::*;
+pub use contrastive::{contrastive_backward, contrastive_forward};
+pub use distance::{distance_backward, distance_forward};
 pub use gather::{augment_draw, augment_image, byte_value, gather_pairs, AugmentDraw};
-pub use maxpool::{maxpool2_backward, maxpool2_forward};
 pub use twin::{TwinBatch, TwinReference, TwinTrace};
 
 use std::fmt::Debug;
@@ -97,12 +89,10 @@ pub fn convert<A: Real, B: Real>(values: &[A]) -> Vec<B> {
     values.iter().map(|&v| B::from_f64(v.to_f64())).collect()
 }
 
-/// The gradient reaching a pre-activation: with a fused ReLU it is masked where the output is not
-/// positive (ReLU's derivative at 0 is 0, as in TensorFlow).
-fn grad_z<T: Real>(dy: T, y: T, relu: bool) -> T {
-    if relu && y <= T::zero() {
-        T::zero()
-    } else {
-        dy
-    }
+/// PCG-style integer hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", 2020), in wrapping
+/// u32 arithmetic exactly as WGSL does it (`pcg_hash` in shaders/common.wgsl).
+pub fn pcg_hash(v: u32) -> u32 {
+    let state = v.wrapping_mul(747796405).wrapping_add(2891336453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
+    (word >> 22) ^ word
 }

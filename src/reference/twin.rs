@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::dims::{AdamConfig, Objective};
-use crate::model::{LayerOp, Plan};
+use crate::layers::{Backward, Pass};
+use crate::model::Plan;
 
 /// One batch: `inputs` holds the pairs' first images, then their second images ([2 * pairs, h, w, c]);
 /// `labels` is 1 for a same-class pair, 0 otherwise. Only the first `valid` pairs count: the rest pad a
@@ -38,6 +39,8 @@ pub struct TwinTrace<T> {
 pub struct TwinReference<T> {
     pub plan: Plan,
     pub params: Vec<T>,
+    /// The layers' non-trainable state (moving statistics), in the plan's state layout.
+    pub state: Vec<T>,
     pub adam_m: Vec<T>,
     pub adam_v: Vec<T>,
     /// Adam updates done so far; also the step counter that dropout masks are drawn from.
@@ -51,7 +54,8 @@ impl<T: Real> TwinReference<T> {
     pub fn new(plan: Plan, params: Vec<T>, adam: AdamConfig, margin: T) -> Self {
         assert_eq!(params.len(), plan.param_len, "parameter buffer length");
         let zeros = vec![T::zero(); plan.param_len];
-        TwinReference { plan, params, adam_m: zeros.clone(), adam_v: zeros, step: 0, adam, margin, objective: Objective::Pairs }
+        let state = convert(&plan.initial_state());
+        TwinReference { plan, params, state, adam_m: zeros.clone(), adam_v: zeros, step: 0, adam, margin, objective: Objective::Pairs }
     }
 
     /// The same twin minimising `objective` instead of the tutorial's pair loss.
@@ -60,20 +64,25 @@ impl<T: Real> TwinReference<T> {
         self
     }
 
+    /// How a pass over the twin's batch runs: both branches at once, at this step.
+    fn pass(&self, training: bool) -> Pass {
+        Pass { training, step: self.step as u32, branches: 2 }
+    }
+
+    /// The parameters and state of layer `i`.
+    fn layer_tensors(&self, i: usize) -> (&[T], &[T]) {
+        let layer = &self.plan.layers[i];
+        (layer.params.clone().map_or(&[][..], |r| &self.params[r]), layer.state.clone().map_or(&[][..], |r| &self.state[r]))
+    }
+
     /// The tower's forward pass over a batch; dropout is on when `training`, drawn for `self.step`.
     pub fn forward(&self, inputs: &[T], training: bool) -> Vec<Vec<T>> {
+        let pass = self.pass(training);
         let mut activations: Vec<Vec<T>> = Vec::new();
-        for layer in &self.plan.layers {
+        for (i, layer) in self.plan.layers.iter().enumerate() {
             let x = activations.last().map(|a| a.as_slice()).unwrap_or(inputs);
-            let params = layer.params.clone().map(|r| &self.params[r]);
-            let y = match layer.op {
-                LayerOp::Conv2d(d) => conv2d_forward(x, params.unwrap(), &d),
-                LayerOp::MaxPool2(d) => maxpool2_forward(x, &d),
-                LayerOp::Dropout(d) => dropout_forward(x, &d, self.step as u32, training),
-                LayerOp::Gap(d) => gap_forward(x, &d),
-                LayerOp::Dense(d) => dense_forward(x, params.unwrap(), &d),
-            };
-            activations.push(y);
+            let (params, state) = self.layer_tensors(i);
+            activations.push(layer.op.forward(x, params, state, &pass));
         }
         activations
     }
@@ -104,33 +113,39 @@ impl<T: Real> TwinReference<T> {
             }
         };
         let mut grads = vec![T::zero(); self.plan.param_len];
+        let pass = self.pass(true);
         for (i, layer) in self.plan.layers.iter().enumerate().rev() {
-            let x = if i == 0 { &batch.inputs } else { &activations[i - 1] };
-            let y = &activations[i];
-            // The images need no gradient: the first layer only produces its weights' gradient.
-            let need_input_grad = i > 0;
-            grad = match layer.op {
-                LayerOp::Conv2d(d) => {
-                    let range = layer.params.clone().unwrap();
-                    grads[range.clone()].copy_from_slice(&conv2d_backward_weight(x, &grad, y, &d, 2));
-                    if need_input_grad { conv2d_backward_input(&grad, y, &self.params[range], &d) } else { vec![] }
-                }
-                LayerOp::MaxPool2(d) => maxpool2_backward(&grad, x, &d),
-                LayerOp::Dropout(d) => dropout_backward(&grad, &d, self.step as u32, true),
-                LayerOp::Gap(d) => gap_backward(&grad, &d),
-                LayerOp::Dense(d) => {
-                    let range = layer.params.clone().unwrap();
-                    grads[range.clone()].copy_from_slice(&dense_backward_weight(x, &grad, y, &d, 2));
-                    if need_input_grad { dense_backward_input(&grad, y, &self.params[range], &d) } else { vec![] }
-                }
+            let (params, state) = self.layer_tensors(i);
+            // The images need no gradient: the first layer only produces its parameters' gradient.
+            let b = Backward {
+                x: if i == 0 { &batch.inputs } else { &activations[i - 1] },
+                y: &activations[i],
+                dy: &grad,
+                params,
+                state,
+                pass,
+                need_dx: i > 0,
             };
+            let (dx, dparams) = layer.op.backward(&b);
+            if let Some(range) = layer.params.clone() {
+                grads[range].copy_from_slice(&dparams);
+            }
+            grad = dx;
         }
         TwinTrace { activations, distances, loss, grads }
     }
 
-    /// One training step: gradients at the current weights, then Adam update number `step + 1`.
+    /// One training step: gradients at the current weights, the layers' state moved on by the
+    /// training forward pass, then Adam update number `step + 1`.
     pub fn train_step(&mut self, batch: &TwinBatch<T>) -> TwinTrace<T> {
         let trace = self.loss_and_gradients(batch);
+        let pass = self.pass(true);
+        for (i, layer) in self.plan.layers.iter().enumerate() {
+            if let Some(range) = layer.state.clone() {
+                let x = if i == 0 { &batch.inputs } else { &trace.activations[i - 1] };
+                layer.op.update_state(x, &mut self.state[range], &pass);
+            }
+        }
         self.step += 1;
         adam_update(&mut self.params, &trace.grads, &mut self.adam_m, &mut self.adam_v, &self.adam, self.step);
         trace

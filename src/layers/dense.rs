@@ -1,0 +1,200 @@
+//! `dense(UNITS[, relu|linear])`: a fully connected layer, y = act(x W + b), Keras' Dense (default
+//! linear): kernel [in, out], then the bias. It takes a flat input (after gap or another dense).
+//! Shader: `dense.wgsl`.
+
+use super::{activation_name, grad_z, parse_activation, Backward, Init, Io, Layer, LayerKind, Pass, PlanContext, Shape, TensorSpec};
+use crate::gpu::{Dispatch, Kernel, Kernels, Region};
+use crate::model::{Args, SpecError};
+use crate::reference::Real;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    pub units: usize,
+    pub relu: bool,
+}
+
+impl LayerKind for Dense {
+    const NAME: &'static str = "dense";
+    type Dims = DenseDims;
+
+    fn parse(args: &Args) -> Result<Dense, SpecError> {
+        args.expect_count(1, 2, "dense(UNITS[, relu|linear])")?;
+        let units = args.positive(0, "the number of units")?;
+        let relu = if args.len() > 1 { parse_activation(args, 1)? } else { false };
+        Ok(Dense { units, relu })
+    }
+
+    fn write(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.relu {
+            write!(f, "dense({},{})", self.units, activation_name(self.relu))
+        } else {
+            write!(f, "dense({})", self.units)
+        }
+    }
+
+    fn plan(&self, input: Shape, at: &PlanContext) -> Result<DenseDims, String> {
+        if !input.flat {
+            return Err("a dense layer needs a flat input: put gap before it".into());
+        }
+        Ok(DenseDims { batch: at.batch, in_dim: input.c, out_dim: self.units, relu: self.relu })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseDims {
+    pub batch: usize,
+    pub in_dim: usize,
+    pub out_dim: usize,
+    pub relu: bool,
+}
+
+impl DenseDims {
+    /// Kernel [in_dim, out_dim].
+    pub fn kernel_len(&self) -> usize {
+        self.in_dim * self.out_dim
+    }
+    /// Kernel then bias, the layer's parameter region.
+    pub fn param_len(&self) -> usize {
+        self.kernel_len() + self.out_dim
+    }
+}
+
+impl Layer for DenseDims {
+    const KERNELS: &'static [Kernel] = &[DENSE_FORWARD, DENSE_BACKWARD_INPUT, DENSE_BACKWARD_WEIGHT];
+
+    fn output(&self) -> Shape {
+        Shape::vector(self.out_dim)
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn params(&self) -> Vec<TensorSpec> {
+        vec![
+            TensorSpec::new("kernel", vec![self.in_dim, self.out_dim], Init::GlorotUniform),
+            TensorSpec::new("bias", vec![self.out_dim], Init::Zeros),
+        ]
+    }
+    fn forward<T: Real>(&self, x: &[T], params: &[T], _state: &[T], _pass: &Pass) -> Vec<T> {
+        dense_forward(x, params, self)
+    }
+    fn backward<T: Real>(&self, b: &Backward<T>) -> (Vec<T>, Vec<T>) {
+        let dparams = dense_backward_weight(b.x, b.dy, b.y, self, b.pass.branches);
+        let dx = if b.need_dx { dense_backward_input(b.dy, b.y, b.params, self) } else { Vec::new() };
+        (dx, dparams)
+    }
+    fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
+        vec![kernels.dense_forward(self, io.x.clone(), io.params(), io.y.clone())]
+    }
+    fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
+        let mut dispatches = vec![kernels.dense_backward_weight(self, io.branches, io.x.clone(), io.dy.clone(), io.y.clone(), io.grads())];
+        if let Some(dx) = &io.dx {
+            dispatches.push(kernels.dense_backward_input(self, io.dy.clone(), io.y.clone(), io.params(), dx.clone()));
+        }
+        dispatches
+    }
+}
+
+// The CPU reference.
+
+/// y[n, o] = act(sum over i of x[n, i] * W[i, o] + b[o]).  `wb` is the kernel [in, out] then the bias.
+pub fn dense_forward<T: Real>(x: &[T], wb: &[T], d: &DenseDims) -> Vec<T> {
+    let mut y = vec![T::zero(); d.batch * d.out_dim];
+    for n in 0..d.batch {
+        for o in 0..d.out_dim {
+            let mut acc = T::zero();
+            for i in 0..d.in_dim {
+                acc = x[n * d.in_dim + i].mul_add(wb[i * d.out_dim + o], acc);
+            }
+            acc += wb[d.kernel_len() + o];
+            if d.relu {
+                acc = acc.max(T::zero());
+            }
+            y[n * d.out_dim + o] = acc;
+        }
+    }
+    y
+}
+
+/// dx[n, i] = sum over o of dz[n, o] * W[i, o]
+pub fn dense_backward_input<T: Real>(dy: &[T], y: &[T], wb: &[T], d: &DenseDims) -> Vec<T> {
+    let mut dx = vec![T::zero(); d.batch * d.in_dim];
+    for n in 0..d.batch {
+        for i in 0..d.in_dim {
+            let mut acc = T::zero();
+            for o in 0..d.out_dim {
+                let k = n * d.out_dim + o;
+                acc = grad_z(dy[k], y[k], d.relu).mul_add(wb[i * d.out_dim + o], acc);
+            }
+            dx[n * d.in_dim + i] = acc;
+        }
+    }
+    dx
+}
+
+/// dW[i, o] = sum over n of x[n, i] * dz[n, o], then db[o] = sum over n of dz[n, o]; each of the
+/// `branches` equal parts of the batch is summed on its own, then the parts are added. Accumulated in
+/// f64, like the convolution's weight gradient.
+pub fn dense_backward_weight<T: Real>(x: &[T], dy: &[T], y: &[T], d: &DenseDims, branches: usize) -> Vec<T> {
+    let rows = d.batch / branches;
+    let mut total = vec![0.0f64; d.param_len()];
+    for branch in 0..branches {
+        let mut dwb = vec![0.0f64; d.param_len()];
+        for n in branch * rows..(branch + 1) * rows {
+            for o in 0..d.out_dim {
+                let k = n * d.out_dim + o;
+                let g = grad_z(dy[k], y[k], d.relu).to_f64();
+                for i in 0..d.in_dim {
+                    dwb[i * d.out_dim + o] += x[n * d.in_dim + i].to_f64() * g;
+                }
+                dwb[d.kernel_len() + o] += g;
+            }
+        }
+        for (t, v) in total.iter_mut().zip(dwb) {
+            *t += v;
+        }
+    }
+    total.into_iter().map(T::from_f64).collect()
+}
+
+// The GPU launches.
+
+const SHADER: &str = include_str!("../../shaders/dense.wgsl");
+pub const DENSE_FORWARD: Kernel = Kernel::new("dense", SHADER, "dense_forward");
+pub const DENSE_BACKWARD_INPUT: Kernel = Kernel::new("dense", SHADER, "dense_backward_input");
+pub const DENSE_BACKWARD_WEIGHT: Kernel = Kernel::new("dense", SHADER, "dense_backward_weight");
+
+/// Outputs (or inputs) one dense lane computes (GROUP in dense.wgsl).
+const DENSE_GROUP: usize = 4;
+
+fn dense_constants(d: &DenseDims, branches: usize) -> [(&'static str, f64); 5] {
+    let f = |v: usize| v as f64;
+    [
+        ("BATCH", f(d.batch)),
+        ("IN_DIM", f(d.in_dim)),
+        ("OUT_DIM", f(d.out_dim)),
+        ("RELU", d.relu as u8 as f64),
+        ("BRANCHES", f(branches)),
+    ]
+}
+
+impl Kernels {
+    pub fn dense_forward(&self, d: &DenseDims, x: Region, wb: Region, y: Region) -> Dispatch {
+        let c = dense_constants(d, 1);
+        self.dispatch(DENSE_FORWARD, &c, &[(1, x), (2, wb), (3, y)], d.batch * d.out_dim.div_ceil(DENSE_GROUP))
+            .with_work(2 * d.batch * d.kernel_len(), d.batch * (d.in_dim + d.out_dim) + d.param_len())
+    }
+
+    pub fn dense_backward_input(&self, d: &DenseDims, dy: Region, y: Region, wb: Region, dx: Region) -> Dispatch {
+        let c = dense_constants(d, 1);
+        self.dispatch(DENSE_BACKWARD_INPUT, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], d.batch * d.in_dim.div_ceil(DENSE_GROUP))
+            .with_work(2 * d.batch * d.kernel_len(), d.batch * (d.in_dim + 2 * d.out_dim) + d.param_len())
+    }
+
+    pub fn dense_backward_weight(&self, d: &DenseDims, branches: usize, x: Region, dy: Region, y: Region, dwb: Region) -> Dispatch {
+        let c = dense_constants(d, branches);
+        let lanes = (d.in_dim.div_ceil(DENSE_GROUP) + 1) * d.out_dim;
+        self.dispatch(DENSE_BACKWARD_WEIGHT, &c, &[(1, x), (3, y), (4, dy), (6, dwb)], lanes)
+            .with_work(2 * d.batch * d.param_len(), d.batch * (d.in_dim + 2 * d.out_dim) + d.param_len())
+    }
+}
