@@ -50,3 +50,24 @@ fn distance_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
         demb[(PAIRS + i) * DIM + k] = -g;
     }
 }
+
+// The distance between rows a and b of `emb` for each of a list of pairs: the same sum in the same
+// order as distance_forward, so a pair's distance is the same bits whichever way its embeddings were
+// laid out. Used at inference, where every image is embedded once and paired afterwards.
+@group(0) @binding(5) var<storage, read> pair_rows: array<vec2<u32>>;
+
+@compute @workgroup_size(256)
+fn pair_distance(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= PAIRS) {
+        return;
+    }
+    let rows = pair_rows[i];
+    var ss = 0.0;
+    for (var k = 0u; k < DIM; k++) {
+        let diff = emb[rows.x * DIM + k] - emb[rows.y * DIM + k];
+        ss += diff * diff;
+    }
+    dist[i] = sqrt(max(ss, DISTANCE_EPSILON));
+}

@@ -2,10 +2,11 @@
 //! as training gathers them), and what each kernel of the step costs against the least work it must do.
 
 use crate::data::make_pairs;
-use crate::dims::AdamConfig;
+use crate::optimizer::AdamConfig;
 use crate::gpu::{self, Dispatch, Gpu, Kernels};
 use crate::model::{glorot_uniform, Plan};
-use crate::twin::{DeviceImages, DevicePairs, GpuTwin, TooLarge};
+use crate::feed::{DeviceImages, DevicePairs};
+use crate::twin::{GpuTwin, TooLarge};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;

@@ -5,76 +5,11 @@
 
 use crate::model::Plan;
 use safetensors::{Dtype, SafeTensors};
+use crate::config::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
-
-/// Everything that defines a training run; stored in every checkpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub arch: String,
-    /// [height, width, channels] of the images.
-    pub input: [usize; 3],
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub epsilon: f64,
-    pub margin: f32,
-    pub seed: u64,
-    pub resample_pairs: bool,
-    pub train_limit: Option<usize>,
-    pub test_limit: Option<usize>,
-    /// Classes left out of training and validation, kept for one-shot tests on classes never seen.
-    #[serde(default)]
-    pub holdout_classes: Vec<crate::data::Label>,
-    /// A folder dataset without train/ and test/ folders: the fraction of each class drawn for testing.
-    #[serde(default = "default_test_fraction")]
-    pub test_fraction: f64,
-    /// Each label's name (class folders' names; numbers for IDX files).
-    #[serde(default)]
-    pub class_names: Vec<String>,
-    /// Random changes to the training images (none by default).
-    #[serde(default)]
-    pub augment: crate::dims::Augment,
-    /// How training batches are drawn.
-    #[serde(default)]
-    pub sampler: Sampler,
-    /// What a step minimises.
-    #[serde(default)]
-    pub loss: LossKind,
-    /// The dataset folder the run trained on (absolute), where `evaluate` and `report` look first.
-    #[serde(default)]
-    pub data: Option<String>,
-}
-
-/// How training batches are drawn.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Sampler {
-    /// The tutorial's: for every image one positive and one negative pair, shuffled; `batch_size` pairs
-    /// a step.
-    #[default]
-    Pairs,
-    /// Class-balanced batches of P classes x K images, every pair (or triplet) of a batch used.
-    Pk { classes_per_batch: usize, images_per_class: usize },
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
-    /// y d^2 + (1 - y) max(margin - d, 0)^2, the tutorial's.
-    #[default]
-    Contrastive,
-    /// max(d(anchor, positive) - d(anchor, negative) + margin, 0), over a class-balanced batch's triplets.
-    Triplet,
-}
-
-pub fn default_test_fraction() -> f64 {
-    0.2
-}
 
 /// Where a run stands when a checkpoint is written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,12 +44,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Saves the weights in `params` (the plan's flat layout), plus any `extra` flat buffers under a name
-/// prefix (the resume file's Adam moments), with the run's metadata.
+/// Saves the weights in `params` and the layers' state in `state` (the plan's flat layouts), plus any
+/// `extra` buffers of the parameters' layout under a name prefix (the resume file's Adam moments),
+/// with the run's metadata.
+#[allow(clippy::too_many_arguments)]
 pub fn save(
     path: &Path,
     plan: &Plan,
     params: &[f32],
+    state: &[f32],
     extra: &[(&str, &[f32])],
     config: &TrainConfig,
     progress: &Progress,
@@ -125,6 +63,9 @@ pub fn save(
         for t in &tensors {
             named.push((format!("{prefix}{}", t.name), t.shape.clone(), &buffer[t.range.clone()]));
         }
+    }
+    for t in plan.state_tensors() {
+        named.push((t.name.clone(), t.shape.clone(), &state[t.range.clone()]));
     }
     let metadata: BTreeMap<&str, String> = [
         ("format", FORMAT.to_string()),
@@ -195,11 +136,20 @@ impl Checkpoint {
         Ok(Checkpoint { arch: field("arch")?.clone(), config, progress, tensors })
     }
 
-    /// The flat buffer for `plan` from the tensors named `prefix` + each parameter's name, checking
-    /// that the checkpoint holds this architecture with these shapes.
+    /// The flat parameter buffer for `plan` from the tensors named `prefix` + each parameter's name,
+    /// checking that the checkpoint holds this architecture with these shapes.
     pub fn flat(&self, plan: &Plan, prefix: &str) -> Result<Vec<f32>, String> {
-        let mut flat = vec![0.0; plan.param_len];
-        for t in plan.param_tensors() {
+        self.fill(plan, plan.param_len, &plan.param_tensors(), prefix)
+    }
+
+    /// The flat state buffer for `plan` (the layers' moving statistics).
+    pub fn state(&self, plan: &Plan) -> Result<Vec<f32>, String> {
+        self.fill(plan, plan.state_len, &plan.state_tensors(), "")
+    }
+
+    fn fill(&self, plan: &Plan, len: usize, tensors: &[crate::model::ParamTensor], prefix: &str) -> Result<Vec<f32>, String> {
+        let mut flat = vec![0.0; len];
+        for t in tensors {
             let name = format!("{prefix}{}", t.name);
             let (shape, values) = self.tensors.get(&name).ok_or_else(|| {
                 format!("the checkpoint has no tensor {name}: it was trained with --arch \"{}\", not \"{}\"", self.arch, plan.spec)
@@ -210,7 +160,7 @@ impl Checkpoint {
                     t.shape, self.arch, plan.spec
                 ));
             }
-            flat[t.range].copy_from_slice(values);
+            flat[t.range.clone()].copy_from_slice(values);
         }
         Ok(flat)
     }

@@ -4,28 +4,25 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::data::{Holdout, ImageSet, Pair};
-use crate::dims::AdamConfig;
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{
     best_threshold, equal_error_rate, few_shot, Episodes, retrieval, roc_auc, roc_curve, threshold_for_far, Confusion,
     FewShot, Retrieval, RocPoint,
 };
 use crate::model::{InputShape, Plan, TowerSpec};
-use crate::reference::byte_value;
-use crate::train::{calibration_pairs, labels_of, pair_set_loss, run_dataset, run_set, test_pairs};
-use crate::twin::{GpuTwin, PairFeed};
+use crate::run::{calibration_pairs, labels_of, pair_rows, pair_set_loss, paired_images, run_dataset, run_set, test_pairs};
+use crate::tower::{GpuTower, Weights};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Pairs per forward pass when using a model (twice as many images).
-pub const INFER_PAIRS: usize = 128;
-
-/// A checkpoint made ready to run: its tower laid out for inference batches, its weights.
+/// A checkpoint made ready to run: its tower and its weights.
 pub struct Trained {
     pub path: PathBuf,
     pub checkpoint: Checkpoint,
+    /// The tower laid out for its input (the batch is the inference tower's to choose).
     pub plan: Plan,
     pub params: Vec<f32>,
+    pub state: Vec<f32>,
 }
 
 impl Trained {
@@ -34,13 +31,16 @@ impl Trained {
         let spec: TowerSpec =
             checkpoint.arch.parse().map_err(|e| format!("{}: its tower \"{}\" does not parse: {e}", path.display(), checkpoint.arch))?;
         let [h, w, c] = checkpoint.config.input;
-        let plan = Plan::new(&spec, InputShape { h, w, c }, 2 * INFER_PAIRS, checkpoint.config.seed)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let plan = Plan::new(&spec, InputShape { h, w, c }, 2, checkpoint.config.seed).map_err(|e| format!("{}: {e}", path.display()))?;
         let params = checkpoint.flat(&plan, "").map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(t) = plan.param_tensors().iter().find(|t| params[t.range.clone()].iter().any(|w| !w.is_finite())) {
-            return Err(format!("{}: tensor {} holds NaN or infinity", path.display(), t.name));
+        let state = checkpoint.state(&plan).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tensors = plan.param_tensors().into_iter().map(|t| (t, &params)).chain(plan.state_tensors().into_iter().map(|t| (t, &state)));
+        for (t, values) in tensors {
+            if values[t.range.clone()].iter().any(|w| !w.is_finite()) {
+                return Err(format!("{}: tensor {} holds NaN or infinity", path.display(), t.name));
+            }
         }
-        Ok(Trained { path: path.to_path_buf(), checkpoint, plan, params })
+        Ok(Trained { path: path.to_path_buf(), checkpoint, plan, params, state })
     }
 
     /// The distance below which a pair is called "same", calibrated on training pairs when it was saved.
@@ -52,43 +52,11 @@ impl Trained {
         self.plan.input
     }
 
-    /// The model on the GPU, weights loaded, for forward passes.
-    pub fn twin<'a>(&self, gpu: &'a Gpu, kernels: &Kernels) -> Result<GpuTwin<'a>, String> {
-        let c = &self.checkpoint.config;
-        let adam = AdamConfig { learning_rate: c.learning_rate, beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon };
-        let mut twin = GpuTwin::new(gpu, kernels, self.plan.clone(), adam, c.margin, 1, true).map_err(|e| e.to_string())?;
-        twin.set_params(&self.params);
-        Ok(twin)
+    /// The model on the GPU for inference, weights loaded, `batch` images a pass (or as many as fit).
+    pub fn tower<'a>(&self, gpu: &'a Gpu, kernels: &'a Kernels, batch: Option<usize>) -> Result<GpuTower<'a>, String> {
+        let weights = Weights::Host { params: &self.params, state: &self.state };
+        GpuTower::new(gpu, kernels, &self.plan.spec, self.plan.input, weights, batch).map_err(|e| format!("{}: {e}", self.path.display()))
     }
-}
-
-/// Embeddings of `images` (bytes, one input after another), [count, embedding_dim], dropout off.
-pub fn embed_images(twin: &GpuTwin, images: &[u8]) -> Vec<f32> {
-    let (len, batch, dim) = (twin.plan.input.len(), twin.plan.batch, twin.plan.embedding_dim);
-    assert_eq!(images.len() % len, 0, "whole images");
-    let count = images.len() / len;
-    let labels = vec![0.0; twin.plan.pairs()];
-    let mut inputs = vec![0.0f32; batch * len];
-    let mut out = Vec::with_capacity(count * dim);
-    for start in (0..count).step_by(batch) {
-        let n = batch.min(count - start);
-        for (x, &b) in inputs.iter_mut().zip(&images[start * len..(start + n) * len]) {
-            *x = byte_value(b);
-        }
-        inputs[n * len..].fill(0.0);
-        twin.set_batch(&inputs, &labels);
-        out.extend_from_slice(&twin.embed()[..n * dim]);
-    }
-    out
-}
-
-/// The model's distance between `a[i]` and `b[i]` (bytes, one input after another), dropout off: the
-/// two lists side by side as one set of images, gathered on the GPU as validation's pairs are.
-pub fn distances_between(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, a: &[u8], b: &[u8]) -> Vec<f32> {
-    assert_eq!(a.len(), b.len(), "as many first images as second ones");
-    let count = (a.len() / twin.plan.input.len()) as u32;
-    let pairs: Vec<Pair> = (0..count).map(|i| Pair { a: i, b: count + i, label: 0.0 }).collect();
-    pair_distances(gpu, kernels, twin, &[a, b].concat(), &pairs)
 }
 
 /// Which of the test set's classes an evaluation scores.
@@ -119,6 +87,8 @@ pub struct EvalOptions {
     pub episodes: usize,
     /// Seed of the episodes.
     pub seed: u64,
+    /// Images per forward pass; None: as many as the adapter binds comfortably.
+    pub batch_size: Option<usize>,
 }
 
 /// The scores at one threshold.
@@ -203,15 +173,6 @@ pub struct Evaluation {
     pub embeddings: Vec<f32>,
 }
 
-/// Distances of `pairs` over `pixels` (images one after another), computed by `twin` on the GPU as
-/// validation does.
-fn pair_distances(gpu: &Gpu, kernels: &Kernels, twin: &GpuTwin, pixels: &[u8], pairs: &[Pair]) -> Vec<f32> {
-    let mut feed = PairFeed::new(gpu, kernels, twin, pixels, pairs.len(), None, false);
-    feed.set_pairs(gpu, pairs);
-    let out = gpu.storage("distances", pairs.len());
-    feed.distances(gpu, twin, &out)
-}
-
 pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOptions) -> Result<Evaluation, String> {
     let config = &trained.checkpoint.config;
     let trained_on = config.data.as_ref().map(PathBuf::from).filter(|d| d.is_dir());
@@ -256,10 +217,11 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
         return Err(format!("{}: the test images chosen hold classes {classes:?}; scoring pairs needs two or more", dir.display()));
     }
 
-    let twin = trained.twin(gpu, kernels)?;
+    let tower = trained.tower(gpu, kernels, opts.batch_size)?;
     let pair_list = test_pairs(config.seed, &set.labels);
     let labels = labels_of(&pair_list);
-    let distances = pair_distances(gpu, kernels, &twin, &set.pixels, &pair_list);
+    let embedded = tower.embed_on_gpu(&set.pixels).map_err(|e| e.to_string())?;
+    let distances = tower.pair_distances(&embedded, &pair_rows(&pair_list)).map_err(|e| e.to_string())?;
     if let Some(d) = distances.iter().find(|d| !d.is_finite()) {
         return Err(format!("{}: the model gives a distance of {d}", trained.path.display()));
     }
@@ -270,7 +232,8 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
             let train_seen = run_set(config, train_set, config.train_limit);
             let calibration = calibration_pairs(config.seed, &train_seen.labels);
             let calibration_labels = labels_of(&calibration);
-            let calibration_d = pair_distances(gpu, kernels, &twin, &train_seen.pixels, &calibration);
+            let (images, rows) = paired_images(&train_seen, &calibration);
+            let calibration_d = tower.distances(&images, &rows).map_err(|e| e.to_string())?;
             let threshold = threshold_for_far(&calibration_d, &calibration_labels, target)
                 .ok_or("--target-far: the training pairs hold no different-class pairs to calibrate on")?;
             Some(TargetFar {
@@ -281,8 +244,8 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
         }
     };
 
-    let embeddings = embed_images(&twin, &set.pixels);
-    let dim = twin.plan.embedding_dim;
+    let embeddings = embedded.read(gpu);
+    let dim = tower.dim();
     let n_way = opts.n_way.unwrap_or(4.min(classes.len()));
     let few_shot = Some(few_shot(&embeddings, dim, &set.labels, &classes, Episodes { n_way, k_shot: opts.k_shot, episodes: opts.episodes, seed: opts.seed })?);
     let eer = equal_error_rate(&distances, &labels);

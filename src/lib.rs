@@ -14,16 +14,23 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod compare;
+pub mod config;
 pub mod data;
-pub mod dims;
+pub mod embed;
 pub mod evaluate;
+pub mod feed;
 pub mod gpu;
 pub mod layers;
 pub mod metrics;
 pub mod model;
 pub mod npy;
+pub mod objective;
+pub mod optimizer;
 pub mod plot;
 pub mod reference;
 pub mod report;
+pub mod run;
+pub mod tower;
 pub mod train;
 pub mod twin;

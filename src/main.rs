@@ -1,15 +1,17 @@
 //! The gpu-siamese command line.
 
 use clap::{Parser, Subcommand};
-use gpu_siamese::checkpoint::{Checkpoint, LossKind, Sampler, TrainConfig};
-use gpu_siamese::dims::Augment;
+use gpu_siamese::checkpoint::Checkpoint;
+use gpu_siamese::config::{LossKind, Sampler, TrainConfig};
+use gpu_siamese::data::Augment;
 use gpu_siamese::gpu::{self, Gpu, Kernels};
 use gpu_siamese::model::{InputShape, Plan, TUTORIAL_TOWER};
 use gpu_siamese::bench::BenchOptions;
 use gpu_siamese::checkpoint::write_atomically;
-use gpu_siamese::data::{csv_field, decode_all, list_images, load_split, parse_csv_line, read_idx};
 use gpu_siamese::evaluate::{self, ClassChoice, EvalOptions, Trained};
-use gpu_siamese::{npy, report, train};
+use gpu_siamese::compare::{self, CompareOptions};
+use gpu_siamese::embed::{self, EmbedOptions};
+use gpu_siamese::{report, run, train};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -166,6 +168,9 @@ struct EvalArgs {
     /// Seed of the few-shot episodes.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
 }
 
 impl EvalArgs {
@@ -182,6 +187,7 @@ impl EvalArgs {
             k_shot: self.k_shot,
             episodes: self.episodes,
             seed: self.seed,
+            batch_size: self.batch_size,
         })
     }
 }
@@ -238,6 +244,9 @@ enum Command {
         /// are light on black.
         #[arg(long)]
         invert: bool,
+        /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
+        #[arg(long, value_name = "N")]
+        batch_size: Option<usize>,
     },
     /// Embeddings of pictures as a NumPy .npy file ([count, dim] float32) with a CSV index of their
     /// sources and labels beside it; batched on the GPU.
@@ -257,6 +266,9 @@ enum Command {
         /// Invert the pictures (255 - v), as for compare.
         #[arg(long)]
         invert: bool,
+        /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
+        #[arg(long, value_name = "N")]
+        batch_size: Option<usize>,
     },
     /// Pictures of a run, as PNG files: curves.png (loss, val_loss and accuracy per epoch),
     /// distances.png (test-pair distance histograms and the threshold), roc.png, pairs.png (test pairs
@@ -308,8 +320,14 @@ fn main() -> ExitCode {
         Command::Adapters => adapters(),
         Command::Train(args) => train(args),
         Command::Evaluate { checkpoint, eval, json } => evaluate(&checkpoint, &eval, json),
-        Command::Compare { images, checkpoint, pairs, out, threshold, invert } => compare(&images, &checkpoint, pairs.as_deref(), out.as_deref(), threshold, invert),
-        Command::Embed { checkpoint, images, split, out, invert } => embed(&checkpoint, &images, &split, &out, invert),
+        Command::Compare { images, checkpoint, pairs, out, threshold, invert, batch_size } => {
+            let opts = CompareOptions { images: &images, pairs: pairs.as_deref(), out: out.as_deref(), threshold, invert, batch_size };
+            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| compare::compare(&gpu, &kernels, &trained, &opts))
+        }
+        Command::Embed { checkpoint, images, split, out, invert, batch_size } => {
+            let opts = EmbedOptions { images: &images, split: &split, out: &out, invert, batch_size };
+            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| embed::embed(&gpu, &kernels, &trained, &opts))
+        }
         Command::Report { run, checkpoint, eval, out } => {
             let checkpoint = checkpoint.unwrap_or_else(|| run.join(train::BEST_FILE));
             let out = out.unwrap_or_else(|| run.join("report"));
@@ -361,7 +379,7 @@ fn adapters() -> Result<()> {
 }
 
 fn plan(args: &TwinArgs, input: InputShape) -> Result<Plan> {
-    let spec = train::tower(&args.arch, None)?;
+    let spec = run::tower(&args.arch, None)?;
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
@@ -392,7 +410,7 @@ fn check_numbers(config: &TrainConfig) -> Result<()> {
 fn train(args: TrainArgs) -> Result<()> {
     let (config, out) = match &args.resume {
         None => {
-            let spec = train::tower(args.arch.as_deref().unwrap_or(TUTORIAL_TOWER), args.embedding_dim)?;
+            let spec = run::tower(args.arch.as_deref().unwrap_or(TUTORIAL_TOWER), args.embedding_dim)?;
             let config = TrainConfig {
                 arch: spec.to_string(),
                 input: {
@@ -412,7 +430,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 test_limit: args.test_limit,
                 // Resolved against the data's classes when it is loaded.
                 holdout_classes: vec![],
-                test_fraction: args.test_fraction.unwrap_or(gpu_siamese::checkpoint::default_test_fraction()),
+                test_fraction: args.test_fraction.unwrap_or(gpu_siamese::config::default_test_fraction()),
                 class_names: vec![],
                 data: None,
                 sampler: sampler(&args)?,
@@ -429,7 +447,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 return Err(format!("--test-fraction {}: a fraction from 0 up to (not including) 1", config.test_fraction).into());
             }
             check_numbers(&config)?;
-            let out = args.out.clone().unwrap_or_else(train::default_out_dir);
+            let out = args.out.clone().unwrap_or_else(run::default_out_dir);
             if out.join(train::RESUME_FILE).exists() {
                 return Err(format!(
                     "{} already holds a run: continue it with --resume {}, or choose another --out",
@@ -466,7 +484,7 @@ fn train(args: TrainArgs) -> Result<()> {
             ]
             .into_iter()
             .flatten()
-            .filter(|(flag, given, saved)| !(*flag == "--arch" && train::tower(given, None).map(|s| s.to_string()).ok().as_ref() == Some(saved)))
+            .filter(|(flag, given, saved)| !(*flag == "--arch" && run::tower(given, None).map(|s| s.to_string()).ok().as_ref() == Some(saved)))
             .map(|(flag, given, saved)| format!("{flag} {given} (the run has {saved})"))
             .collect();
             if !conflicts.is_empty() {
@@ -577,150 +595,3 @@ fn evaluate(checkpoint: &Path, args: &EvalArgs, json: Option<PathBuf>) -> Result
     Ok(())
 }
 
-fn compare(images: &[PathBuf], checkpoint: &Path, pairs: Option<&Path>, out: Option<&Path>, threshold: Option<f32>, invert: bool) -> Result<()> {
-    let list: Vec<(PathBuf, PathBuf)> = match (pairs, images) {
-        (None, [a, b]) => vec![(a.clone(), b.clone())],
-        (None, _) => return Err("compare takes two pictures (compare A.png B.png --checkpoint C), or a CSV of them with --pairs".into()),
-        (Some(_), [_, ..]) => return Err("give either two pictures or --pairs, not both".into()),
-        (Some(csv), []) => read_pair_list(csv)?,
-    };
-    let (gpu, kernels, trained) = open_model(checkpoint)?;
-    let threshold = threshold.unwrap_or(trained.threshold());
-    // Every picture decoded on every core; the first that cannot be stops with its name.
-    let paths: Vec<PathBuf> = list.iter().map(|p| p.0.clone()).chain(list.iter().map(|p| p.1.clone())).collect();
-    let mut pixels: Vec<u8> = decode_all(&paths, trained.input()).into_iter().collect::<std::result::Result<Vec<_>, _>>()?.concat();
-    if invert {
-        pixels.iter_mut().for_each(|v| *v = 255 - *v);
-    }
-    let (a, b) = pixels.split_at(pixels.len() / 2);
-    let twin = trained.twin(&gpu, &kernels)?;
-    let distances = evaluate::distances_between(&gpu, &kernels, &twin, a, b);
-    let verdict = |d: f32| if d < threshold { "same" } else { "different" };
-    if pairs.is_none() {
-        let d = distances[0];
-        let source = if threshold == trained.threshold() { "the checkpoint's, calibrated on training pairs" } else { "given" };
-        println!("distance {d:.4}: {} (threshold {threshold:.4}, {source})", verdict(d));
-        return Ok(());
-    }
-    let mut csv = String::from("a,b,distance,verdict\n");
-    for ((pa, pb), d) in list.iter().zip(&distances) {
-        let (pa, pb) = (pa.display().to_string(), pb.display().to_string());
-        csv.push_str(&format!("{},{},{d:.6},{}\n", csv_field(&pa), csv_field(&pb), verdict(*d)));
-    }
-    match out {
-        Some(path) => {
-            write_atomically(path, csv.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            println!("{} pairs compared at threshold {threshold:.4}; written: {}", list.len(), path.display());
-        }
-        None => print!("{csv}"),
-    }
-    Ok(())
-}
-
-/// The pairs of a CSV file of two picture paths per line; relative paths are taken from its folder.
-fn read_pair_list(csv: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
-    let text = std::fs::read_to_string(csv).map_err(|e| format!("{}: cannot read: {e}", csv.display()))?;
-    let base = csv.parent().unwrap_or(Path::new(""));
-    let mut pairs = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let fields = parse_csv_line(line).map_err(|e| format!("{} line {}: {e}", csv.display(), n + 1))?;
-        if pairs.is_empty() && n == 0 && fields.len() == 2 && fields[0].trim().eq_ignore_ascii_case("a") && fields[1].trim().eq_ignore_ascii_case("b") {
-            continue;
-        }
-        let [a, b] = fields.as_slice() else {
-            return Err(format!("{} line {}: expected two paths, found {} fields", csv.display(), n + 1, fields.len()).into());
-        };
-        pairs.push((base.join(a.trim()), base.join(b.trim())));
-    }
-    if pairs.is_empty() {
-        return Err(format!("{}: no pairs in it", csv.display()).into());
-    }
-    Ok(pairs)
-}
-
-/// Pictures to embed: their bytes (the model's input), and for each its source and label.
-struct Sources {
-    pixels: Vec<u8>,
-    names: Vec<String>,
-    labels: Vec<String>,
-}
-
-fn embed(checkpoint: &Path, images: &Path, split: &str, out: &Path, invert: bool) -> Result<()> {
-    let (gpu, kernels, trained) = open_model(checkpoint)?;
-    let input = trained.input();
-    let idx_shape_check = |path: &Path, rows: usize, cols: usize| -> Result<()> {
-        if [rows, cols, 1] != [input.h, input.w, input.c] {
-            return Err(format!(
-                "{}: holds {rows}x{cols} grayscale images but the model takes {}x{}x{}; pictures in a folder are resized, IDX images are not",
-                path.display(), input.h, input.w, input.c
-            )
-            .into());
-        }
-        Ok(())
-    };
-    let mut sources = Sources { pixels: Vec::new(), names: Vec::new(), labels: Vec::new() };
-    let name = images.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    if images.is_file() && name.contains("-images-idx3-ubyte") {
-        let array = read_idx(images)?;
-        if array.dims.len() != 3 {
-            return Err(format!("{}: expected images [count, rows, cols], found {} dimensions", images.display(), array.dims.len()).into());
-        }
-        idx_shape_check(images, array.dims[1], array.dims[2])?;
-        let labels_path = images.with_file_name(name.replace("-images-idx3-ubyte", "-labels-idx1-ubyte"));
-        let labels = read_idx(&labels_path).ok().filter(|l| l.dims == [array.dims[0]]).map(|l| l.data);
-        for i in 0..array.dims[0] {
-            sources.names.push(format!("{}#{i}", images.display()));
-            sources.labels.push(labels.as_ref().map_or(String::new(), |l| l[i].to_string()));
-        }
-        sources.pixels = array.data;
-    } else if images.is_dir() && std::fs::read_dir(images)?.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{split}-images-idx3-ubyte"))) {
-        let set = load_split(images, split)?;
-        idx_shape_check(images, set.rows, set.cols)?;
-        for i in 0..set.count {
-            sources.names.push(format!("{}/{split}#{i}", images.display()));
-            sources.labels.push(set.labels[i].to_string());
-        }
-        sources.pixels = set.pixels;
-    } else if images.is_dir() {
-        let files = list_images(images)?;
-        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-        let mut skipped = Vec::new();
-        for (file, decoded) in files.iter().zip(decode_all(&paths, input)) {
-            match decoded {
-                Ok(bytes) => {
-                    sources.pixels.extend(bytes);
-                    sources.names.push(file.path.display().to_string());
-                    sources.labels.push(file.class.clone().unwrap_or_default());
-                }
-                Err(e) => skipped.push(e.to_string()),
-            }
-        }
-        if !skipped.is_empty() {
-            eprintln!("skipped {} of {} pictures that could not be read; the first: {}", skipped.len(), files.len(), skipped[0]);
-        }
-    } else {
-        return Err(format!("{}: neither a folder nor an IDX images file (*-images-idx3-ubyte[.gz])", images.display()).into());
-    }
-    if sources.names.is_empty() {
-        return Err(format!("{}: no pictures found (looked for {} files)", images.display(), gpu_siamese::data::IMAGE_EXTENSIONS.join(", ")).into());
-    }
-    if invert {
-        sources.pixels.iter_mut().for_each(|v| *v = 255 - *v);
-    }
-    let twin = trained.twin(&gpu, &kernels)?;
-    let embeddings = evaluate::embed_images(&twin, &sources.pixels);
-    let dim = twin.plan.embedding_dim;
-    let count = sources.names.len();
-    write_atomically(out, &npy::npy_f32(&embeddings, &[count, dim])).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    let index_path = out.with_extension("csv");
-    let mut index = String::from("row,source,label\n");
-    for (i, (name, label)) in sources.names.iter().zip(&sources.labels).enumerate() {
-        index.push_str(&format!("{i},{},{}\n", csv_field(name), csv_field(label)));
-    }
-    write_atomically(&index_path, index.as_bytes()).map_err(|e| format!("cannot write {}: {e}", index_path.display()))?;
-    println!("{count} embeddings of {dim} values: {} (index: {})", out.display(), index_path.display());
-    Ok(())
-}

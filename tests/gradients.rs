@@ -2,7 +2,7 @@
 //! the scalar checked is L = sum(r * f(x)) for a fixed random r, whose gradient the backward pass
 //! computes from dy = r.
 
-use gpu_siamese::dims::*;
+use gpu_siamese::optimizer::AdamConfig;
 use gpu_siamese::layers::conv2d::*;
 use gpu_siamese::layers::dense::*;
 use gpu_siamese::layers::dropout::*;

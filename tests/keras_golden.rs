@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use gpu_siamese::dims::AdamConfig;
+use gpu_siamese::optimizer::AdamConfig;
 use gpu_siamese::model::{InputShape, Plan, TowerSpec};
 use gpu_siamese::reference::{TwinBatch, TwinReference};
 use gpu_siamese::twin::GpuTwin;

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use gpu_siamese::dims::*;
+use gpu_siamese::optimizer::AdamConfig;
+use gpu_siamese::data::Augment;
 use gpu_siamese::layers::conv2d::*;
 use gpu_siamese::layers::dense::*;
 use gpu_siamese::layers::dropout::*;

@@ -4,9 +4,11 @@
 mod common;
 
 use common::*;
-use gpu_siamese::dims::{AdamConfig, Objective};
+use gpu_siamese::optimizer::AdamConfig;
+use gpu_siamese::objective::Objective;
 use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec, TUTORIAL_TOWER};
 use gpu_siamese::reference::{adam_update, TwinBatch, TwinReference};
+use gpu_siamese::tower::{GpuTower, Weights};
 use gpu_siamese::twin::GpuTwin;
 
 fn batch(plan: &Plan, seed: u64) -> TwinBatch<f32> {
@@ -218,4 +220,53 @@ fn a_batch_beyond_the_adapters_limits_is_refused_before_allocating() {
     let err = GpuTwin::new(gpu, kernels, plan, AdamConfig::default(), 1.0, 8, false).err().expect("too large");
     let message = err.to_string();
     assert!(message.contains("200000 pairs") && message.contains("smaller batch size"), "{message}");
+}
+
+#[test]
+fn the_inference_tower_gives_the_twins_distances_bit_for_bit() {
+    // The tower embeds each image once, in passes of its own size, and pairs the embeddings; the twin
+    // runs both images of every pair through one batch. The same kernels per image: the same bits.
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed("inference tower");
+    for (spec, input, pairs) in [
+        (TUTORIAL_TOWER, InputShape::FASHION_MNIST, 9),
+        ("conv(8,3),maxpool,dropout(0.3),conv(16,2,valid),gap,dense(12,relu),dense(5)", InputShape { h: 11, w: 9, c: 3 }, 7),
+    ] {
+        let plan = Plan::new(&spec.parse().unwrap(), input, 2 * pairs, seed).unwrap();
+        let params = glorot_uniform(&plan, seed);
+        let bytes: Vec<u8> = random(plan.batch * input.len(), seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
+        let inputs: Vec<f32> = bytes.iter().map(|&b| gpu_siamese::reference::byte_value(b)).collect();
+        let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8, true).unwrap();
+        twin.set_params(&params);
+        twin.set_batch(&inputs, &vec![0.0; pairs]);
+        let (want, _) = twin.evaluate();
+        // Passes of 4 images: the last one partial, and no pass holding a pair's two images together.
+        let weights = Weights::Host { params: &params, state: &plan.initial_state() };
+        let tower = GpuTower::new(gpu, kernels, &plan.spec, input, weights, Some(4)).unwrap();
+        assert_eq!(tower.plan.batch, 4);
+        let rows: Vec<(u32, u32)> = (0..pairs as u32).map(|i| (i, pairs as u32 + i)).collect();
+        let got = tower.distances(&bytes, &rows).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|d| d.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{spec}: the tower's distances are the twin's");
+    }
+}
+
+#[test]
+fn the_inference_tower_sizes_its_passes_to_the_adapter() {
+    let (gpu, kernels) = gpu();
+    let spec: TowerSpec = "conv(16,3),maxpool,gap,dense(8)".parse().unwrap();
+    let zeros = |plan: &Plan| (vec![0.0; plan.param_len], plan.initial_state());
+    // A large picture: each image's conv output alone takes 16 MiB, so a pass holds fewer than 256.
+    let input = InputShape { h: 512, w: 512, c: 3 };
+    let plan = Plan::new(&spec, input, 2, 0).unwrap();
+    let (params, state) = zeros(&plan);
+    let tower = GpuTower::new(gpu, kernels, &spec, input, Weights::Host { params: &params, state: &state }, None).unwrap();
+    let per_image = 512 * 512 * 16 * 4;
+    assert!(tower.plan.batch >= 2 && tower.plan.batch as u64 * per_image <= gpu.max_binding_bytes(), "batch {}", tower.plan.batch);
+    // One image too large to bind: refused, saying so, before anything is allocated.
+    let input = InputShape { h: 4096, w: 4096, c: 3 };
+    let plan = Plan::new(&spec, input, 2, 0).unwrap();
+    let (params, state) = zeros(&plan);
+    let err = GpuTower::new(gpu, kernels, &spec, input, Weights::Host { params: &params, state: &state }, None).err().expect("too large");
+    assert!(err.to_string().contains("one 4096x4096x3 image"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! Datasets: the IDX files Fashion-MNIST ships as, where to find them, and the tutorial's pairs.
 
+mod augment;
 mod csv;
 mod dataset;
 mod folder;
@@ -7,6 +8,7 @@ mod idx;
 mod image_file;
 mod pairs;
 
+pub use augment::Augment;
 pub use csv::{csv_field, parse_csv_line};
 pub use dataset::{decode_all, idx_dataset, is_idx_folder, load_dataset, load_folders, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
 pub use folder::{is_image_name, list_images, ImageFile, IMAGE_EXTENSIONS};

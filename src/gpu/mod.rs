@@ -151,6 +151,15 @@ impl Gpu {
         })
     }
 
+    /// A uniform buffer holding `value`, which can be rewritten.
+    pub fn uniform_from<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
     pub fn write(&self, buffer: &wgpu::Buffer, offset: usize, data: &[f32]) {
         self.queue.write_buffer(buffer, (offset * 4) as u64, bytemuck::cast_slice(data));
     }

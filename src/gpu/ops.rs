@@ -4,7 +4,8 @@
 //! `@binding` attributes of the shaders.
 
 use super::kernels::{Dispatch, Kernel, Kernels, Region};
-use crate::dims::{AdamConfig, Augment};
+use crate::optimizer::AdamConfig;
+use crate::data::Augment;
 use crate::model::InputShape;
 use bytemuck::{Pod, Zeroable};
 
@@ -15,6 +16,7 @@ const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 const ADAM: &str = include_str!("../../shaders/adam.wgsl");
 pub const DISTANCE_FORWARD: Kernel = Kernel::new("distance", DISTANCE, "distance_forward");
 pub const DISTANCE_BACKWARD: Kernel = Kernel::new("distance", DISTANCE, "distance_backward");
+pub const PAIR_DISTANCE: Kernel = Kernel::new("distance", DISTANCE, "pair_distance");
 pub const CONTRASTIVE_FORWARD: Kernel = Kernel::new("contrastive", CONTRASTIVE, "contrastive_forward");
 pub const CONTRASTIVE_BACKWARD: Kernel = Kernel::new("contrastive", CONTRASTIVE, "contrastive_backward");
 pub const PAIRWISE_DISTANCE_FORWARD: Kernel = Kernel::new("batch_loss", BATCH_LOSS, "pairwise_distance_forward");
@@ -29,6 +31,7 @@ pub const ADAM_UPDATE: Kernel = Kernel::new("adam", ADAM, "adam_update");
 pub const KERNELS: &[Kernel] = &[
     DISTANCE_FORWARD,
     DISTANCE_BACKWARD,
+    PAIR_DISTANCE,
     CONTRASTIVE_FORWARD,
     CONTRASTIVE_BACKWARD,
     PAIRWISE_DISTANCE_FORWARD,
@@ -71,6 +74,13 @@ impl Kernels {
         let c = [("PAIRS", pairs as f64), ("DIM", dim as f64)];
         self.dispatch(DISTANCE_BACKWARD, &c, &[(1, emb), (3, ddist), (4, demb)], pairs)
             .with_work(3 * pairs * dim, 4 * pairs * dim + pairs)
+    }
+
+    /// The distance between rows `pair_rows[i]` (two u32 each) of the embeddings `emb`, [rows, dim], for
+    /// each of `pairs` pairs.
+    pub fn pair_distance(&self, pairs: usize, dim: usize, emb: Region, pair_rows: Region, dist: Region) -> Dispatch {
+        let c = [("PAIRS", pairs as f64), ("DIM", dim as f64)];
+        self.dispatch(PAIR_DISTANCE, &c, &[(1, emb), (2, dist), (5, pair_rows)], pairs).with_work(3 * pairs * dim, 2 * pairs * dim + 3 * pairs)
     }
 
     /// Writes the mean loss into `losses[step.loss_slot]`; one workgroup.

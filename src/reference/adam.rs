@@ -1,5 +1,5 @@
 use super::Real;
-use crate::dims::AdamConfig;
+use crate::optimizer::AdamConfig;
 
 /// Adam update `t` (1-based) in Keras 3's form:
 ///   m += (g - m) * (1 - beta1);  v += (g^2 - v) * (1 - beta2);  w -= (m * alpha) / (sqrt(v) + epsilon)

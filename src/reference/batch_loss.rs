@@ -3,7 +3,7 @@
 //! does not matter, only which rows share one). Distances are the tutorial's, between every two rows.
 
 use super::Real;
-use crate::dims::DISTANCE_EPSILON;
+use crate::objective::DISTANCE_EPSILON;
 
 /// Whether rows `i` and `j` hold images of the same class.
 pub fn same_class(i: usize, j: usize, k: usize) -> bool {

@@ -1,5 +1,5 @@
 use super::Real;
-use crate::dims::DISTANCE_EPSILON;
+use crate::objective::DISTANCE_EPSILON;
 
 /// d[i] = sqrt(max(sum over k of (a[i, k] - b[i, k])^2, 1e-7)), where `emb` holds the first images'
 /// embeddings in rows [0, pairs) and the second images' in rows [pairs, 2 * pairs).

@@ -1,5 +1,5 @@
 use super::{pcg_hash, Real};
-use crate::dims::Augment;
+use crate::data::Augment;
 use crate::model::InputShape;
 
 /// A pixel byte as the network sees it: v / 255 in double precision, rounded once, as the tutorial's

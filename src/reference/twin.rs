@@ -3,7 +3,8 @@
 //! of kernels on the GPU.
 
 use super::*;
-use crate::dims::{AdamConfig, Objective};
+use crate::optimizer::AdamConfig;
+use crate::objective::Objective;
 use crate::layers::{Backward, Pass};
 use crate::model::Plan;
 

@@ -1,0 +1,70 @@
+//! What defines a training run: every setting, with its default stated once, as stored in every
+//! checkpoint (a resumed run keeps them).
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that defines a training run; stored in every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub arch: String,
+    /// [height, width, channels] of the images.
+    pub input: [usize; 3],
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub margin: f32,
+    pub seed: u64,
+    pub resample_pairs: bool,
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+    /// Classes left out of training and validation, kept for one-shot tests on classes never seen.
+    #[serde(default)]
+    pub holdout_classes: Vec<crate::data::Label>,
+    /// A folder dataset without train/ and test/ folders: the fraction of each class drawn for testing.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Each label's name (class folders' names; numbers for IDX files).
+    #[serde(default)]
+    pub class_names: Vec<String>,
+    /// Random changes to the training images (none by default).
+    #[serde(default)]
+    pub augment: crate::data::Augment,
+    /// How training batches are drawn.
+    #[serde(default)]
+    pub sampler: Sampler,
+    /// What a step minimises.
+    #[serde(default)]
+    pub loss: LossKind,
+    /// The dataset folder the run trained on (absolute), where `evaluate` and `report` look first.
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+/// How training batches are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampler {
+    /// The tutorial's: for every image one positive and one negative pair, shuffled; `batch_size` pairs
+    /// a step.
+    #[default]
+    Pairs,
+    /// Class-balanced batches of P classes x K images, every pair (or triplet) of a batch used.
+    Pk { classes_per_batch: usize, images_per_class: usize },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// y d^2 + (1 - y) max(margin - d, 0)^2, the tutorial's.
+    #[default]
+    Contrastive,
+    /// max(d(anchor, positive) - d(anchor, negative) + margin, 0), over a class-balanced batch's triplets.
+    Triplet,
+}
+
+pub fn default_test_fraction() -> f64 {
+    0.2
+}
