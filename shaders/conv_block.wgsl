@@ -25,6 +25,8 @@ override KERNEL_H: u32;
 override KERNEL_W: u32;
 override PAD_TOP: u32;
 override PAD_LEFT: u32;
+// Always 1: a block with a strided conv does not fuse.
+override STRIDE: u32 = 1u;
 override RELU: u32;
 override BRANCHES: u32;
 override CHUNKS: u32;

@@ -50,9 +50,11 @@ fn check(what: &str, x: &[f64], analytic: &[f64], loss: impl Fn(&[f64]) -> f64) 
 #[test]
 fn conv2d_gradients() {
     for (i, d) in [
-        Conv2dDims { batch: 2, in_h: 5, in_w: 4, in_c: 3, out_c: 2, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: true },
-        Conv2dDims { batch: 2, in_h: 6, in_w: 5, in_c: 2, out_c: 3, kernel_h: 3, kernel_w: 2, padding: Padding::Valid, relu: false },
-        Conv2dDims { batch: 1, in_h: 4, in_w: 5, in_c: 1, out_c: 3, kernel_h: 3, kernel_w: 4, padding: Padding::Same, relu: true },
+        Conv2dDims { batch: 2, in_h: 5, in_w: 4, in_c: 3, out_c: 2, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: true, stride: 1 },
+        Conv2dDims { batch: 2, in_h: 6, in_w: 5, in_c: 2, out_c: 3, kernel_h: 3, kernel_w: 2, padding: Padding::Valid, relu: false, stride: 1 },
+        Conv2dDims { batch: 1, in_h: 4, in_w: 5, in_c: 1, out_c: 3, kernel_h: 3, kernel_w: 4, padding: Padding::Same, relu: true, stride: 1 },
+        Conv2dDims { batch: 2, in_h: 7, in_w: 6, in_c: 2, out_c: 3, kernel_h: 3, kernel_w: 3, padding: Padding::Same, relu: true, stride: 2 },
+        Conv2dDims { batch: 2, in_h: 8, in_w: 7, in_c: 2, out_c: 2, kernel_h: 3, kernel_w: 2, padding: Padding::Valid, relu: false, stride: 2 },
     ]
     .iter()
     .enumerate()

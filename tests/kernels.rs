@@ -22,28 +22,43 @@ use gpu_siamese::reference as cpu;
 const TOLERANCE: f64 = 2e-5;
 
 fn conv_cases() -> Vec<Conv2dDims> {
-    let c = |batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, padding, relu| Conv2dDims {
-        batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, padding, relu,
+    let c = |batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, padding, relu, stride| Conv2dDims {
+        batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, padding, relu, stride,
     };
     vec![
-        c(1, 5, 7, 1, 3, 2, 2, Padding::Same, true),
-        c(3, 9, 6, 3, 5, 3, 3, Padding::Same, false),
-        c(2, 7, 5, 2, 7, 3, 2, Padding::Valid, true),
-        c(2, 6, 9, 3, 6, 4, 5, Padding::Same, true),
-        c(260, 4, 3, 1, 5, 2, 2, Padding::Same, true),
-        c(4, 28, 28, 1, 128, 2, 2, Padding::Same, true),
-        // Channels in multiples of 8 take the tiled kernels: odd rows and columns (not multiples of
-        // their 4-column tiles), valid and same padding, a linear conv, many lanes, the intended tower's
-        // second conv.
-        c(3, 7, 5, 8, 16, 2, 2, Padding::Same, true),
-        c(2, 9, 6, 16, 8, 3, 2, Padding::Valid, false),
-        c(40, 5, 5, 8, 24, 3, 3, Padding::Same, true),
-        c(2, 14, 14, 128, 128, 2, 2, Padding::Same, true),
+        c(1, 5, 7, 1, 3, 2, 2, Padding::Same, true, 1),
+        c(3, 9, 6, 3, 5, 3, 3, Padding::Same, false, 1),
+        c(2, 7, 5, 2, 7, 3, 2, Padding::Valid, true, 1),
+        c(2, 6, 9, 3, 6, 4, 5, Padding::Same, true, 1),
+        c(260, 4, 3, 1, 5, 2, 2, Padding::Same, true, 1),
+        c(4, 28, 28, 1, 128, 2, 2, Padding::Same, true, 1),
+        // Channels in multiples of 4 take the engine's vec4 loads: odd rows and columns, valid and same
+        // padding, a linear conv, many lanes, the intended tower's second conv, 3x3 on 32 channels.
+        c(3, 7, 5, 8, 16, 2, 2, Padding::Same, true, 1),
+        c(2, 9, 6, 16, 8, 3, 2, Padding::Valid, false, 1),
+        c(40, 5, 5, 8, 24, 3, 3, Padding::Same, true, 1),
+        c(2, 14, 14, 128, 128, 2, 2, Padding::Same, true, 1),
+        c(2, 14, 14, 32, 64, 3, 3, Padding::Same, true, 1),
+        // Strides: TensorFlow's 'same' for strides pads the smaller half before.
+        c(2, 9, 8, 3, 12, 3, 3, Padding::Same, true, 2),
+        c(3, 10, 7, 8, 20, 3, 3, Padding::Same, false, 2),
+        c(2, 11, 9, 4, 8, 2, 2, Padding::Valid, true, 2),
+        c(1, 13, 13, 5, 9, 5, 5, Padding::Same, true, 3),
     ]
 }
 
+/// Every engine variant this adapter runs: each way of sharing loads, each tile shape.
+fn variants(d: &Conv2dDims, product: Product, subgroups: bool) -> Vec<Variant> {
+    let shares: &[Share] = if subgroups { &[Share::Direct, Share::Subgroup, Share::Workgroup] } else { &[Share::Direct, Share::Workgroup] };
+    shares.iter().flat_map(|&share| product.tiles(d).into_iter().map(move |(rows, col_quads)| Variant { share, rows, col_quads })).collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 #[test]
-fn conv2d_matches_reference() {
+fn conv2d_matches_reference_in_every_variant() {
     let (gpu, kernels) = gpu();
     let mut seed = fresh_seed("conv2d");
     for d in conv_cases() {
@@ -55,25 +70,59 @@ fn conv2d_matches_reference() {
         let y_ref = conv2d_forward(&x, &wb, &d);
         let dx_ref = conv2d_backward_input(&dy, &y_ref, &wb, &d);
         let dwb_ref = conv2d_backward_weight(&x, &dy, &y_ref, &d, branches);
+        let name = format!("conv2d {d:?}");
 
         let (xb, wbb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), gpu.storage_from("dy", &dy));
-        let (y, dx, dwb) = (poisoned(gpu, d.output_len()), poisoned(gpu, d.input_len()), poisoned(gpu, d.param_len()));
-        let chunks = conv2d_weight_chunks(&d, branches);
-        let partial = poisoned(gpu, branches * chunks * d.param_len());
-        let forward = kernels.conv2d_forward(&d, true, (&xb).into(), (&wbb).into(), (&y).into());
-        let input = kernels.conv2d_backward_input(&d, (&dyb).into(), (&y).into(), (&wbb).into(), (&dx).into());
-        let [partials, sum] = kernels.conv2d_backward_weight(
-            &d, branches, (&xb).into(), (&dyb).into(), (&y).into(), (&partial).into(), (&dwb).into(),
-        );
-        assert_eq!(forward.kernel.name().ends_with("_tiled"), d.tiled());
-        run(gpu, &[&forward, &input, &partials, &sum]);
-        let name = format!("conv2d {d:?}");
-        assert_close(&format!("{name} forward"), &gpu.read(&y, 0, d.output_len()), &y_ref, TOLERANCE);
-        assert_close(&format!("{name} backward_input"), &gpu.read(&dx, 0, d.input_len()), &dx_ref, TOLERANCE);
-        assert_close(&format!("{name} backward_weight"), &gpu.read(&dwb, 0, d.param_len()), &dwb_ref, TOLERANCE);
-        // With the adapter's fma the rounding may differ, never by more than the tolerance.
-        run(gpu, &[&kernels.conv2d_forward(&d, false, (&xb).into(), (&wbb).into(), (&y).into())]);
-        assert_close(&format!("{name} forward, adapter's fma"), &gpu.read(&y, 0, d.output_len()), &y_ref, TOLERANCE);
+        let y = poisoned(gpu, d.output_len());
+        // The exactly rounded forward pass.
+        run(gpu, &[&kernels.conv2d_forward_exact(&d, (&xb).into(), (&wbb).into(), (&y).into())]);
+        assert_close(&format!("{name} exact forward"), &gpu.read(&y, 0, d.output_len()), &y_ref, TOLERANCE);
+        // The backward products read the pre-activation's gradient: with a ReLU, dy masked where the
+        // reference's output is 0.
+        let dz = if d.relu {
+            let (yb, dz) = (gpu.storage_from("y", &y_ref), poisoned(gpu, d.output_len()));
+            run(gpu, &[&kernels.conv2d_grad_z(&d, (&yb).into(), (&dyb).into(), (&dz).into())]);
+            dz
+        } else {
+            dyb.clone()
+        };
+
+        for product in [Product::Forward, Product::BackwardInput, Product::BackwardWeight] {
+            let mut first_bits: Option<Vec<u32>> = None;
+            for v in variants(&d, product, gpu.subgroups) {
+                let what = format!("{name} {product:?} {v:?}");
+                let got = match product {
+                    Product::Forward => {
+                        let y = poisoned(gpu, d.output_len());
+                        run(gpu, &[&kernels.conv2d_gemm_forward_as(&d, v, (&xb).into(), (&wbb).into(), (&y).into())]);
+                        let got = gpu.read(&y, 0, d.output_len());
+                        assert_close(&what, &got, &y_ref, TOLERANCE);
+                        got
+                    }
+                    Product::BackwardInput => {
+                        let dx = poisoned(gpu, d.input_len());
+                        run(gpu, &[&kernels.conv2d_gemm_backward_input_as(&d, v, (&dz).into(), (&wbb).into(), (&dx).into())]);
+                        let got = gpu.read(&dx, 0, d.input_len());
+                        assert_close(&what, &got, &dx_ref, TOLERANCE);
+                        got
+                    }
+                    Product::BackwardWeight => {
+                        let partial = poisoned(gpu, branches * conv2d_weight_chunks(&d, branches) * d.param_len());
+                        let dwb = poisoned(gpu, d.param_len());
+                        let [partials, sum] = kernels.conv2d_gemm_backward_weight_as(&d, v, branches, (&xb).into(), (&dz).into(), (&partial).into(), (&dwb).into());
+                        run(gpu, &[&partials, &sum]);
+                        let got = gpu.read(&dwb, 0, d.param_len());
+                        assert_close(&what, &got, &dwb_ref, TOLERANCE);
+                        got
+                    }
+                };
+                // Every variant adds the same terms in the same order: the same bits.
+                match &first_bits {
+                    None => first_bits = Some(bits(&got)),
+                    Some(b) => assert!(*b == bits(&got), "{what} differs from the first variant's bits"),
+                }
+            }
+        }
     }
 }
 
@@ -81,15 +130,22 @@ fn conv2d_matches_reference() {
 fn conv2d_same_padding_is_kerass_asymmetric_rule() {
     // A 2x2 "same" kernel pads nothing before and one zero row/column after: output (0, 0) reads
     // x[0..2, 0..2] and the last output reads x[h-1, w-1] alone.
-    let d = Conv2dDims { batch: 1, in_h: 3, in_w: 3, in_c: 1, out_c: 1, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: false };
+    let d = Conv2dDims { batch: 1, in_h: 3, in_w: 3, in_c: 1, out_c: 1, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: false, stride: 1 };
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let wb = [1.0, 1.0, 1.0, 1.0, 0.0];
     let y = conv2d_forward(&x, &wb, &d);
     assert_eq!(y, [12.0, 16.0, 9.0, 24.0, 28.0, 15.0, 15.0, 17.0, 9.0]);
     let (gpu, kernels) = gpu();
     let (xb, wbb, yb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), poisoned(gpu, 9));
-    run(gpu, &[&kernels.conv2d_forward(&d, true, (&xb).into(), (&wbb).into(), (&yb).into())]);
+    run(gpu, &[&kernels.conv2d_forward_exact(&d, (&xb).into(), (&wbb).into(), (&yb).into())]);
     assert_eq!(gpu.read(&yb, 0, 9), y);
+    run(gpu, &[&kernels.conv2d_gemm_forward(&d, (&xb).into(), (&wbb).into(), (&yb).into())]);
+    assert_eq!(gpu.read(&yb, 0, 9), y);
+    // At stride 2, 'same' on 3 columns gives 2 outputs and pads one column in all, after (the smaller
+    // half, none, before): output (0, 0) reads x[0..2, 0..2], output (1, 1) x[2, 2] alone.
+    let d = Conv2dDims { stride: 2, ..d };
+    assert_eq!((d.out_h(), d.pad_top()), (2, 0));
+    assert_eq!(conv2d_forward(&x, &wb, &d), [12.0, 9.0, 15.0, 9.0]);
 }
 
 #[test]

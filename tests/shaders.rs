@@ -1,5 +1,6 @@
-//! Every WGSL file validates with naga as the device compiles it (the shared prelude, then the file),
-//! every kernel's entry point is in the file it names, and what the prelude holds no shader repeats.
+//! Every shader module validates with naga as the device compiles it (the shared prelude, then its
+//! files), every kernel's entry point is in its module, every file in shaders/ is part of a module
+//! something launches, and what the prelude holds no shader repeats.
 
 use gpu_siamese::gpu::{all_kernels, module_source, PRELUDE};
 use std::collections::BTreeMap;
@@ -14,32 +15,49 @@ fn shader_files() -> BTreeMap<String, String> {
         .collect()
 }
 
+fn validate(name: &str, source: &str, subgroups: bool) -> naga::Module {
+    let full = module_source(source);
+    let module = naga::front::wgsl::parse_str(&full).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&full)));
+    let capabilities = if subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}"));
+    module
+}
+
 #[test]
-fn every_shader_validates_with_naga() {
-    for (name, source) in shader_files() {
-        let full = module_source(&source);
-        let module = naga::front::wgsl::parse_str(&full).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(&full)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
+fn every_module_validates_and_holds_its_kernels() {
+    let files = shader_files();
+    for kernel in all_kernels() {
+        for (name, source) in kernel.files {
+            let on_disk = files.get(*name).unwrap_or_else(|| panic!("{}: no shaders/{name}.wgsl", kernel.entry));
+            assert_eq!(on_disk, source, "{name}.wgsl embedded as it is on disk");
+        }
+        let module = validate(kernel.module, &kernel.source(), kernel.needs_subgroups());
+        assert!(module.entry_points.iter().any(|e| e.name == kernel.entry), "{} lacks {}", kernel.module, kernel.entry);
+        // Only a module that needs subgroups may use them: the others must run on any adapter.
+        if !kernel.needs_subgroups() {
+            validate(kernel.module, &kernel.source(), false);
+        }
     }
 }
 
 #[test]
-fn every_kernel_has_its_entry_point() {
-    let files = shader_files();
-    for kernel in all_kernels() {
-        let on_disk = files.get(kernel.file).unwrap_or_else(|| panic!("{}: no shaders/{}.wgsl", kernel.entry, kernel.file));
-        assert_eq!(on_disk, kernel.source, "{}.wgsl embedded as it is on disk", kernel.file);
-        let module = naga::front::wgsl::parse_str(&module_source(kernel.source)).unwrap();
-        assert!(module.entry_points.iter().any(|e| e.name == kernel.entry), "{}.wgsl lacks {}", kernel.file, kernel.entry);
+fn every_shader_file_and_entry_point_is_launched() {
+    // Nothing in shaders/ goes untested: every file is part of a module, and every entry point of every
+    // file is a kernel something launches (in one of the modules the file is part of).
+    let kernels = all_kernels();
+    for name in shader_files().keys() {
+        assert!(kernels.iter().any(|k| k.files.iter().any(|(f, _)| f == name)), "{name}.wgsl is in no kernel's module");
     }
-    // And every entry point of every shader file is a kernel something launches: nothing in shaders/
-    // goes untested.
-    for (name, source) in files {
-        let module = naga::front::wgsl::parse_str(&module_source(&source)).unwrap();
+    for kernel in &kernels {
+        let module = validate(kernel.module, &kernel.source(), kernel.needs_subgroups());
+        let defining = kernel.files.last().unwrap().0;
         for entry in &module.entry_points {
-            assert!(all_kernels().iter().any(|k| k.file == name && k.entry == entry.name), "{name}.wgsl's {} is launched by nothing", entry.name);
+            let launched = kernels.iter().any(|k| k.entry == entry.name && k.files.iter().any(|(f, _)| *f == defining));
+            assert!(launched, "{defining}.wgsl's {} is launched by nothing", entry.name);
         }
     }
 }

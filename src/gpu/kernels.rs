@@ -7,6 +7,7 @@
 //! needed.
 
 use super::Gpu;
+use crate::layers::conv2d::{Conv2dDims, Product, Variant};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -19,28 +20,41 @@ pub fn module_source(file_source: &str) -> String {
     format!("{PRELUDE}\n{file_source}")
 }
 
-/// A kernel: a WGSL entry point and the shader file it is in (its name in `shaders/`, and its source,
-/// which the module that launches it embeds). Named as in its shader and in the CPU reference.
+/// A kernel: a WGSL entry point and the shader module it is in. A module is one file of `shaders/`, or
+/// a few joined (a variant: the convolution engine after one of its ways of sharing loads), each
+/// embedded by the Rust module that launches it. Named as in its shader and in the CPU reference.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
-    pub file: &'static str,
-    pub source: &'static str,
+    /// The module's name: its file's, or its files' joined by '+'.
+    pub module: &'static str,
+    /// The files it is made of, in order, as (name in `shaders/`, source).
+    pub files: &'static [(&'static str, &'static str)],
     pub entry: &'static str,
 }
 
 impl Kernel {
-    pub const fn new(file: &'static str, source: &'static str, entry: &'static str) -> Kernel {
-        Kernel { file, source, entry }
+    pub const fn new(module: &'static str, files: &'static [(&'static str, &'static str)], entry: &'static str) -> Kernel {
+        Kernel { module, files, entry }
     }
 
     pub fn name(self) -> &'static str {
         self.entry
     }
+
+    /// The module's source without the prelude.
+    pub fn source(self) -> String {
+        self.files.iter().map(|(_, source)| *source).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Whether the module uses subgroup operations (the device must have the feature).
+    pub fn needs_subgroups(self) -> bool {
+        self.files.iter().any(|(_, source)| source.contains("subgroup"))
+    }
 }
 
 impl PartialEq for Kernel {
     fn eq(&self, other: &Kernel) -> bool {
-        (self.file, self.entry) == (other.file, other.entry)
+        (self.module, self.entry) == (other.module, other.entry)
     }
 }
 
@@ -48,7 +62,7 @@ impl Eq for Kernel {}
 
 impl std::hash::Hash for Kernel {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.file, self.entry).hash(state)
+        (self.module, self.entry).hash(state)
     }
 }
 
@@ -137,6 +151,10 @@ pub type Constants = [(&'static str, f64)];
 
 pub struct Kernels {
     device: wgpu::Device,
+    /// Whether the device has subgroups the kernels may use (see [`Gpu::subgroups`]).
+    pub subgroups: bool,
+    /// The convolution engine's variant for each layer shape and product, once chosen.
+    conv_variants: Mutex<HashMap<(Conv2dDims, Product), Variant>>,
     /// Compiled shader files, by name, each built the first time one of its kernels is asked for.
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     /// Built pipelines, by kernel and constants (values as bits, so the key is exact).
@@ -149,6 +167,8 @@ impl Kernels {
     pub fn new(gpu: &Gpu) -> Kernels {
         Kernels {
             device: gpu.device.clone(),
+            subgroups: gpu.subgroups,
+            conv_variants: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             max_workgroups: gpu.limits.max_compute_workgroups_per_dimension,
@@ -156,6 +176,10 @@ impl Kernels {
     }
 
     fn pipeline(&self, kernel: Kernel, constants: &Constants) -> wgpu::ComputePipeline {
+        // A layer describes its shape once to all of its kernels; each module takes the constants it
+        // declares (an unknown one is an error).
+        let declared = |name: &str| kernel.files.iter().any(|(_, source)| source.contains(&format!("override {name}:")));
+        let constants: Vec<(&'static str, f64)> = constants.iter().copied().filter(|(name, _)| declared(name)).collect();
         let key = (kernel, constants.iter().map(|&(name, v)| (name, v.to_bits())).collect());
         let mut pipelines = self.pipelines.lock().unwrap();
         pipelines
@@ -167,7 +191,7 @@ impl Kernels {
                     layout: None,
                     module: &module,
                     entry_point: Some(kernel.entry),
-                    compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                    compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
                     cache: None,
                 })
             })
@@ -177,11 +201,11 @@ impl Kernels {
     fn module(&self, kernel: Kernel) -> wgpu::ShaderModule {
         let mut modules = self.modules.lock().unwrap();
         modules
-            .entry(kernel.file)
+            .entry(kernel.module)
             .or_insert_with(|| {
                 self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(kernel.file),
-                    source: wgpu::ShaderSource::Wgsl(module_source(kernel.source).into()),
+                    label: Some(kernel.module),
+                    source: wgpu::ShaderSource::Wgsl(module_source(&kernel.source()).into()),
                 })
             })
             .clone()
@@ -208,6 +232,27 @@ impl Kernels {
             entries: &entries,
         });
         Dispatch { kernel, work: Work::default(), pipeline, bind_group, workgroups: self.grid(threads) }
+    }
+
+    /// Builds a launch of `groups` [x, y] workgroups; x past the adapter's limit folds into z (a kernel
+    /// takes its x group as wg.z * nwg.x + wg.x).
+    pub fn dispatch_groups(&self, kernel: Kernel, constants: &Constants, bindings: &[(u32, Region)], groups: [usize; 2]) -> Dispatch {
+        let mut d = self.dispatch(kernel, constants, bindings, 0);
+        let max = self.max_workgroups as usize;
+        let [x, y] = [groups[0].max(1), groups[1].max(1)];
+        d.workgroups = if x <= max { [x as u32, y as u32, 1] } else { [max as u32, y as u32, x.div_ceil(max) as u32] };
+        d
+    }
+
+    /// The convolution engine's variant for `product` of layer `d`: the one chosen for this shape, or
+    /// the default.
+    pub fn conv2d_variant(&self, d: &Conv2dDims, product: Product) -> Variant {
+        *self.conv_variants.lock().unwrap().entry((*d, product)).or_insert_with(|| product.default_variant(d, self.subgroups))
+    }
+
+    /// Uses `variant` for `product` of layers shaped `d` from now on.
+    pub fn set_conv2d_variant(&self, d: &Conv2dDims, product: Product, variant: Variant) {
+        self.conv_variants.lock().unwrap().insert((*d, product), variant);
     }
 
     /// A 2-D grid of workgroups covering `threads` invocations: x up to the adapter's limit, y the rest.

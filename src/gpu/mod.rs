@@ -78,6 +78,10 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Whether kernels may use subgroup operations: the adapter has them, in subgroups of a multiple of
+    /// eight lanes, and GPU_SIAMESE_NO_SUBGROUPS is not set (which runs everything without them, as on
+    /// an adapter that lacks them).
+    pub subgroups: bool,
 }
 
 impl Gpu {
@@ -104,16 +108,19 @@ impl Gpu {
     /// buffers per stage, 128 MiB bindings) are too small for the twin.
     pub fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
         let limits = adapter.limits();
+        let info = adapter.get_info();
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 8
+            && std::env::var_os("GPU_SIAMESE_NO_SUBGROUPS").is_none();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpu-siamese"),
-            required_features: wgpu::Features::empty(),
+            required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         }))
         .map_err(GpuError::Device)?;
-        let info = adapter.get_info();
-        Ok(Gpu { adapter, device, queue, info, limits })
+        Ok(Gpu { adapter, device, queue, info, limits, subgroups })
     }
 
     pub fn describe(&self) -> String {
@@ -125,11 +132,12 @@ impl Gpu {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
-    /// A storage buffer of `len` f32s that can be copied to and from.
+    /// A storage buffer of `len` f32s (rounded up to whole quads, so that kernels may view it as vec4s)
+    /// that can be copied to and from.
     pub fn storage(&self, label: &str, len: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (len.max(1) * 4) as u64,
+            size: (len.max(1).div_ceil(4) * 16) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
@@ -140,10 +148,10 @@ impl Gpu {
         self.storage_from_bytes(label, bytemuck::cast_slice(data))
     }
 
-    /// A storage buffer holding `bytes`, zero-padded to a whole number of u32s.
+    /// A storage buffer holding `bytes`, zero-padded to a whole number of quads of u32s.
     pub fn storage_from_bytes(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
         let mut contents = bytes.to_vec();
-        contents.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
+        contents.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: &contents,

@@ -1,12 +1,13 @@
-//! `conv(FILTERS, K[xK][, same|valid][, relu|linear])`: a 2-D convolution with stride 1 over NHWC
+//! `conv(FILTERS, K[xK][, same|valid][, relu|linear][, stride=S])`: a 2-D convolution over NHWC
 //! activations, as Keras' Conv2D: kernel [kh, kw, in, out], then a bias, then the activation (default
-//! `same` padding and `relu`). Keras' `same` pads floor((k - 1) / 2) before and the rest after, so a
-//! 2x2 kernel reads one past the bottom and right edges.
+//! `same` padding, `relu`, stride 1). TensorFlow's `same` pads max((out - 1) * stride + k - in, 0) in
+//! all, the smaller half before, so a 2x2 kernel at stride 1 reads one past the bottom and right edges.
 //!
-//! The forward pass accumulates products with fused multiply-adds in the order (ky, kx, ci), then adds
-//! the bias, as oneDNN does under Keras. Shaders: `conv2d.wgsl` (one output per lane, and the weight
-//! gradient in chunks summed by `reduce.wgsl`), `conv2d_tiled.wgsl` (channels in multiples of 8, as
-//! register-tiled products).
+//! Every output sums its products in the order (ky, kx, ci), then adds the bias, as oneDNN does under
+//! Keras. Shaders: `conv2d_gemm.wgsl`, the engine that computes the forward pass, the input gradient
+//! and the weight gradient (in chunks that `reduce.wgsl` sums in a fixed order) as implicit matrix
+//! products, after one of its ways of sharing loads (`conv2d_share_*.wgsl`); `conv2d.wgsl`, the forward
+//! pass rounded as a fused multiply-add rounds, for `--exact`.
 
 use super::{activation_name, grad_z, parse_activation, Backward, Init, Io, Layer, LayerKind, Pass, PlanContext, Shape, TensorSpec};
 use crate::gpu::{Dispatch, Kernel, Kernels, Region};
@@ -14,12 +15,13 @@ use crate::model::{Args, SpecError};
 use crate::reference::Real;
 use std::fmt;
 
-/// Keras' two padding modes for a stride-1 convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Keras' two padding modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Padding {
-    /// Output as large as the input: total padding k - 1, floor((k - 1) / 2) before and the rest after.
+    /// Output ceil(input / stride): total padding max((out - 1) * stride + k - input, 0), the smaller
+    /// half before (for stride 1, floor((k - 1) / 2) before and the rest after).
     Same,
-    /// No padding: output = input - k + 1.
+    /// No padding: output floor((input - k) / stride) + 1.
     Valid,
 }
 
@@ -31,6 +33,7 @@ pub struct Conv2d {
     pub kernel_w: usize,
     pub padding: Padding,
     pub relu: bool,
+    pub stride: usize,
 }
 
 impl LayerKind for Conv2d {
@@ -38,7 +41,7 @@ impl LayerKind for Conv2d {
     type Dims = Conv2dDims;
 
     fn parse(args: &Args) -> Result<Conv2d, SpecError> {
-        args.expect_count(2, 4, "conv(FILTERS, K or KxK[, same|valid][, relu|linear])")?;
+        args.expect_count(2, 5, "conv(FILTERS, K or KxK[, same|valid][, relu|linear][, stride=S])")?;
         let filters = args.positive(0, "the number of filters")?;
         let k = args.get(1);
         let (kernel_h, kernel_w) = match k.split_once('x') {
@@ -48,13 +51,18 @@ impl LayerKind for Conv2d {
                 (s, s)
             }
         };
-        let mut conv = Conv2d { filters, kernel_h, kernel_w, padding: Padding::Same, relu: true };
+        let mut conv = Conv2d { filters, kernel_h, kernel_w, padding: Padding::Same, relu: true, stride: 1 };
         for i in 2..args.len() {
             match args.get(i) {
                 "same" => conv.padding = Padding::Same,
                 "valid" => conv.padding = Padding::Valid,
+                arg if arg.starts_with("stride") => match arg.split_once('=') {
+                    Some((name, value)) if name.trim() == "stride" => conv.stride = args.positive_part(i, value.trim(), "the stride")?,
+                    _ => return Err(args.error_at(i, "expected stride=S")),
+                },
                 _ => {
-                    conv.relu = parse_activation(args, i).map_err(|_| args.error_at(i, "expected 'same', 'valid', 'relu' or 'linear'"))?
+                    conv.relu = parse_activation(args, i)
+                        .map_err(|_| args.error_at(i, "expected 'same', 'valid', 'relu', 'linear' or stride=S"))?
                 }
             }
         }
@@ -64,7 +72,11 @@ impl LayerKind for Conv2d {
     fn write(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let k = if self.kernel_h == self.kernel_w { self.kernel_h.to_string() } else { format!("{}x{}", self.kernel_h, self.kernel_w) };
         let pad = if self.padding == Padding::Same { "same" } else { "valid" };
-        write!(f, "conv({},{k},{pad},{})", self.filters, activation_name(self.relu))
+        write!(f, "conv({},{k},{pad},{})", self.filters, activation_name(self.relu))?;
+        if self.stride != 1 {
+            write!(f, ",stride={}", self.stride)?;
+        }
+        Ok(())
     }
 
     fn plan(&self, input: Shape, at: &PlanContext) -> Result<Conv2dDims, String> {
@@ -76,6 +88,7 @@ impl LayerKind for Conv2d {
             return Err(format!("a {kh}x{kw} 'valid' kernel does not fit a {}x{} input", input.h, input.w));
         }
         Ok(Conv2dDims {
+            stride: self.stride,
             batch: at.batch,
             in_h: input.h,
             in_w: input.w,
@@ -90,8 +103,9 @@ impl LayerKind for Conv2d {
 }
 
 /// The convolution laid out for its input and batch; the reference and the kernels read the same.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dDims {
+    pub stride: usize,
     pub batch: usize,
     pub in_h: usize,
     pub in_w: usize,
@@ -103,30 +117,29 @@ pub struct Conv2dDims {
     pub relu: bool,
 }
 
+/// Output size along one axis of `input` values, and the padding before it.
+fn axis(padding: Padding, input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    match padding {
+        Padding::Same => {
+            let out = input.div_ceil(stride);
+            (out, ((out - 1) * stride + kernel).saturating_sub(input) / 2)
+        }
+        Padding::Valid => ((input - kernel) / stride + 1, 0),
+    }
+}
+
 impl Conv2dDims {
     pub fn pad_top(&self) -> usize {
-        match self.padding {
-            Padding::Same => (self.kernel_h - 1) / 2,
-            Padding::Valid => 0,
-        }
+        axis(self.padding, self.in_h, self.kernel_h, self.stride).1
     }
     pub fn pad_left(&self) -> usize {
-        match self.padding {
-            Padding::Same => (self.kernel_w - 1) / 2,
-            Padding::Valid => 0,
-        }
+        axis(self.padding, self.in_w, self.kernel_w, self.stride).1
     }
     pub fn out_h(&self) -> usize {
-        match self.padding {
-            Padding::Same => self.in_h,
-            Padding::Valid => self.in_h + 1 - self.kernel_h,
-        }
+        axis(self.padding, self.in_h, self.kernel_h, self.stride).0
     }
     pub fn out_w(&self) -> usize {
-        match self.padding {
-            Padding::Same => self.in_w,
-            Padding::Valid => self.in_w + 1 - self.kernel_w,
-        }
+        axis(self.padding, self.in_w, self.kernel_w, self.stride).0
     }
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
@@ -142,20 +155,25 @@ impl Conv2dDims {
     pub fn param_len(&self) -> usize {
         self.kernel_len() + self.out_c
     }
-    /// Whether the tiled kernels (conv2d_tiled.wgsl) run this layer: channels in multiples of 8.
-    pub fn tiled(&self) -> bool {
-        self.in_c.is_multiple_of(8) && self.out_c.is_multiple_of(8)
+    /// Taps per output channel: kernel_h * kernel_w * in_c, the products' inner dimension.
+    pub fn taps(&self) -> usize {
+        self.kernel_h * self.kernel_w * self.in_c
     }
 }
 
 impl Layer for Conv2dDims {
     const KERNELS: &'static [Kernel] = &[
         CONV2D_FORWARD,
-        CONV2D_BACKWARD_INPUT,
-        CONV2D_BACKWARD_WEIGHT,
-        CONV2D_FORWARD_TILED,
-        CONV2D_BACKWARD_INPUT_TILED,
-        CONV2D_BACKWARD_WEIGHT_TILED,
+        GEMM_FORWARD[0],
+        GEMM_FORWARD[1],
+        GEMM_FORWARD[2],
+        GEMM_BACKWARD_INPUT[0],
+        GEMM_BACKWARD_INPUT[1],
+        GEMM_BACKWARD_INPUT[2],
+        GEMM_BACKWARD_WEIGHT[0],
+        GEMM_BACKWARD_WEIGHT[1],
+        GEMM_BACKWARD_WEIGHT[2],
+        CONV2D_GRAD_Z,
         SUM_PARTIALS,
     ];
 
@@ -179,24 +197,36 @@ impl Layer for Conv2dDims {
         let dx = if b.need_dx { conv2d_backward_input(b.dy, b.y, b.params, self) } else { Vec::new() };
         (dx, dparams)
     }
+    /// With a ReLU, the gradient at the pre-activation, which both backward products read.
+    fn aux_len(&self) -> usize {
+        if self.relu {
+            self.output_len()
+        } else {
+            0
+        }
+    }
     fn scratch_len(&self, branches: usize) -> usize {
         branches * conv2d_weight_chunks(self, branches) * self.param_len()
     }
     fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
-        vec![kernels.conv2d_forward(self, io.exact, io.x.clone(), io.params(), io.y.clone())]
+        if io.exact {
+            vec![kernels.conv2d_forward_exact(self, io.x.clone(), io.params(), io.y.clone())]
+        } else {
+            vec![kernels.conv2d_gemm_forward(self, io.x.clone(), io.params(), io.y.clone())]
+        }
     }
     fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
-        let mut dispatches = Vec::from(kernels.conv2d_backward_weight(
-            self,
-            io.branches,
-            io.x.clone(),
-            io.dy.clone(),
-            io.y.clone(),
-            io.scratch.clone(),
-            io.grads(),
-        ));
+        let mut dispatches = Vec::new();
+        let dz = if self.relu {
+            let dz = io.aux.clone().expect("a ReLU conv is given its pre-activation gradient's buffer");
+            dispatches.push(kernels.conv2d_grad_z(self, io.y.clone(), io.dy.clone(), dz.clone()));
+            dz
+        } else {
+            io.dy.clone()
+        };
+        dispatches.extend(kernels.conv2d_gemm_backward_weight(self, io.branches, io.x.clone(), dz.clone(), io.scratch.clone(), io.grads()));
         if let Some(dx) = &io.dx {
-            dispatches.push(kernels.conv2d_backward_input(self, io.dy.clone(), io.y.clone(), io.params(), dx.clone()));
+            dispatches.push(kernels.conv2d_gemm_backward_input(self, dz, io.params(), dx.clone()));
         }
         dispatches
     }
@@ -210,8 +240,8 @@ fn kernel_index(d: &Conv2dDims, ky: usize, kx: usize, ci: usize, co: usize) -> u
 
 /// The input pixel that kernel tap (ky, kx) reads for output (oy, ox), or None in the zero padding.
 fn input_pixel(d: &Conv2dDims, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
-    let iy = (oy + ky).checked_sub(d.pad_top())?;
-    let ix = (ox + kx).checked_sub(d.pad_left())?;
+    let iy = (oy * d.stride + ky).checked_sub(d.pad_top())?;
+    let ix = (ox * d.stride + kx).checked_sub(d.pad_left())?;
     (iy < d.in_h && ix < d.in_w).then_some((iy, ix))
 }
 
@@ -316,20 +346,107 @@ pub fn conv2d_backward_weight<T: Real>(x: &[T], dy: &[T], y: &[T], d: &Conv2dDim
 // The GPU launches.
 
 const SHADER: &str = include_str!("../../shaders/conv2d.wgsl");
-const TILED_SHADER: &str = include_str!("../../shaders/conv2d_tiled.wgsl");
+const GEMM: &str = include_str!("../../shaders/conv2d_gemm.wgsl");
+const SHARE_SUBGROUP: &str = include_str!("../../shaders/conv2d_share_subgroup.wgsl");
+const SHARE_WORKGROUP: &str = include_str!("../../shaders/conv2d_share_workgroup.wgsl");
+const SHARE_DIRECT: &str = include_str!("../../shaders/conv2d_share_direct.wgsl");
 const REDUCE_SHADER: &str = include_str!("../../shaders/reduce.wgsl");
-pub const CONV2D_FORWARD: Kernel = Kernel::new("conv2d", SHADER, "conv2d_forward");
-pub const CONV2D_BACKWARD_INPUT: Kernel = Kernel::new("conv2d", SHADER, "conv2d_backward_input");
-pub const CONV2D_BACKWARD_WEIGHT: Kernel = Kernel::new("conv2d", SHADER, "conv2d_backward_weight");
-pub const CONV2D_FORWARD_TILED: Kernel = Kernel::new("conv2d_tiled", TILED_SHADER, "conv2d_forward_tiled");
-pub const CONV2D_BACKWARD_INPUT_TILED: Kernel = Kernel::new("conv2d_tiled", TILED_SHADER, "conv2d_backward_input_tiled");
-pub const CONV2D_BACKWARD_WEIGHT_TILED: Kernel = Kernel::new("conv2d_tiled", TILED_SHADER, "conv2d_backward_weight_tiled");
+/// The exactly rounded forward pass, for --exact.
+pub const CONV2D_FORWARD: Kernel = Kernel::new("conv2d", &[("conv2d", SHADER)], "conv2d_forward");
+pub const CONV2D_GRAD_Z: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, "conv2d_grad_z");
 /// The fixed-order sum of a weight gradient's partial sums.
-pub const SUM_PARTIALS: Kernel = Kernel::new("reduce", REDUCE_SHADER, "sum_partials");
+pub const SUM_PARTIALS: Kernel = Kernel::new("reduce", &[("reduce", REDUCE_SHADER)], "sum_partials");
 
-pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -> [(&'static str, f64); 14] {
-    let f = |v: usize| v as f64;
+const GEMM_SUBGROUP: &[(&str, &str)] = &[("conv2d_share_subgroup", SHARE_SUBGROUP), ("conv2d_gemm", GEMM)];
+const GEMM_WORKGROUP: &[(&str, &str)] = &[("conv2d_share_workgroup", SHARE_WORKGROUP), ("conv2d_gemm", GEMM)];
+const GEMM_DIRECT: &[(&str, &str)] = &[("conv2d_share_direct", SHARE_DIRECT), ("conv2d_gemm", GEMM)];
+const fn gemm_kernels(entry: &'static str) -> [Kernel; 3] {
     [
+        Kernel::new("conv2d_gemm+subgroup", GEMM_SUBGROUP, entry),
+        Kernel::new("conv2d_gemm+workgroup", GEMM_WORKGROUP, entry),
+        Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, entry),
+    ]
+}
+/// Each engine kernel in each of its ways of sharing loads, in [`Share`]'s order.
+pub const GEMM_FORWARD: [Kernel; 3] = gemm_kernels("conv2d_gemm_forward");
+pub const GEMM_BACKWARD_INPUT: [Kernel; 3] = gemm_kernels("conv2d_gemm_backward_input");
+pub const GEMM_BACKWARD_WEIGHT: [Kernel; 3] = gemm_kernels("conv2d_gemm_backward_weight");
+
+/// How the engine's neighbouring lanes share the values they all need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Share {
+    /// Subgroup shuffles (the adapter must have subgroups of a multiple of 8 lanes).
+    Subgroup,
+    /// Workgroup memory and barriers.
+    Workgroup,
+    /// None: each lane loads what it needs itself.
+    Direct,
+}
+
+/// One of the engine's variants: its sharing and its register tile (positions by column quads per
+/// lane). Every variant adds each output's terms in the same order, so all give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Variant {
+    pub share: Share,
+    pub rows: usize,
+    pub col_quads: usize,
+}
+
+/// The engine's three products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Product {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+impl Product {
+    fn kernel(self, share: Share) -> Kernel {
+        let kernels = match self {
+            Product::Forward => GEMM_FORWARD,
+            Product::BackwardInput => GEMM_BACKWARD_INPUT,
+            Product::BackwardWeight => GEMM_BACKWARD_WEIGHT,
+        };
+        kernels[share as usize]
+    }
+
+    /// The product's columns: output channels, or input channels for the input gradient.
+    fn columns(self, d: &Conv2dDims) -> usize {
+        match self {
+            Product::BackwardInput => d.in_c,
+            _ => d.out_c,
+        }
+    }
+
+    /// The tile shapes worth trying for this layer: rows 1, 2 or 4 (the weight gradient's are its
+    /// block's four positions), column quads up to what the layer has, accumulators at most 16.
+    pub fn tiles(self, d: &Conv2dDims) -> Vec<(usize, usize)> {
+        let most_quads = self.columns(d).div_ceil(4).min(4);
+        let rows: &[usize] = if self == Product::BackwardWeight { &[4] } else { &[1, 2, 4] };
+        let mut tiles = Vec::new();
+        for &r in rows {
+            for c in (1..=most_quads).rev() {
+                if r * c <= 16 && (c == most_quads || c == 2) {
+                    tiles.push((r, c));
+                }
+            }
+        }
+        tiles.dedup();
+        tiles
+    }
+
+    /// The variant used when none was measured: shuffles where the adapter has subgroups, two rows by
+    /// as many column quads as the layer fills up to four.
+    pub fn default_variant(self, d: &Conv2dDims, subgroups: bool) -> Variant {
+        let col_quads = self.columns(d).div_ceil(4).min(4);
+        let rows = if self == Product::BackwardWeight { 4 } else { 2 };
+        Variant { share: if subgroups { Share::Subgroup } else { Share::Direct }, rows, col_quads }
+    }
+}
+
+pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -> Vec<(&'static str, f64)> {
+    let f = |v: usize| v as f64;
+    vec![
         ("BATCH", f(d.batch)),
         ("IN_H", f(d.in_h)),
         ("IN_W", f(d.in_w)),
@@ -339,6 +456,7 @@ pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -
         ("OUT_C", f(d.out_c)),
         ("KERNEL_H", f(d.kernel_h)),
         ("KERNEL_W", f(d.kernel_w)),
+        ("STRIDE", f(d.stride)),
         ("PAD_TOP", f(d.pad_top())),
         ("PAD_LEFT", f(d.pad_left())),
         ("RELU", d.relu as u8 as f64),
@@ -347,86 +465,84 @@ pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -
     ]
 }
 
-/// Kernel taps one conv2d_backward_weight invocation sums (TAPS_PER_INVOCATION in conv2d.wgsl).
-const TAPS_PER_INVOCATION: usize = 8;
-
 /// How many chunks each branch's output positions, taken in 2x2 blocks, are split into for the weight
-/// gradient: enough invocations (one per chunk, channel and group of taps) to keep about 16k busy, but
-/// never more chunks than blocks. The fused block's backward uses the same chunks, so that its partial
-/// sums are the same.
+/// gradient: enough lanes (one per chunk, group of 16 output channels and k-quad, the k-quads padded to
+/// eights) to keep about 16k busy, never more chunks than blocks. The same for every variant, and for
+/// the fused block, so that their partial sums are the same.
 pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
-    if d.tiled() {
-        let positions = d.batch / branches * d.out_h() * d.out_w();
-        return (16384usize).div_ceil(branches * tiled_weight_lanes_per_chunk(d)).clamp(1, positions.max(1));
-    }
     let blocks = d.batch / branches * d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
-    (16384usize).div_ceil(branches * d.out_c * conv2d_tap_groups(d)).clamp(1, blocks.max(1))
+    let lanes_per_chunk = d.taps().div_ceil(4).div_ceil(8) * 8 * d.out_c.div_ceil(16);
+    (16384usize).div_ceil(branches * lanes_per_chunk).clamp(1, blocks.max(1))
 }
 
-/// conv2d_backward_weight_tiled's lanes per chunk: one per tap and 8x8 tile of channels.
-fn tiled_weight_lanes_per_chunk(d: &Conv2dDims) -> usize {
-    d.kernel_h * d.kernel_w * (d.in_c / 8) * (d.out_c / 8)
-}
-
-/// Positions along a row one tiled lane computes (ROW in conv2d_tiled.wgsl).
-const TILED_ROW: usize = 4;
-
-fn conv2d_tap_groups(d: &Conv2dDims) -> usize {
-    (d.kernel_h * d.kernel_w * d.in_c).div_ceil(TAPS_PER_INVOCATION)
+/// A region as a vec4 view: its length rounded up to whole quads (buffers are allocated in quads).
+fn quads(region: &Region) -> Region {
+    Region::new(&region.buffer, region.offset, region.len.div_ceil(4) * 4)
 }
 
 impl Kernels {
-    /// With `exact`, the direct kernel rounds each multiply-add once, as a fused multiply-add does,
-    /// whatever the adapter's `fma` does (the tutorial's first layer, to match Keras and the fused block);
-    /// otherwise it uses the adapter's `fma`, as the tiled kernel always does.
-    pub fn conv2d_forward(&self, d: &Conv2dDims, exact: bool, x: Region, wb: Region, y: Region) -> Dispatch {
-        let mut c = conv2d_constants(d, 1, 1).to_vec();
-        if !exact && !d.tiled() {
-            c.push(("EXACT", 0.0));
-        }
-        let taps = d.kernel_h * d.kernel_w * d.in_c;
-        let (kernel, lanes) = if d.tiled() {
-            (CONV2D_FORWARD_TILED, d.batch * d.out_h() * d.out_w().div_ceil(TILED_ROW) * d.out_c / 8)
-        } else {
-            (CONV2D_FORWARD, d.output_len())
-        };
-        self.dispatch(kernel, &c, &[(1, x), (2, wb), (3, y)], lanes)
-            .with_work(2 * d.output_len() * taps, d.input_len() + d.param_len() + d.output_len())
+    /// The exactly rounded forward pass (conv2d.wgsl), one output per lane.
+    pub fn conv2d_forward_exact(&self, d: &Conv2dDims, x: Region, wb: Region, y: Region) -> Dispatch {
+        self.dispatch(CONV2D_FORWARD, &conv2d_constants(d, 1, 1), &[(1, x), (2, wb), (3, y)], d.output_len())
+            .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
     }
 
-    pub fn conv2d_backward_input(&self, d: &Conv2dDims, dy: Region, y: Region, wb: Region, dx: Region) -> Dispatch {
-        let c = conv2d_constants(d, 1, 1);
-        let (kernel, lanes) = if d.tiled() {
-            (CONV2D_BACKWARD_INPUT_TILED, d.batch * d.in_h * d.in_w.div_ceil(TILED_ROW) * d.in_c / 8)
-        } else {
-            (CONV2D_BACKWARD_INPUT, d.input_len())
-        };
-        self.dispatch(kernel, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], lanes)
-            .with_work(2 * d.output_len() * d.kernel_h * d.kernel_w * d.in_c, 2 * d.output_len() + d.param_len() + d.input_len())
+    /// The engine's forward pass, in the variant chosen for this layer on this adapter.
+    pub fn conv2d_gemm_forward(&self, d: &Conv2dDims, x: Region, wb: Region, y: Region) -> Dispatch {
+        self.conv2d_gemm_forward_as(d, self.conv2d_variant(d, Product::Forward), x, wb, y)
     }
 
-    /// The kernel-and-bias gradient: partial sums into `partial` (at least
-    /// `branches * conv2d_weight_chunks * param_len` f32s), then their fixed-order sum into `dwb`.
+    pub fn conv2d_gemm_forward_as(&self, d: &Conv2dDims, v: Variant, x: Region, wb: Region, y: Region) -> Dispatch {
+        let positions = d.batch * d.out_h() * d.out_w();
+        let groups = [positions.div_ceil(256 * v.rows), d.out_c.div_ceil(4 * v.col_quads)];
+        let bindings = [(1, x.clone()), (7, quads(&x)), (2, wb.clone()), (8, quads(&wb)), (3, y)];
+        self.dispatch_groups(Product::Forward.kernel(v.share), &variant_constants(d, 1, 1, v), &bindings, groups)
+            .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
+    }
+
+    /// dz = dy masked by the ReLU's output `y`.
+    pub fn conv2d_grad_z(&self, d: &Conv2dDims, y: Region, dy: Region, dz: Region) -> Dispatch {
+        self.dispatch(CONV2D_GRAD_Z, &conv2d_constants(d, 1, 1), &[(10, y), (11, dy), (12, dz)], d.output_len())
+            .with_work(d.output_len(), 3 * d.output_len())
+    }
+
+    /// The input gradient from the pre-activation's gradient `dz`.
+    pub fn conv2d_gemm_backward_input(&self, d: &Conv2dDims, dz: Region, wb: Region, dx: Region) -> Dispatch {
+        self.conv2d_gemm_backward_input_as(d, self.conv2d_variant(d, Product::BackwardInput), dz, wb, dx)
+    }
+
+    pub fn conv2d_gemm_backward_input_as(&self, d: &Conv2dDims, v: Variant, dz: Region, wb: Region, dx: Region) -> Dispatch {
+        let positions = d.batch * d.in_h * d.in_w;
+        let groups = [positions.div_ceil(256 * v.rows), d.in_c.div_ceil(4 * v.col_quads)];
+        let bindings = [(4, dz.clone()), (9, quads(&dz)), (2, wb.clone()), (8, quads(&wb)), (5, dx)];
+        self.dispatch_groups(Product::BackwardInput.kernel(v.share), &variant_constants(d, 1, 1, v), &bindings, groups)
+            .with_work(2 * d.output_len() * d.taps(), d.output_len() + d.param_len() + d.input_len())
+    }
+
+    /// The kernel-and-bias gradient from the pre-activation's gradient `dz`: partial sums into
+    /// `partial` (at least `branches * conv2d_weight_chunks * param_len` f32s), then their fixed-order
+    /// sum into `dwb`.
+    pub fn conv2d_gemm_backward_weight(&self, d: &Conv2dDims, branches: usize, x: Region, dz: Region, partial: Region, dwb: Region) -> [Dispatch; 2] {
+        self.conv2d_gemm_backward_weight_as(d, self.conv2d_variant(d, Product::BackwardWeight), branches, x, dz, partial, dwb)
+    }
+
     #[allow(clippy::too_many_arguments)]
-    pub fn conv2d_backward_weight(
+    pub fn conv2d_gemm_backward_weight_as(
         &self,
         d: &Conv2dDims,
+        v: Variant,
         branches: usize,
         x: Region,
-        dy: Region,
-        y: Region,
+        dz: Region,
         partial: Region,
         dwb: Region,
     ) -> [Dispatch; 2] {
         let chunks = conv2d_weight_chunks(d, branches);
-        let (kernel, lanes) = if d.tiled() {
-            (CONV2D_BACKWARD_WEIGHT_TILED, branches * chunks * tiled_weight_lanes_per_chunk(d))
-        } else {
-            (CONV2D_BACKWARD_WEIGHT, branches * chunks * conv2d_tap_groups(d) * d.out_c)
-        };
+        let lanes = branches * chunks * d.out_c.div_ceil(4 * v.col_quads) * d.taps().div_ceil(4).div_ceil(8) * 8;
+        let bindings = [(1, x.clone()), (7, quads(&x)), (4, dz.clone()), (9, quads(&dz)), (6, partial.clone())];
         let partials = self
-            .dispatch(kernel, &conv2d_constants(d, branches, chunks), &[(1, x), (3, y), (4, dy), (6, partial.clone())], lanes)
-            .with_work(2 * d.output_len() * (d.kernel_h * d.kernel_w * d.in_c + 1), d.input_len() + 2 * d.output_len() + branches * chunks * d.param_len());
+            .dispatch(Product::BackwardWeight.kernel(v.share), &variant_constants(d, branches, chunks, v), &bindings, lanes)
+            .with_work(2 * d.output_len() * (d.taps() + 1), d.input_len() + d.output_len() + branches * chunks * d.param_len());
         [partials, self.sum_partials(d.param_len(), branches, chunks, partial, dwb)]
     }
 
@@ -436,4 +552,10 @@ impl Kernels {
         self.dispatch(SUM_PARTIALS, &r, &[(1, partial), (2, out)], count)
             .with_work(branches * chunks * count, (branches * chunks + 1) * count)
     }
+}
+
+fn variant_constants(d: &Conv2dDims, branches: usize, chunks: usize, v: Variant) -> Vec<(&'static str, f64)> {
+    let mut c = conv2d_constants(d, branches, chunks);
+    c.extend([("ROWS", v.rows as f64), ("COL_QUADS", v.col_quads as f64)]);
+    c
 }

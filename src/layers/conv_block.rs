@@ -52,7 +52,7 @@ impl Plan {
     pub fn fused_head(&self) -> Option<(Conv2dMaxPoolGapDims, usize)> {
         let op = |i: usize| self.layers.get(i).map(|l| &l.op);
         let Some(LayerOp::Conv2d(conv)) = op(0) else { return None };
-        if conv.kernel_h * conv.kernel_w * conv.in_c > MAX_FUSED_TAPS || !matches!(op(1), Some(LayerOp::MaxPool(_))) {
+        if conv.taps() > MAX_FUSED_TAPS || conv.stride != 1 || !matches!(op(1), Some(LayerOp::MaxPool(_))) {
             return None;
         }
         let (dropout, gap_index) = match op(2) {
@@ -67,13 +67,13 @@ impl Plan {
 }
 
 const SHADER: &str = include_str!("../../shaders/conv_block.wgsl");
-pub const CONV2D_MAXPOOL_GAP_FORWARD: Kernel = Kernel::new("conv_block", SHADER, "conv2d_maxpool_gap_forward");
-pub const CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT: Kernel = Kernel::new("conv_block", SHADER, "conv2d_maxpool_gap_backward_weight");
+pub const CONV2D_MAXPOOL_GAP_FORWARD: Kernel = Kernel::new("conv_block", &[("conv_block", SHADER)], "conv2d_maxpool_gap_forward");
+pub const CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT: Kernel = Kernel::new("conv_block", &[("conv_block", SHADER)], "conv2d_maxpool_gap_backward_weight");
 pub const KERNELS: &[Kernel] = &[CONV2D_MAXPOOL_GAP_FORWARD, CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT];
 
 /// The fused block's constants: the conv's, then its dropout's (without one, nothing is dropped).
 fn conv2d_maxpool_gap_constants(d: &Conv2dMaxPoolGapDims, branches: usize, chunks: usize) -> Vec<(&'static str, f64)> {
-    let mut c = conv2d_constants(&d.conv, branches, chunks).to_vec();
+    let mut c = conv2d_constants(&d.conv, branches, chunks);
     let dropout = d.dropout.map_or([0.0, 0.0, 0.0, 1.0], |d| [1.0, d.seed as f64, d.threshold() as f64, d.scale() as f64]);
     c.extend(["HAS_DROPOUT", "DROPOUT_SEED", "DROPOUT_THRESHOLD", "DROPOUT_SCALE"].into_iter().zip(dropout));
     c

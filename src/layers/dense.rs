@@ -160,9 +160,9 @@ pub fn dense_backward_weight<T: Real>(x: &[T], dy: &[T], y: &[T], d: &DenseDims,
 // The GPU launches.
 
 const SHADER: &str = include_str!("../../shaders/dense.wgsl");
-pub const DENSE_FORWARD: Kernel = Kernel::new("dense", SHADER, "dense_forward");
-pub const DENSE_BACKWARD_INPUT: Kernel = Kernel::new("dense", SHADER, "dense_backward_input");
-pub const DENSE_BACKWARD_WEIGHT: Kernel = Kernel::new("dense", SHADER, "dense_backward_weight");
+pub const DENSE_FORWARD: Kernel = Kernel::new("dense", &[("dense", SHADER)], "dense_forward");
+pub const DENSE_BACKWARD_INPUT: Kernel = Kernel::new("dense", &[("dense", SHADER)], "dense_backward_input");
+pub const DENSE_BACKWARD_WEIGHT: Kernel = Kernel::new("dense", &[("dense", SHADER)], "dense_backward_weight");
 
 /// Outputs (or inputs) one dense lane computes (GROUP in dense.wgsl).
 const DENSE_GROUP: usize = 4;

@@ -124,8 +124,8 @@ pub fn dropout_backward<T: Real>(dy: &[T], d: &DropoutDims, step: u32, training:
 // The GPU launches.
 
 const SHADER: &str = include_str!("../../shaders/dropout.wgsl");
-pub const DROPOUT_FORWARD: Kernel = Kernel::new("dropout", SHADER, "dropout_forward");
-pub const DROPOUT_BACKWARD: Kernel = Kernel::new("dropout", SHADER, "dropout_backward");
+pub const DROPOUT_FORWARD: Kernel = Kernel::new("dropout", &[("dropout", SHADER)], "dropout_forward");
+pub const DROPOUT_BACKWARD: Kernel = Kernel::new("dropout", &[("dropout", SHADER)], "dropout_backward");
 
 fn dropout_constants(d: &DropoutDims) -> [(&'static str, f64); 4] {
     [

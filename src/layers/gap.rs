@@ -107,8 +107,8 @@ pub fn gap_backward<T: Real>(dy: &[T], d: &GapDims) -> Vec<T> {
 // The GPU launches.
 
 const SHADER: &str = include_str!("../../shaders/gap.wgsl");
-pub const GAP_FORWARD: Kernel = Kernel::new("gap", SHADER, "gap_forward");
-pub const GAP_BACKWARD: Kernel = Kernel::new("gap", SHADER, "gap_backward");
+pub const GAP_FORWARD: Kernel = Kernel::new("gap", &[("gap", SHADER)], "gap_forward");
+pub const GAP_BACKWARD: Kernel = Kernel::new("gap", &[("gap", SHADER)], "gap_backward");
 
 fn gap_constants(d: &GapDims) -> [(&'static str, f64); 4] {
     let f = |v: usize| v as f64;

@@ -131,8 +131,8 @@ pub fn maxpool2_backward<T: Real>(dy: &[T], x: &[T], d: &PoolDims) -> Vec<T> {
 // The GPU launches.
 
 const SHADER: &str = include_str!("../../shaders/maxpool.wgsl");
-pub const MAXPOOL2_FORWARD: Kernel = Kernel::new("maxpool", SHADER, "maxpool2_forward");
-pub const MAXPOOL2_BACKWARD: Kernel = Kernel::new("maxpool", SHADER, "maxpool2_backward");
+pub const MAXPOOL2_FORWARD: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool2_forward");
+pub const MAXPOOL2_BACKWARD: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool2_backward");
 
 fn pool_constants(d: &PoolDims) -> [(&'static str, f64); 6] {
     let f = |v: usize| v as f64;

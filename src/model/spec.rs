@@ -196,7 +196,7 @@ mod tests {
         }
         let spec = TowerSpec::tutorial();
         assert_eq!(spec.layers.len(), 5);
-        assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 128, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: true }));
+        assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 128, kernel_h: 2, kernel_w: 2, padding: Padding::Same, relu: true, stride: 1 }));
         assert_eq!(spec.layers[2], LayerSpec::Dropout(Dropout { rate: 0.4 }));
         assert_eq!(spec.layers[4], LayerSpec::Dense(Dense { units: 48, relu: false }));
     }
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn defaults_and_spaces() {
         let spec: TowerSpec = " conv(8, 3x5) , maxpool(2), gap, dense(4, relu)".parse().unwrap();
-        assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 8, kernel_h: 3, kernel_w: 5, padding: Padding::Same, relu: true }));
+        assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 8, kernel_h: 3, kernel_w: 5, padding: Padding::Same, relu: true, stride: 1 }));
         assert_eq!(spec.layers[3], LayerSpec::Dense(Dense { units: 4, relu: true }));
     }
 

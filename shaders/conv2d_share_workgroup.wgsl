@@ -1,0 +1,29 @@
+// How conv2d_gemm.wgsl's neighbouring lanes share what each loaded: workgroup memory. Each group of
+// eight lanes writes its `held` tiles to its own slots, waits for the workgroup, reads what it needs,
+// and waits again before the slots are written anew. Real GPUs reward it; a CPU adapter, where
+// workgroup memory is no cheaper than a storage buffer and a barrier suspends every lane, does not.
+
+const SHARED: bool = true;
+
+// Each lane holds two of a tile's (at most) sixteen quads.
+alias Held = array<vec4<f32>, 2>;
+
+var<workgroup> shared_tiles: array<vec4<f32>, 512>;
+
+fn share_lane(lid: u32) -> u32 {
+    return lid;
+}
+
+fn share_publish(held: Held, lane: u32) {
+    shared_tiles[(lane / 8u) * 16u + lane % 8u] = held[0];
+    shared_tiles[(lane / 8u) * 16u + 8u + lane % 8u] = held[1];
+    workgroupBarrier();
+}
+
+fn share_quad(held: Held, v: u32, lane: u32) -> vec4<f32> {
+    return shared_tiles[(lane / 8u) * 16u + v];
+}
+
+fn share_done() {
+    workgroupBarrier();
+}
