@@ -17,3 +17,7 @@ fn share_quad(held: Held, v: u32, lane: u32) -> vec4<f32> {
 }
 
 fn share_done() {}
+
+fn share_f32(held: f32, source: u32, lane: u32) -> f32 {
+    return held;
+}

@@ -21,3 +21,8 @@ fn share_quad(held: Held, v: u32, lane: u32) -> vec4<f32> {
 }
 
 fn share_done() {}
+
+// A scalar that lane `source` of this lane's group of eight holds.
+fn share_f32(held: f32, source: u32, lane: u32) -> f32 {
+    return subgroupShuffle(held, (lane & ~7u) + source);
+}

@@ -10,9 +10,10 @@
 //
 // Why it is shaped as it is: a CPU adapter such as lavapipe runs eight lanes of one SIMD register, and
 // a load whose address may differ per lane becomes eight loads. So each lane computes eight output
-// channels (two vec4 quads) of one image, and every input pixel it loads serves all eight; the kernel
-// taps live in registers; choices (the pooling winner, dropout, the image border) are selects, not
-// branches that lanes could take differently.
+// channels (two vec4 quads) of one image, and every input pixel it loads serves all eight, and eight
+// neighbouring lanes (eight channel groups of one image) split a window's loads between them; the
+// kernel taps live in registers; choices (the pooling winner, dropout, the image border) are selects,
+// not branches that lanes could take differently.
 
 override BATCH: u32;
 override IN_H: u32;
@@ -34,6 +35,9 @@ override HAS_DROPOUT: bool;
 override DROPOUT_SEED: u32;
 override DROPOUT_THRESHOLD: u32;
 override DROPOUT_SCALE: f32;
+// 1: the convolution rounds each multiply-add once, as conv2d.wgsl does (--exact, Keras' bits); 0: the
+// adapter's fma, as conv2d_gemm.wgsl does. Either way the unfused path computes the same bits.
+override EXACT: u32 = 0u;
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
@@ -45,10 +49,10 @@ override DROPOUT_SCALE: f32;
 // [batch, window, channel group]: one u32 holds the 4-bit codes of a group's eight channels.
 @group(0) @binding(7) var<storage, read_write> codes: array<u32>;
 
-// The most kernel taps (kernel_h * kernel_w * in_c) a block may have (MAX_FUSED_TAPS on the host), and
-// the most input values under one pooling window's four conv outputs.
-const MAX_TAPS: u32 = 9u;
-const MAX_INPUTS: u32 = 36u;
+// The most kernel taps (kernel_h * kernel_w * in_c) a block may have (MAX_FUSED_TAPS on the host: 3x3
+// on colour), and the most input values under one pooling window's four conv outputs (4x4x3).
+const MAX_TAPS: u32 = 27u;
+const MAX_INPUTS: u32 = 48u;
 
 fn kernel_len() -> u32 {
     return KERNEL_H * KERNEL_W * IN_C * OUT_C;
@@ -90,16 +94,41 @@ fn input_or_zero(n: u32, iy: i32, ix: i32, ci: u32) -> f32 {
     return select(0.0, x[i], inside);
 }
 
-fn load_inputs(n: u32, oy: u32, ox: u32, inputs: ptr<function, array<f32, MAX_INPUTS>>) {
-    for (var ry = 0u; ry <= KERNEL_H; ry++) {
-        for (var rx = 0u; rx <= KERNEL_W; rx++) {
-            for (var ci = 0u; ci < IN_C; ci++) {
-                let iy = i32(oy + ry) - i32(PAD_TOP);
-                let ix = i32(ox + rx) - i32(PAD_LEFT);
-                (*inputs)[input_slot(ry, rx, ci)] = input_or_zero(n, iy, ix, ci);
-            }
+// The input value in window slot i.
+fn input_at_slot(n: u32, oy: u32, ox: u32, i: u32) -> f32 {
+    let ci = i % IN_C;
+    let rx = (i / IN_C) % (KERNEL_W + 1u);
+    let ry = i / (IN_C * (KERNEL_W + 1u));
+    return input_or_zero(n, i32(oy + ry) - i32(PAD_TOP), i32(ox + rx) - i32(PAD_LEFT), ci);
+}
+
+fn window_inputs() -> u32 {
+    return (KERNEL_H + 1u) * (KERNEL_W + 1u) * IN_C;
+}
+
+// The window's inputs. Eight neighbouring lanes work on the same image (their channel groups differ)
+// where `shares_inputs()`: each then loads every eighth value and the rest come from its neighbours
+// (share_f32, from the prepended conv2d_share_*.wgsl), a load being what a CPU adapter pays most for.
+fn load_inputs(n: u32, oy: u32, ox: u32, inputs: ptr<function, array<f32, MAX_INPUTS>>, lane: u32) {
+    if (shares_inputs()) {
+        var mine: array<f32, 6>;
+        for (var r = 0u; r < (window_inputs() + 7u) / 8u; r++) {
+            mine[r] = input_at_slot(n, oy, ox, min(r * 8u + lane % 8u, window_inputs() - 1u));
         }
+        for (var i = 0u; i < window_inputs(); i++) {
+            (*inputs)[i] = share_f32(mine[i / 8u], i % 8u, lane);
+        }
+        return;
     }
+    for (var i = 0u; i < window_inputs(); i++) {
+        (*inputs)[i] = input_at_slot(n, oy, ox, i);
+    }
+}
+
+// Whether the lanes of eight share a window's loads: the adapter shares (SHARED), and a lane's seven
+// neighbours hold other channel groups of its image or chunk (whole eights of channel groups).
+fn shares_inputs() -> bool {
+    return SHARED && channel_groups() % 8u == 0u;
 }
 
 // common.wgsl's exact_fma, for four channels at once, with both factors split beforehand (each input
@@ -133,10 +162,12 @@ fn load_quad_weights(group: u32, q: u32) -> QuadWeights {
     let co = quad_channels(group, q);
     for (var t = 0u; t < KERNEL_H * KERNEL_W * IN_C; t++) {
         let w = vec4<f32>(wb[t * OUT_C + co.x], wb[t * OUT_C + co.y], wb[t * OUT_C + co.z], wb[t * OUT_C + co.w]);
-        let sw = split4(w);
         qw.w[t] = w;
-        qw.hi[t] = sw[0];
-        qw.lo[t] = sw[1];
+        if (EXACT != 0u) {
+            let sw = split4(w);
+            qw.hi[t] = sw[0];
+            qw.lo[t] = sw[1];
+        }
     }
     let b = kernel_len();
     qw.bias = vec4<f32>(wb[b + co.x], wb[b + co.y], wb[b + co.z], wb[b + co.w]);
@@ -153,9 +184,13 @@ fn conv_quad(inputs: ptr<function, array<f32, MAX_INPUTS>>, inputs_hi: ptr<funct
             for (var ci = 0u; ci < IN_C; ci++) {
                 let i = input_slot(wy + ky, wx + kx, ci);
                 let t = (ky * KERNEL_W + kx) * IN_C + ci;
-                let sa = array<vec4<f32>, 2>(vec4<f32>((*inputs_hi)[i]), vec4<f32>((*inputs_lo)[i]));
-                let sb = array<vec4<f32>, 2>((*qw).hi[t], (*qw).lo[t]);
-                acc = exact_fma4(vec4<f32>((*inputs)[i]), sa, (*qw).w[t], sb, acc);
+                if (EXACT != 0u) {
+                    let sa = array<vec4<f32>, 2>(vec4<f32>((*inputs_hi)[i]), vec4<f32>((*inputs_lo)[i]));
+                    let sb = array<vec4<f32>, 2>((*qw).hi[t], (*qw).lo[t]);
+                    acc = exact_fma4(vec4<f32>((*inputs)[i]), sa, (*qw).w[t], sb, acc);
+                } else {
+                    acc = fma(vec4<f32>((*inputs)[i]), (*qw).w[t], acc);
+                }
             }
         }
     }
@@ -215,7 +250,9 @@ fn store_average(n: u32, group: u32, q: u32, sum: vec4<f32>) {
 @compute @workgroup_size(256)
 fn conv2d_maxpool_gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                               @builtin(local_invocation_index) lid: u32) {
+    let lane = share_lane(lid);
     let idx = thread_index(wg, nwg, lid);
+    // With whole eights of channel groups, lanes past the end are whole eights: none a neighbour needs.
     if (idx >= BATCH * channel_groups()) {
         return;
     }
@@ -232,11 +269,13 @@ fn conv2d_maxpool_gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
         var inputs: array<f32, MAX_INPUTS>;
         var inputs_hi: array<f32, MAX_INPUTS>;
         var inputs_lo: array<f32, MAX_INPUTS>;
-        load_inputs(n, 2u * py, 2u * px, &inputs);
-        for (var i = 0u; i < (KERNEL_H + 1u) * (KERNEL_W + 1u) * IN_C; i++) {
-            let c = 4097.0 * inputs[i];
-            inputs_hi[i] = c - (c - inputs[i]);
-            inputs_lo[i] = inputs[i] - inputs_hi[i];
+        load_inputs(n, 2u * py, 2u * px, &inputs, lane);
+        if (EXACT != 0u) {
+            for (var i = 0u; i < (KERNEL_H + 1u) * (KERNEL_W + 1u) * IN_C; i++) {
+                let c = 4097.0 * inputs[i];
+                inputs_hi[i] = c - (c - inputs[i]);
+                inputs_lo[i] = inputs[i] - inputs_hi[i];
+            }
         }
         let element = vec4<u32>(((n * pool_h() + py) * pool_w() + px) * OUT_C);
         let word = pool_window(&inputs, &inputs_hi, &inputs_lo, &quad0, &sum0, element + quad_channels(group, 0u), step_hash, 0u)
@@ -297,6 +336,7 @@ fn store_partials(part: u32, group: u32, q: u32, acc: ptr<function, array<vec4<f
 @compute @workgroup_size(256)
 fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                       @builtin(local_invocation_index) lid: u32) {
+    let lane = share_lane(lid);
     let idx = thread_index(wg, nwg, lid);
     if (idx >= BRANCHES * CHUNKS * channel_groups()) {
         return;
@@ -333,7 +373,7 @@ fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @bui
                 continue;
             }
             var inputs: array<f32, MAX_INPUTS>;
-            load_inputs(n, 2u * by, 2u * bx, &inputs);
+            load_inputs(n, 2u * by, 2u * bx, &inputs, lane);
             let word = codes[(n * windows() + by * pool_w() + bx) * channel_groups() + group];
             add_window_gradient(&inputs, &acc0, &bias0, word, 0u, g0);
             add_window_gradient(&inputs, &acc1, &bias1, word, 1u, g1);

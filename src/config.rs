@@ -41,6 +41,10 @@ pub struct TrainConfig {
     /// The dataset folder the run trained on (absolute), where `evaluate` and `report` look first.
     #[serde(default)]
     pub data: Option<String>,
+    /// Convolutions rounded as a fused multiply-add rounds, whatever the adapter's fma does (Keras'
+    /// bits, much slower on an adapter without a fused multiply-add).
+    #[serde(default)]
+    pub exact: bool,
 }
 
 /// How training batches are drawn.

@@ -31,7 +31,8 @@ impl Trained {
         let spec: TowerSpec =
             checkpoint.arch.parse().map_err(|e| format!("{}: its tower \"{}\" does not parse: {e}", path.display(), checkpoint.arch))?;
         let [h, w, c] = checkpoint.config.input;
-        let plan = Plan::new(&spec, InputShape { h, w, c }, 2, checkpoint.config.seed).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut plan = Plan::new(&spec, InputShape { h, w, c }, 2, checkpoint.config.seed).map_err(|e| format!("{}: {e}", path.display()))?;
+        plan.exact = checkpoint.config.exact;
         let params = checkpoint.flat(&plan, "").map_err(|e| format!("{}: {e}", path.display()))?;
         let state = checkpoint.state(&plan).map_err(|e| format!("{}: {e}", path.display()))?;
         let tensors = plan.param_tensors().into_iter().map(|t| (t, &params)).chain(plan.state_tensors().into_iter().map(|t| (t, &state)));
@@ -55,7 +56,7 @@ impl Trained {
     /// The model on the GPU for inference, weights loaded, `batch` images a pass (or as many as fit).
     pub fn tower<'a>(&self, gpu: &'a Gpu, kernels: &'a Kernels, batch: Option<usize>) -> Result<GpuTower<'a>, String> {
         let weights = Weights::Host { params: &self.params, state: &self.state };
-        GpuTower::new(gpu, kernels, &self.plan.spec, self.plan.input, weights, batch).map_err(|e| format!("{}: {e}", self.path.display()))
+        GpuTower::new(gpu, kernels, &self.plan, weights, batch).map_err(|e| format!("{}: {e}", self.path.display()))
     }
 }
 

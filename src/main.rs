@@ -111,6 +111,11 @@ struct TrainArgs {
     /// the images are more than the adapter can bind); the same results, bit for bit.
     #[arg(long)]
     stream: bool,
+    /// Round every convolution multiply-add once, as a fused multiply-add does, whatever the adapter's
+    /// fma does: Keras' bits, at several times the cost on an adapter without a fused multiply-add
+    /// (lavapipe). By default the adapter's own arithmetic is used.
+    #[arg(long)]
+    exact: bool,
     /// Continue the run in DIR from its last finished epoch; it keeps its settings (only --epochs,
     /// --out and --data may be given).
     #[arg(long, value_name = "DIR")]
@@ -137,6 +142,9 @@ struct TwinArgs {
     /// The images' channels, 1 or 3.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
     channels: u8,
+    /// Round every convolution multiply-add once, as train --exact does.
+    #[arg(long)]
+    exact: bool,
 }
 
 /// What chooses and scores the evaluation's pairs and episodes.
@@ -383,7 +391,9 @@ fn plan(args: &TwinArgs, input: InputShape) -> Result<Plan> {
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
-    Ok(Plan::new(&spec, input, 2 * args.batch_size, args.seed)?)
+    let mut plan = Plan::new(&spec, input, 2 * args.batch_size, args.seed)?;
+    plan.exact = args.exact;
+    Ok(plan)
 }
 
 /// Settings no run can use, refused before anything starts.
@@ -433,6 +443,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 test_fraction: args.test_fraction.unwrap_or(gpu_siamese::config::default_test_fraction()),
                 class_names: vec![],
                 data: None,
+                exact: args.exact,
                 sampler: sampler(&args)?,
                 loss: args.loss.unwrap_or_default(),
                 augment: Augment { flip: args.flip, shift: args.shift.unwrap_or(0), brightness: args.brightness.unwrap_or(0.0), contrast: args.contrast.unwrap_or(0.0) },
@@ -481,6 +492,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 args.loss.filter(|&l| l != config.loss).map(|l| ("--loss", format!("{l:?}"), format!("{:?}", config.loss))),
                 (args.flip || args.shift.is_some() || args.brightness.is_some() || args.contrast.is_some())
                     .then(|| ("augmentation flags", "given".to_string(), format!("{:?}", config.augment))),
+                (args.exact && !config.exact).then(|| ("--exact", "on".to_string(), "off".to_string())),
             ]
             .into_iter()
             .flatten()

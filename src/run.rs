@@ -233,6 +233,7 @@ mod tests {
             sampler: Sampler::Pairs,
             loss: LossKind::Contrastive,
             data: None,
+            exact: false,
         }
     }
 

@@ -45,17 +45,11 @@ pub struct GpuTower<'a> {
 }
 
 impl<'a> GpuTower<'a> {
-    /// The tower `spec` on images of `input`, passes of `batch` images (or as many as fit, up to
-    /// [`DEFAULT_BATCH`]).
-    pub fn new(
-        gpu: &'a Gpu,
-        kernels: &'a Kernels,
-        spec: &TowerSpec,
-        input: InputShape,
-        weights: Weights,
-        batch: Option<usize>,
-    ) -> Result<GpuTower<'a>, TooLarge> {
-        let plan = fitting_plan(gpu, spec, input, batch)?;
+    /// The tower `like` lays out (its spec, input and arithmetic; not its batch), in passes of `batch`
+    /// images (or as many as fit, up to [`DEFAULT_BATCH`]).
+    pub fn new(gpu: &'a Gpu, kernels: &'a Kernels, like: &Plan, weights: Weights, batch: Option<usize>) -> Result<GpuTower<'a>, TooLarge> {
+        let mut plan = fitting_plan(gpu, &like.spec, like.input, batch)?;
+        plan.exact = like.exact;
         let (params, state) = match weights {
             Weights::Host { params, state } => {
                 assert_eq!((params.len(), state.len()), (plan.param_len, plan.state_len), "weights for the tower");
@@ -89,7 +83,6 @@ impl<'a> GpuTower<'a> {
             forward.push(kernels.conv2d_maxpool_gap_forward(d, step.clone(), Region::whole(&inputs), conv, Region::whole(&outputs[layers - 1]), Region::whole(&codes)));
             buffers.push(codes);
         }
-        let exact_head = fused.is_some();
         for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers) {
             if matches!(layer.op, LayerOp::Dropout(_)) {
                 continue;
@@ -107,7 +100,7 @@ impl<'a> GpuTower<'a> {
                 aux: Some(Region::whole(&aux)),
                 scratch: Region::whole(&unused),
                 branches: 1,
-                exact: i == 0 && exact_head,
+                exact: plan.exact,
             };
             forward.extend(layer.op.record_forward(kernels, &io));
             buffers.push(aux);

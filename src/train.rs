@@ -151,7 +151,8 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let input = train_set.shape();
 
     let spec: TowerSpec = config.arch.parse().map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
-    let plan = Plan::new(&spec, input, 2 * config.batch_size, config.seed).map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
+    let mut plan = Plan::new(&spec, input, 2 * config.batch_size, config.seed).map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
+    plan.exact = config.exact;
     let adam = AdamConfig { learning_rate: config.learning_rate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon };
 
     let base_train_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS));
@@ -169,7 +170,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let mut train_feed = PairFeed::new(&gpu, &kernels, &twin, &train_set.pixels, capacity, augment, run.stream);
     // Validation embeds each image once with the twin's own weights, then pairs the embeddings.
     let weights = Weights::Device { params: twin.params.clone(), state: twin.state.clone() };
-    let tower = GpuTower::new(&gpu, &kernels, &plan.spec, plan.input, weights, None).map_err(|e| e.to_string())?;
+    let tower = GpuTower::new(&gpu, &kernels, &plan, weights, None).map_err(|e| e.to_string())?;
     let test_rows = pair_rows(&test_pairs);
     let (calibration_images, calibration_rows) = paired_images(&train_set, &calibration_pairs);
     if train_feed.is_streamed() {

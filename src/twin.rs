@@ -124,9 +124,6 @@ impl<'a> GpuTwin<'a> {
         let whole = Region::whole;
         let region = |range: &Option<std::ops::Range<usize>>, buffer: &wgpu::Buffer| range.as_ref().map(|r| Region::new(buffer, r.start, r.len()));
 
-        // A tower whose head the fused block can run keeps its first conv exactly rounded either way, so
-        // that the fused and unfused paths agree bit for bit (and with Keras on the tutorial's tower).
-        let exact_head = plan.fused_head().is_some();
         // Layers up to the first one with parameters need no input gradient: nothing before them trains.
         let first_trained = plan.layers.iter().position(|l| l.params.is_some()).unwrap_or(plan.layers.len());
         let io = |i: usize| {
@@ -143,7 +140,7 @@ impl<'a> GpuTwin<'a> {
                 aux: Some(whole(&aux[i])),
                 scratch: whole(&scratch),
                 branches,
-                exact: i == 0 && exact_head,
+                exact: plan.exact,
             }
         };
         let mut forward = Vec::new();

@@ -12,7 +12,7 @@ use gpu_siamese::layers::dense::*;
 use gpu_siamese::layers::dropout::*;
 use gpu_siamese::layers::gap::*;
 use gpu_siamese::layers::maxpool::*;
-use gpu_siamese::layers::Shape;
+use gpu_siamese::layers::{Io, Layer, Shape};
 use gpu_siamese::gpu::ops::{BATCH_CONTRASTIVE_BACKWARD, BATCH_CONTRASTIVE_FORWARD, BATCH_TRIPLET_BACKWARD, BATCH_TRIPLET_FORWARD};
 use gpu_siamese::gpu::{Region, StepUniform};
 use gpu_siamese::model::InputShape;
@@ -247,6 +247,36 @@ fn gap_matches_reference() {
     }
 }
 
+/// The buffers a layer's recordings bind, as the twin gives them: its scratch and what it keeps for its
+/// backward sized as it asks.
+#[allow(clippy::too_many_arguments)]
+fn layer_io<L: Layer>(
+    gpu: &gpu_siamese::gpu::Gpu,
+    layer: &L,
+    branches: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: Option<&wgpu::Buffer>,
+    params: &wgpu::Buffer,
+    grads: Region,
+) -> Io {
+    Io {
+        step: Region::whole(&step_buffer(gpu, StepUniform { training: 1, ..Default::default() })),
+        x: x.into(),
+        y: y.into(),
+        dy: dy.into(),
+        dx: dx.map(Region::whole),
+        params: Some(params.into()),
+        grads: Some(grads),
+        state: None,
+        aux: Some(Region::whole(&poisoned(gpu, layer.aux_len()))),
+        scratch: Region::whole(&poisoned(gpu, layer.scratch_len(branches))),
+        branches,
+        exact: false,
+    }
+}
+
 #[test]
 fn dense_matches_reference() {
     let (gpu, kernels) = gpu();
@@ -264,10 +294,10 @@ fn dense_matches_reference() {
         let y_ref = dense_forward(&x, &wb, &d);
         let (xb, wbb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb), gpu.storage_from("dy", &dy));
         let (y, dx, dwb) = (poisoned(gpu, dy.len()), poisoned(gpu, x.len()), poisoned(gpu, wb.len()));
-        let f = kernels.dense_forward(&d, (&xb).into(), (&wbb).into(), (&y).into());
-        let bi = kernels.dense_backward_input(&d, (&dyb).into(), (&y).into(), (&wbb).into(), (&dx).into());
-        let bw = kernels.dense_backward_weight(&d, branches, (&xb).into(), (&dyb).into(), (&y).into(), (&dwb).into());
-        run(gpu, &[&f, &bi, &bw]);
+        // The layer's own recordings, as the twin makes them.
+        let io = layer_io(gpu, &d, branches, &xb, &y, &dyb, Some(&dx), &wbb, Region::whole(&dwb));
+        run(gpu, &d.record_forward(kernels, &io).iter().collect::<Vec<_>>());
+        run(gpu, &d.record_backward(kernels, &io).iter().collect::<Vec<_>>());
         assert_close(&format!("dense_forward {d:?}"), &gpu.read(&y, 0, dy.len()), &y_ref, TOLERANCE);
         let dx_ref = dense_backward_input(&dy, &y_ref, &wb, &d);
         assert_close(&format!("dense_backward_input {d:?}"), &gpu.read(&dx, 0, x.len()), &dx_ref, TOLERANCE);
@@ -511,9 +541,9 @@ fn a_kernel_writing_a_region_leaves_the_rest_alone() {
     let (xb, dyb, wbb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), gpu.storage_from("wb", &wb));
     let y = poisoned(gpu, 4);
     let grads = gpu.storage_from("grads", &vec![7.0; 64 + d.param_len() + 64]);
-    let f = kernels.dense_forward(&d, (&xb).into(), (&wbb).into(), (&y).into());
-    let bw = kernels.dense_backward_weight(&d, 2, (&xb).into(), (&dyb).into(), (&y).into(), Region::new(&grads, 64, d.param_len()));
-    run(gpu, &[&f, &bw]);
+    let io = layer_io(gpu, &d, 2, &xb, &y, &dyb, None, &wbb, Region::new(&grads, 64, d.param_len()));
+    let dispatches: Vec<_> = d.record_forward(kernels, &io).into_iter().chain(d.record_backward(kernels, &io)).collect();
+    run(gpu, &dispatches.iter().collect::<Vec<_>>());
     let all = gpu.read(&grads, 0, 128 + d.param_len());
     assert!(all[..64].iter().chain(&all[64 + d.param_len()..]).all(|&v| v == 7.0));
     let y_ref = dense_forward(&x, &wb, &d);

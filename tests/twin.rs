@@ -155,6 +155,10 @@ fn fused_block_gives_the_unfused_bits() {
     fused_gives_unfused_bits("conv(13,3x2,same,relu),maxpool,dropout(0.3),gap,dense(6)", InputShape { h: 11, w: 9, c: 1 }, 7, 3);
     fused_gives_unfused_bits("conv(5,1x2,valid,linear),maxpool,gap,dense(4,relu),dense(3)", InputShape { h: 11, w: 9, c: 3 }, 4, 3);
     fused_gives_unfused_bits("conv(9,1),maxpool,dropout(0.5),gap,dense(2)", InputShape { h: 5, w: 4, c: 2 }, 33, 2);
+    // Colour: the tutorial's 2x2 (12 taps) and 3x3 (27 taps, the most that fuse), with 64 channels so
+    // that eight lanes share each window's loads, and with 20 (whose lanes cannot).
+    fused_gives_unfused_bits("conv(64,2),maxpool,dropout(0.4),gap,dense(8)", InputShape { h: 9, w: 11, c: 3 }, 5, 2);
+    fused_gives_unfused_bits("conv(20,3),maxpool,gap,dense(8)", InputShape { h: 8, w: 7, c: 3 }, 6, 2);
 }
 
 #[test]
@@ -242,7 +246,7 @@ fn the_inference_tower_gives_the_twins_distances_bit_for_bit() {
         let (want, _) = twin.evaluate();
         // Passes of 4 images: the last one partial, and no pass holding a pair's two images together.
         let weights = Weights::Host { params: &params, state: &plan.initial_state() };
-        let tower = GpuTower::new(gpu, kernels, &plan.spec, input, weights, Some(4)).unwrap();
+        let tower = GpuTower::new(gpu, kernels, &plan, weights, Some(4)).unwrap();
         assert_eq!(tower.plan.batch, 4);
         let rows: Vec<(u32, u32)> = (0..pairs as u32).map(|i| (i, pairs as u32 + i)).collect();
         let got = tower.distances(&bytes, &rows).unwrap();
@@ -260,13 +264,13 @@ fn the_inference_tower_sizes_its_passes_to_the_adapter() {
     let input = InputShape { h: 512, w: 512, c: 3 };
     let plan = Plan::new(&spec, input, 2, 0).unwrap();
     let (params, state) = zeros(&plan);
-    let tower = GpuTower::new(gpu, kernels, &spec, input, Weights::Host { params: &params, state: &state }, None).unwrap();
+    let tower = GpuTower::new(gpu, kernels, &plan, Weights::Host { params: &params, state: &state }, None).unwrap();
     let per_image = 512 * 512 * 16 * 4;
     assert!(tower.plan.batch >= 2 && tower.plan.batch as u64 * per_image <= gpu.max_binding_bytes(), "batch {}", tower.plan.batch);
     // One image too large to bind: refused, saying so, before anything is allocated.
     let input = InputShape { h: 4096, w: 4096, c: 3 };
     let plan = Plan::new(&spec, input, 2, 0).unwrap();
     let (params, state) = zeros(&plan);
-    let err = GpuTower::new(gpu, kernels, &spec, input, Weights::Host { params: &params, state: &state }, None).err().expect("too large");
+    let err = GpuTower::new(gpu, kernels, &plan, Weights::Host { params: &params, state: &state }, None).err().expect("too large");
     assert!(err.to_string().contains("one 4096x4096x3 image"), "{err}");
 }

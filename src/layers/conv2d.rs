@@ -467,12 +467,13 @@ pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -
 
 /// How many chunks each branch's output positions, taken in 2x2 blocks, are split into for the weight
 /// gradient: enough lanes (one per chunk, group of 16 output channels and k-quad, the k-quads padded to
-/// eights) to keep about 16k busy, never more chunks than blocks. The same for every variant, and for
-/// the fused block, so that their partial sums are the same.
+/// eights) to keep about 16k busy, but at least 8 blocks a chunk (the partial sums, and adding them up,
+/// cost what the chunks hold: a dense layer's 1x1 images make one block each). The same for every
+/// variant, and for the fused block, so that their partial sums are the same.
 pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
     let blocks = d.batch / branches * d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
     let lanes_per_chunk = d.taps().div_ceil(4).div_ceil(8) * 8 * d.out_c.div_ceil(16);
-    (16384usize).div_ceil(branches * lanes_per_chunk).clamp(1, blocks.max(1))
+    (16384usize).div_ceil(branches * lanes_per_chunk).clamp(1, blocks.div_ceil(8).max(1))
 }
 
 /// A region as a vec4 view: its length rounded up to whole quads (buffers are allocated in quads).

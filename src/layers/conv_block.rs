@@ -15,15 +15,16 @@ use crate::model::Plan;
 
 /// The most kernel taps (kernel_h * kernel_w * in_c) a fused block's convolution may have (MAX_TAPS in
 /// conv_block.wgsl): its kernels keep each lane's taps and inputs in registers and are unrolled over
-/// them, which a CPU adapter takes tens of seconds to compile for a few dozen taps. 3x3 on grayscale,
-/// 2x2 on two channels, 1x1 on nine.
-pub const MAX_FUSED_TAPS: usize = 9;
+/// them. 3x3 on colour; 2x2 on colour (the tutorial's tower on colour pictures) has 12.
+pub const MAX_FUSED_TAPS: usize = 27;
 
 /// The fused block: conv2d -> 2x2 max-pool -> dropout (if any) -> global average pool.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Conv2dMaxPoolGapDims {
     pub conv: Conv2dDims,
     pub dropout: Option<DropoutDims>,
+    /// The convolution rounded as a fused multiply-add rounds (the plan's `exact`).
+    pub exact: bool,
 }
 
 impl Conv2dMaxPoolGapDims {
@@ -60,22 +61,40 @@ impl Plan {
             _ => (None, 2),
         };
         match op(gap_index) {
-            Some(LayerOp::Gap(_)) => Some((Conv2dMaxPoolGapDims { conv: *conv, dropout }, gap_index + 1)),
+            Some(LayerOp::Gap(_)) => Some((Conv2dMaxPoolGapDims { conv: *conv, dropout, exact: self.exact }, gap_index + 1)),
             _ => None,
         }
     }
 }
 
 const SHADER: &str = include_str!("../../shaders/conv_block.wgsl");
-pub const CONV2D_MAXPOOL_GAP_FORWARD: Kernel = Kernel::new("conv_block", &[("conv_block", SHADER)], "conv2d_maxpool_gap_forward");
-pub const CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT: Kernel = Kernel::new("conv_block", &[("conv_block", SHADER)], "conv2d_maxpool_gap_backward_weight");
-pub const KERNELS: &[Kernel] = &[CONV2D_MAXPOOL_GAP_FORWARD, CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT];
+const SHARE_SUBGROUP: &str = include_str!("../../shaders/conv2d_share_subgroup.wgsl");
+const SHARE_DIRECT: &str = include_str!("../../shaders/conv2d_share_direct.wgsl");
+const BLOCK_SUBGROUP: &[(&str, &str)] = &[("conv2d_share_subgroup", SHARE_SUBGROUP), ("conv_block", SHADER)];
+const BLOCK_DIRECT: &[(&str, &str)] = &[("conv2d_share_direct", SHARE_DIRECT), ("conv_block", SHADER)];
+/// The fused block's kernels, with its eights of lanes sharing a window's loads through subgroups, or
+/// each loading its own (adapters without subgroups).
+pub const CONV2D_MAXPOOL_GAP_FORWARD: [Kernel; 2] = [
+    Kernel::new("conv_block+subgroup", BLOCK_SUBGROUP, "conv2d_maxpool_gap_forward"),
+    Kernel::new("conv_block+direct", BLOCK_DIRECT, "conv2d_maxpool_gap_forward"),
+];
+pub const CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT: [Kernel; 2] = [
+    Kernel::new("conv_block+subgroup", BLOCK_SUBGROUP, "conv2d_maxpool_gap_backward_weight"),
+    Kernel::new("conv_block+direct", BLOCK_DIRECT, "conv2d_maxpool_gap_backward_weight"),
+];
+pub const KERNELS: &[Kernel] = &[
+    CONV2D_MAXPOOL_GAP_FORWARD[0],
+    CONV2D_MAXPOOL_GAP_FORWARD[1],
+    CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT[0],
+    CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT[1],
+];
 
 /// The fused block's constants: the conv's, then its dropout's (without one, nothing is dropped).
 fn conv2d_maxpool_gap_constants(d: &Conv2dMaxPoolGapDims, branches: usize, chunks: usize) -> Vec<(&'static str, f64)> {
     let mut c = conv2d_constants(&d.conv, branches, chunks);
     let dropout = d.dropout.map_or([0.0, 0.0, 0.0, 1.0], |d| [1.0, d.seed as f64, d.threshold() as f64, d.scale() as f64]);
     c.extend(["HAS_DROPOUT", "DROPOUT_SEED", "DROPOUT_THRESHOLD", "DROPOUT_SCALE"].into_iter().zip(dropout));
+    c.push(("EXACT", d.exact as u8 as f64));
     c
 }
 
@@ -88,7 +107,8 @@ impl Kernels {
         let c = &d.conv;
         // The convolution's products; pooling, dropout and the average are a few operations per output.
         let flops = 2 * c.output_len() * c.kernel_h * c.kernel_w * c.in_c;
-        self.dispatch(CONV2D_MAXPOOL_GAP_FORWARD, &conv2d_maxpool_gap_constants(d, 1, 1), &bindings, lanes)
+        let kernel = CONV2D_MAXPOOL_GAP_FORWARD[!self.subgroups as usize];
+        self.dispatch(kernel, &conv2d_maxpool_gap_constants(d, 1, 1), &bindings, lanes)
             .with_work(flops, c.input_len() + c.param_len() + d.output_len() + d.codes_len())
     }
 
@@ -113,7 +133,8 @@ impl Kernels {
         // Products at the winners only: a quarter of the conv's outputs.
         let flops = 2 * d.pool().output_len() * (conv.kernel_h * conv.kernel_w * conv.in_c + 1);
         let floats = conv.input_len() + d.codes_len() + d.output_len() + branches * chunks * conv.param_len();
-        let partials = self.dispatch(CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT, &constants, &bindings, lanes).with_work(flops, floats);
+        let kernel = CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT[!self.subgroups as usize];
+        let partials = self.dispatch(kernel, &constants, &bindings, lanes).with_work(flops, floats);
         [partials, self.sum_partials(conv.param_len(), branches, chunks, partial, dwb)]
     }
 }

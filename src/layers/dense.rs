@@ -1,9 +1,11 @@
 //! `dense(UNITS[, relu|linear])`: a fully connected layer, y = act(x W + b), Keras' Dense (default
 //! linear): kernel [in, out], then the bias. It takes a flat input (after gap or another dense).
-//! Shader: `dense.wgsl`.
+//! On the GPU it is a 1x1 convolution of 1x1 images, with the same parameter layout, computed by the
+//! convolution engine (`conv2d_gemm.wgsl`).
 
 use super::{activation_name, grad_z, parse_activation, Backward, Init, Io, Layer, LayerKind, Pass, PlanContext, Shape, TensorSpec};
-use crate::gpu::{Dispatch, Kernel, Kernels, Region};
+use super::conv2d::{conv2d_weight_chunks, Conv2dDims, Padding};
+use crate::gpu::{Dispatch, Kernel, Kernels};
 use crate::model::{Args, SpecError};
 use crate::reference::Real;
 use std::fmt;
@@ -58,10 +60,26 @@ impl DenseDims {
     pub fn param_len(&self) -> usize {
         self.kernel_len() + self.out_dim
     }
+
+    /// The layer as the 1x1 convolution of 1x1 images it is: the same sums, the same parameters.
+    pub fn as_conv(&self) -> Conv2dDims {
+        Conv2dDims {
+            stride: 1,
+            batch: self.batch,
+            in_h: 1,
+            in_w: 1,
+            in_c: self.in_dim,
+            out_c: self.out_dim,
+            kernel_h: 1,
+            kernel_w: 1,
+            padding: Padding::Valid,
+            relu: self.relu,
+        }
+    }
 }
 
 impl Layer for DenseDims {
-    const KERNELS: &'static [Kernel] = &[DENSE_FORWARD, DENSE_BACKWARD_INPUT, DENSE_BACKWARD_WEIGHT];
+    const KERNELS: &'static [Kernel] = &[];
 
     fn output(&self) -> Shape {
         Shape::vector(self.out_dim)
@@ -83,15 +101,17 @@ impl Layer for DenseDims {
         let dx = if b.need_dx { dense_backward_input(b.dy, b.y, b.params, self) } else { Vec::new() };
         (dx, dparams)
     }
+    fn aux_len(&self) -> usize {
+        self.as_conv().aux_len()
+    }
+    fn scratch_len(&self, branches: usize) -> usize {
+        branches * conv2d_weight_chunks(&self.as_conv(), branches) * self.param_len()
+    }
     fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
-        vec![kernels.dense_forward(self, io.x.clone(), io.params(), io.y.clone())]
+        self.as_conv().record_forward(kernels, &Io { exact: false, ..io.clone() })
     }
     fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
-        let mut dispatches = vec![kernels.dense_backward_weight(self, io.branches, io.x.clone(), io.dy.clone(), io.y.clone(), io.grads())];
-        if let Some(dx) = &io.dx {
-            dispatches.push(kernels.dense_backward_input(self, io.dy.clone(), io.y.clone(), io.params(), dx.clone()));
-        }
-        dispatches
+        self.as_conv().record_backward(kernels, io)
     }
 }
 
@@ -155,46 +175,4 @@ pub fn dense_backward_weight<T: Real>(x: &[T], dy: &[T], y: &[T], d: &DenseDims,
         }
     }
     total.into_iter().map(T::from_f64).collect()
-}
-
-// The GPU launches.
-
-const SHADER: &str = include_str!("../../shaders/dense.wgsl");
-pub const DENSE_FORWARD: Kernel = Kernel::new("dense", &[("dense", SHADER)], "dense_forward");
-pub const DENSE_BACKWARD_INPUT: Kernel = Kernel::new("dense", &[("dense", SHADER)], "dense_backward_input");
-pub const DENSE_BACKWARD_WEIGHT: Kernel = Kernel::new("dense", &[("dense", SHADER)], "dense_backward_weight");
-
-/// Outputs (or inputs) one dense lane computes (GROUP in dense.wgsl).
-const DENSE_GROUP: usize = 4;
-
-fn dense_constants(d: &DenseDims, branches: usize) -> [(&'static str, f64); 5] {
-    let f = |v: usize| v as f64;
-    [
-        ("BATCH", f(d.batch)),
-        ("IN_DIM", f(d.in_dim)),
-        ("OUT_DIM", f(d.out_dim)),
-        ("RELU", d.relu as u8 as f64),
-        ("BRANCHES", f(branches)),
-    ]
-}
-
-impl Kernels {
-    pub fn dense_forward(&self, d: &DenseDims, x: Region, wb: Region, y: Region) -> Dispatch {
-        let c = dense_constants(d, 1);
-        self.dispatch(DENSE_FORWARD, &c, &[(1, x), (2, wb), (3, y)], d.batch * d.out_dim.div_ceil(DENSE_GROUP))
-            .with_work(2 * d.batch * d.kernel_len(), d.batch * (d.in_dim + d.out_dim) + d.param_len())
-    }
-
-    pub fn dense_backward_input(&self, d: &DenseDims, dy: Region, y: Region, wb: Region, dx: Region) -> Dispatch {
-        let c = dense_constants(d, 1);
-        self.dispatch(DENSE_BACKWARD_INPUT, &c, &[(2, wb), (3, y), (4, dy), (5, dx)], d.batch * d.in_dim.div_ceil(DENSE_GROUP))
-            .with_work(2 * d.batch * d.kernel_len(), d.batch * (d.in_dim + 2 * d.out_dim) + d.param_len())
-    }
-
-    pub fn dense_backward_weight(&self, d: &DenseDims, branches: usize, x: Region, dy: Region, y: Region, dwb: Region) -> Dispatch {
-        let c = dense_constants(d, branches);
-        let lanes = (d.in_dim.div_ceil(DENSE_GROUP) + 1) * d.out_dim;
-        self.dispatch(DENSE_BACKWARD_WEIGHT, &c, &[(1, x), (3, y), (4, dy), (6, dwb)], lanes)
-            .with_work(2 * d.batch * d.param_len(), d.batch * (d.in_dim + 2 * d.out_dim) + d.param_len())
-    }
 }

@@ -107,6 +107,7 @@ pub struct Backward<'a, T> {
 /// The GPU buffers one layer's launches bind: its input and output, their gradients, its parameters'
 /// and their gradients' regions of the flat buffers, its state, what its forward keeps for its
 /// backward (`aux`), the scratch shared by every layer (partial sums), and the step's uniform.
+#[derive(Clone)]
 pub struct Io {
     pub step: Region,
     pub x: Region,

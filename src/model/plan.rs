@@ -54,6 +54,10 @@ pub struct Plan {
     pub state_len: usize,
     /// Width of the tower's output, the embedding.
     pub embedding_dim: usize,
+    /// Whether convolutions round each multiply-add once, as a fused multiply-add does, whatever the
+    /// adapter's fma does (`--exact`: Keras' bits, at ~17 operations a multiply-add on an adapter
+    /// without a fused one); by default they use the adapter's fma.
+    pub exact: bool,
 }
 
 /// A spec that cannot be laid out for the given input.
@@ -102,7 +106,7 @@ impl Plan {
         if !shape.flat {
             return Err(PlanError("the tower must end in a flat embedding: add gap (and dense) at the end".into()));
         }
-        Ok(Plan { spec: spec.clone(), input, batch, layers, param_len, state_len, embedding_dim: shape.c })
+        Ok(Plan { spec: spec.clone(), input, batch, layers, param_len, state_len, embedding_dim: shape.c, exact: false })
     }
 
     pub fn pairs(&self) -> usize {
@@ -159,8 +163,13 @@ mod tests {
         assert_eq!(head("maxpool,conv(4,2),maxpool,gap,dense(2)"), None);
         assert_eq!(head("conv(4,2),gap,dense(2)"), None);
         assert_eq!(head("conv(4,2),maxpool,dropout(0.1),dropout(0.1),gap,dense(2)"), None);
-        // More taps than the fused kernels keep in registers.
-        assert_eq!(head("conv(4,4x3),maxpool,gap,dense(2)"), None);
+        // Up to 27 taps fuse (3x3 on colour; the tutorial's 2x2 on colour has 12), more do not; nor a
+        // strided conv.
+        assert_eq!(head("conv(4,4x3),maxpool,gap,dense(2)"), Some((false, 3)));
+        assert_eq!(head("conv(4,7x4),maxpool,gap,dense(2)"), None);
+        assert_eq!(head("conv(4,2,stride=2),maxpool,gap,dense(2)"), None);
+        let colour = |spec: &str| Plan::new(&spec.parse().unwrap(), InputShape { h: 9, w: 8, c: 3 }, 4, 0).unwrap().fused_head().is_some();
+        assert!(colour("conv(8,2),maxpool,gap,dense(2)") && colour("conv(8,3),maxpool,gap,dense(2)"));
         let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 128, 0).unwrap();
         let (d, _) = plan.fused_head().unwrap();
         assert_eq!((d.output_len(), d.codes_len()), (128 * 128, 128 * 14 * 14 * 16));
