@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# gpu-siamese beside TensorFlow and PyTorch, in one run on this machine: the tutorial's training step
-# (same tower, Keras' asymmetric 'same' padding, batch 64 pairs, same number of steps) in each, and one
-# table with the ratios. Numbers on a shared machine are noisy: compare the ratios of one run.
+# gpu-siamese beside TensorFlow and PyTorch, in one run on this machine: one training step of the same
+# tower (Keras' padding, both images of each pair, contrastive loss, Adam) in each, and one table with
+# the ratios. Numbers on a shared machine are noisy: compare the ratios of one run.
 #
-#   bench/compare.sh                 # TensorFlow CPU, PyTorch CPU, gpu-siamese on the adapter it picks
-#   STEPS=200 REPEATS=5 bench/compare.sh
-#   PYTHON=/path/to/python bench/compare.sh   # use an environment that already has the frameworks
-#   TORCH_DEVICE=cuda bench/compare.sh         # PyTorch on the GPU, beside gpu-siamese on the same card
+#   bench/compare.sh                                    # the tutorial's tower, 28x28x1, batch 64 pairs
+#   bench/compare.sh --arch "conv(32,3),maxpool,conv(64,3),maxpool,gap,dense(48)"
+#   bench/compare.sh --image-size 48 --channels 3 --batch-size 32
+#   STEPS=20 REPEATS=3 bench/compare.sh --arch tutorial-intended
+#   PYTHON=/path/to/python bench/compare.sh             # an environment that already has the frameworks
+#   TORCH_DEVICE=cuda bench/compare.sh                  # PyTorch on the GPU, beside gpu-siamese on the same card
 #
-# The frameworks go into bench/.venv from the package registry (PyPI) the first time: tensorflow-cpu
-# and torch (PyPI's torch wheel carries CUDA libraries; on a machine without a GPU it runs on the CPU,
-# and TORCH_DEVICE=cuda times it on the GPU instead; see bench/peers.py --help).
+# --arch takes a spec or a named tower (gpu-siamese towers lists them). The frameworks go into
+# bench/.venv from the package registry (PyPI) the first time: tensorflow-cpu and torch (PyPI's torch
+# wheel carries CUDA libraries; on a machine without a GPU it runs on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+ARCH=tutorial
+IMAGE_SIZE=28x28
+CHANNELS=1
+BATCH=64
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --arch) ARCH=$2; shift 2 ;;
+        --image-size) IMAGE_SIZE=$2; shift 2 ;;
+        --channels) CHANNELS=$2; shift 2 ;;
+        --batch-size) BATCH=$2; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
 
 STEPS=${STEPS:-100}
 REPEATS=${REPEATS:-5}
@@ -34,29 +51,37 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 
 cargo build --release --quiet
+BIN=./target/release/gpu-siamese
+SPEC=$("$BIN" towers --spec "$ARCH")
+PEER_ARGS=(--arch "$SPEC" --image-size "$IMAGE_SIZE" --channels "$CHANNELS" --batch "$BATCH" --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP")
 echo "timing TensorFlow..." >&2
-"$PYTHON" bench/peers.py tensorflow --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null | tail -1 > "$OUT/tensorflow.json"
+(cd bench && "../$PYTHON" peers.py tensorflow "${PEER_ARGS[@]}" 2>/dev/null | tail -1) > "$OUT/tensorflow.json"
 echo "timing PyTorch..." >&2
-"$PYTHON" bench/peers.py pytorch --device "$TORCH_DEVICE" --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null | tail -1 > "$OUT/pytorch.json"
+(cd bench && "../$PYTHON" peers.py pytorch --device "$TORCH_DEVICE" "${PEER_ARGS[@]}" 2>/dev/null | tail -1) > "$OUT/pytorch.json"
 echo "timing gpu-siamese..." >&2
-./target/release/gpu-siamese bench --json --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null > "$OUT/gpu-siamese.json"
+"$BIN" bench --json --roofline --arch "$SPEC" --image-size "$IMAGE_SIZE" --channels "$CHANNELS" --batch-size "$BATCH" \
+    --steps "$STEPS" --repeats "$REPEATS" --warmup "$WARMUP" 2>/dev/null > "$OUT/gpu-siamese.json"
 
-"$PYTHON" - "$OUT" <<'PY'
+"$PYTHON" - "$OUT" "$IMAGE_SIZE" "$CHANNELS" <<'PY'
 import json, sys
-out = sys.argv[1]
+out, size, channels = sys.argv[1:4]
 ours = json.load(open(f"{out}/gpu-siamese.json"))
 rows = [(f"gpu-siamese ({ours['adapter'].split(' (')[0]})", ours["ms_per_step"])]
 for name in ("tensorflow", "pytorch"):
     peer = json.load(open(f"{out}/{name}.json"))
     rows.append((peer["framework"], peer["ms_per_step"]))
 base = ours["ms_per_step"]["median"]
-print(f"tutorial tower, batch {ours['batch_pairs']} pairs, {ours['steps']} steps x {ours['repeats']} repeats")
-print(f"| {'what':<46} | {'ms/step (median)':>16} | {'min':>7} | {'max':>7} | {'s/epoch':>7} | {'vs gpu-siamese':>14} |")
-print(f"|{'-' * 48}|{'-' * 18}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 15}:|")
+print(f"{ours['tower']} on {size}x{channels}, batch {ours['batch_pairs']} pairs, {ours['steps']} steps x {ours['repeats']} repeats")
+print(f"| {'what':<46} | {'ms/step (median)':>16} | {'min':>7} | {'max':>7} | {'vs gpu-siamese':>14} |")
+print(f"|{'-' * 48}|{'-' * 18}:|{'-' * 8}:|{'-' * 8}:|{'-' * 15}:|")
 for what, t in rows:
-    print(f"| {what:<46} | {t['median']:>16.1f} | {t['min']:>7.1f} | {t['max']:>7.1f} | {t['median'] * 1875 / 1000:>7.1f} | {t['median'] / base:>13.2f}x |")
+    print(f"| {what:<46} | {t['median']:>16.1f} | {t['min']:>7.1f} | {t['max']:>7.1f} | {t['median'] / base:>13.2f}x |")
+r = ours.get("roofline")
 print()
+if r:
+    print(f"adapter's ceilings: {r['gflop_per_s']:.1f} GFLOP/s on multiply-add chains, {r['gb_per_s']:.1f} GB/s on a vec4 copy")
 print("per kernel (gpu-siamese):")
 for k in ours["kernels"]:
-    print(f"  {k['name']:<36} {k['ms']:>8.3f} ms {100 * k['share']:>5.1f}%  {k['gflop_per_s']:>7.2f} GFLOP/s {k['gb_per_s']:>6.2f} GB/s")
+    share = f"  {100 * k['arithmetic_share']:5.1f}% of its arithmetic" if k.get("arithmetic_share") is not None else ""
+    print(f"  {k['name']:<36} {k['ms']:>8.3f} ms {100 * k['share']:>5.1f}%  {k['gflop_per_s']:>7.2f} GFLOP/s {k['gb_per_s']:>6.2f} GB/s{share}")
 PY

@@ -45,7 +45,7 @@ def main():
     import tensorflow as tf
     import keras
 
-    from peers import tutorial_model
+    from peers import tutorial_model  # noqa: E402
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

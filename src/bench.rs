@@ -1,9 +1,10 @@
 //! `gpu-siamese bench`: the time of a training step on random images kept on the GPU (gathered per step
-//! as training gathers them), and what each kernel of the step costs against the least work it must do.
+//! as training gathers them), what each kernel of the step costs against the least work it must do,
+//! and (`--roofline`) that work's rate against the adapter's own ceilings.
 
 use crate::data::make_pairs;
 use crate::optimizer::AdamConfig;
-use crate::gpu::{self, Dispatch, Gpu, Kernels};
+use crate::gpu::{self, Dispatch, Gpu, Kernel, Kernels, Region};
 use crate::model::{glorot_uniform, Plan};
 use crate::feed::{DeviceImages, DevicePairs};
 use crate::twin::{GpuTwin, TooLarge};
@@ -23,6 +24,8 @@ pub struct BenchOptions {
     /// Run the tower's leading conv -> maxpool -> dropout -> gap block fused.
     pub fuse: bool,
     pub seed: u64,
+    /// Measure the adapter's ceilings too, and each kernel's share of them.
+    pub roofline: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -43,6 +46,18 @@ pub struct KernelTime {
     pub megabytes: f64,
     pub gflop_per_s: f64,
     pub gb_per_s: f64,
+    /// With --roofline: those rates as shares of the adapter's ceilings.
+    pub arithmetic_share: Option<f64>,
+    pub memory_share: Option<f64>,
+}
+
+/// The adapter's ceilings, measured on it: floating-point operations a second on plain multiply-add
+/// chains (a multiply-add counts two, whether or not the adapter fuses it), and bytes a second read
+/// plus written by a vec4 copy.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Roofline {
+    pub gflop_per_s: f64,
+    pub gb_per_s: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -59,6 +74,7 @@ pub struct BenchReport {
     /// How the kernels were timed; empty when they were not.
     pub kernel_method: String,
     pub kernels: Vec<KernelTime>,
+    pub roofline: Option<Roofline>,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -99,9 +115,10 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
         .collect();
     let (min, max) = (per_step.iter().cloned().fold(f64::MAX, f64::min), per_step.iter().cloned().fold(0.0, f64::max));
     let ms = median(&mut per_step);
-    let (kernel_method, kernel_times) = if opts.per_kernel {
+    let roofline = opts.roofline.then(|| measure_roofline(gpu, kernels));
+    let (kernel_method, kernel_times) = if opts.per_kernel || opts.roofline {
         let dispatches: Vec<&Dispatch> = std::iter::once(&gather).chain(twin.step_dispatches()).collect();
-        (format!("each launch alone, {KERNEL_REPEATS} times in one pass, median of 3 passes"), time_kernels(gpu, &dispatches))
+        (format!("each launch alone, {KERNEL_REPEATS} times in one pass, median of 3 passes"), time_kernels(gpu, &dispatches, roofline))
     } else {
         (String::new(), Vec::new())
     };
@@ -117,13 +134,45 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
         seconds_per_epoch: ms * 1e-3 * EPOCH_PAIRS.div_ceil(plan.pairs()) as f64,
         kernel_method,
         kernels: kernel_times,
+        roofline,
     })
+}
+
+const ROOFLINE: &str = include_str!("../shaders/roofline.wgsl");
+pub const ROOFLINE_ARITHMETIC: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_arithmetic");
+pub const ROOFLINE_COPY: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_copy");
+pub const KERNELS: &[Kernel] = &[ROOFLINE_ARITHMETIC, ROOFLINE_COPY];
+
+/// The adapter's ceilings: the best of three timed passes of each probe.
+pub fn measure_roofline(gpu: &Gpu, kernels: &Kernels) -> Roofline {
+    let (lanes, iterations, quads) = (1 << 16, 2048usize, 8 << 20);
+    let source = gpu.storage("roofline source", 4 * quads);
+    let target = gpu.storage("roofline target", 4 * quads);
+    let arithmetic = kernels
+        .dispatch(ROOFLINE_ARITHMETIC, &[("ITERATIONS", iterations as f64)], &[(2, Region::whole(&target))], lanes)
+        .with_work(lanes * iterations * 64, 0);
+    let copy = kernels
+        .dispatch(ROOFLINE_COPY, &[("QUADS", quads as f64)], &[(1, Region::whole(&source)), (2, Region::whole(&target))], quads)
+        .with_work(0, 8 * quads);
+    let best = |d: &Dispatch| {
+        gpu::submit(gpu, &[d]);
+        gpu.wait();
+        (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                gpu::submit(gpu, &[d]);
+                gpu.wait();
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    Roofline { gflop_per_s: arithmetic.work.flops * 1e-9 / best(&arithmetic), gb_per_s: copy.work.bytes * 1e-9 / best(&copy) }
 }
 
 const KERNEL_REPEATS: usize = 20;
 
 /// Each dispatch alone, many times in one pass: its time, the launch's own cost included.
-fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch]) -> Vec<KernelTime> {
+fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch], roofline: Option<Roofline>) -> Vec<KernelTime> {
     let times: Vec<f64> = dispatches
         .iter()
         .map(|&dispatch| {
@@ -150,6 +199,8 @@ fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch]) -> Vec<KernelTime> {
             megabytes: d.work.bytes * 1e-6,
             gflop_per_s: d.work.flops * 1e-6 / ms,
             gb_per_s: d.work.bytes * 1e-6 / ms,
+            arithmetic_share: roofline.map(|r| d.work.flops * 1e-6 / ms / r.gflop_per_s),
+            memory_share: roofline.map(|r| d.work.bytes * 1e-6 / ms / r.gb_per_s),
         })
         .collect()
 }
@@ -166,17 +217,29 @@ pub fn print(report: &BenchReport) {
     );
     let s = &report.ms_per_step;
     println!(
-        "{:.2} ms/step (median of {} repeats of {} steps; min {:.2}, max {:.2}), {:.0} images/s, {:.1} s per epoch of {} pairs",
+        "{:.2} ms/step (median of {} repeats of {} steps; min {:.2}, max {:.2}), {:.0} images/s, {:.1} s per {} pairs (the tutorial's epoch)",
         s.median, report.repeats, report.steps, s.min, s.max, report.images_per_second, report.seconds_per_epoch, EPOCH_PAIRS
     );
+    if let Some(r) = &report.roofline {
+        println!("adapter's ceilings (measured): {:.1} GFLOP/s on multiply-add chains, {:.1} GB/s on a vec4 copy", r.gflop_per_s, r.gb_per_s);
+    }
     if report.kernels.is_empty() {
         return;
     }
     println!("per kernel ({}); work is the least the kernel must do:", report.kernel_method);
-    println!("  {:<36} {:>9} {:>6} {:>9} {:>9} {:>9} {:>8}", "kernel", "ms", "share", "GFLOP", "MB", "GFLOP/s", "GB/s");
+    let shares = report.roofline.is_some();
+    println!(
+        "  {:<36} {:>9} {:>6} {:>9} {:>9} {:>9} {:>8}{}",
+        "kernel", "ms", "share", "GFLOP", "MB", "GFLOP/s", "GB/s",
+        if shares { "  of peak: arith  memory" } else { "" }
+    );
     for k in &report.kernels {
+        let of_peak = match (k.arithmetic_share, k.memory_share) {
+            (Some(a), Some(m)) => format!("  {:>14.1}% {:>6.1}%", 100.0 * a, 100.0 * m),
+            _ => String::new(),
+        };
         println!(
-            "  {:<36} {:>9.3} {:>5.1}% {:>9.4} {:>9.2} {:>9.2} {:>8.2}",
+            "  {:<36} {:>9.3} {:>5.1}% {:>9.4} {:>9.2} {:>9.2} {:>8.2}{of_peak}",
             k.name,
             k.ms,
             100.0 * k.share,

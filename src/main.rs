@@ -116,6 +116,10 @@ struct TrainArgs {
     /// (lavapipe). By default the adapter's own arithmetic is used.
     #[arg(long)]
     exact: bool,
+    /// Run the convolution kernels' default variants instead of measuring them on this adapter the
+    /// first time a layer shape is met (the same results either way; GPU_SIAMESE_NO_TUNE does the same).
+    #[arg(long)]
+    no_tune: bool,
     /// Continue the run in DIR from its last finished epoch; it keeps its settings (only --epochs,
     /// --out and --data may be given).
     #[arg(long, value_name = "DIR")]
@@ -145,6 +149,9 @@ struct TwinArgs {
     /// Round every convolution multiply-add once, as train --exact does.
     #[arg(long)]
     exact: bool,
+    /// Run the convolution kernels' default variants, untuned (as train --no-tune).
+    #[arg(long)]
+    no_tune: bool,
 }
 
 /// What chooses and scores the evaluation's pairs and episodes.
@@ -204,6 +211,13 @@ impl EvalArgs {
 enum Command {
     /// List every adapter wgpu can see, with the limits that matter for compute.
     Adapters,
+    /// The towers --arch takes by name, each with its spec; with --spec, only the spec a name (or a
+    /// spec) stands for.
+    Towers {
+        /// Print the spec this name or spec stands for, and nothing else.
+        #[arg(long, value_name = "ARCH")]
+        spec: Option<String>,
+    },
     /// Train the twin. By default the tutorial's way on Fashion-MNIST: for every image one positive and
     /// one negative pair, contrastive loss, Adam; validated each epoch on fixed test pairs. --data takes
     /// your own pictures too, one folder per class.
@@ -316,6 +330,10 @@ enum Command {
         /// (the reference path, for comparison).
         #[arg(long)]
         unfused: bool,
+        /// Also measure the adapter's own ceilings (multiply-add throughput, copy bandwidth) and print
+        /// each kernel's rates as shares of them.
+        #[arg(long)]
+        roofline: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -326,6 +344,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Adapters => adapters(),
+        Command::Towers { spec } => towers(spec.as_deref()),
         Command::Train(args) => train(args),
         Command::Evaluate { checkpoint, eval, json } => evaluate(&checkpoint, &eval, json),
         Command::Compare { images, checkpoint, pairs, out, threshold, invert, batch_size } => {
@@ -341,8 +360,8 @@ fn main() -> ExitCode {
             let out = out.unwrap_or_else(|| run.join("report"));
             eval.options().and_then(|opts| Ok(report::report(&run, &checkpoint, &opts, &out).map(|_| ())?))
         }
-        Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused, json } => {
-            let opts = BenchOptions { steps, repeats, warmup, per_kernel: !no_kernels, fuse: !unfused, seed: twin.seed };
+        Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused, roofline, json } => {
+            let opts = BenchOptions { steps, repeats, warmup, per_kernel: !no_kernels, fuse: !unfused, seed: twin.seed, roofline };
             bench(&twin, &opts, json)
         }
     };
@@ -526,6 +545,7 @@ fn train(args: TrainArgs) -> Result<()> {
         holdout: args.holdout_classes.unwrap_or_default(),
         shape_given: args.image_size.is_some() || args.channels.is_some(),
         stream: args.stream,
+        tune: !args.no_tune,
     };
     match train::train(&run)? {
         train::Outcome::Finished => Ok(()),
@@ -533,9 +553,20 @@ fn train(args: TrainArgs) -> Result<()> {
     }
 }
 
+fn towers(spec: Option<&str>) -> Result<()> {
+    if let Some(arch) = spec {
+        println!("{}", run::tower(arch, None)?);
+        return Ok(());
+    }
+    for named in gpu_siamese::model::NAMED_TOWERS {
+        println!("{} {}\n    {}", named.name, named.spec, named.about);
+    }
+    Ok(())
+}
+
 fn bench(args: &TwinArgs, opts: &BenchOptions, json: bool) -> Result<()> {
     let gpu = Gpu::new()?;
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::tuned(&gpu, !args.no_tune);
     let (h, w) = args.image_size.unwrap_or((28, 28));
     let plan = plan(args, InputShape { h, w, c: args.channels as usize })?;
     let report = gpu_siamese::bench::run(&gpu, &kernels, &plan, opts)?;
@@ -592,7 +623,7 @@ fn parse_image_size(text: &str) -> std::result::Result<(usize, usize), String> {
 fn open_model(checkpoint: &Path) -> Result<(Gpu, Kernels, Trained)> {
     let trained = Trained::load(checkpoint)?;
     let gpu = Gpu::new()?;
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::tuned(&gpu, true);
     Ok((gpu, kernels, trained))
 }
 

@@ -58,7 +58,7 @@ pub fn report(run: &Path, checkpoint: &Path, opts: &EvalOptions, out: &Path) -> 
     let rows = read_metrics(&run.join(METRICS_FILE))?;
     let trained = Trained::load(checkpoint)?;
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::tuned(&gpu, true);
     let evaluation = evaluate(&gpu, &kernels, &trained, opts)?;
     print(&evaluation);
     let names = class_names(&evaluation);

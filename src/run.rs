@@ -140,9 +140,10 @@ pub fn pair_set_loss(config: &TrainConfig, distances: &[f32], pairs: &[Pair]) ->
     }
 }
 
-/// The tower for this run: `arch`, with the final dense layer's width set to `embedding_dim`.
+/// The tower for this run: `arch` (a spec, or a named tower), with the final dense layer's width set to
+/// `embedding_dim`.
 pub fn tower(arch: &str, embedding_dim: Option<usize>) -> Result<TowerSpec, String> {
-    let mut spec: TowerSpec = arch.parse().map_err(|e| format!("--arch \"{arch}\": {e}"))?;
+    let mut spec = TowerSpec::named_or_parsed(arch).map_err(|e| format!("--arch \"{arch}\": {e}"))?;
     if let Some(dim) = embedding_dim {
         match spec.layers.last_mut() {
             Some(crate::layers::LayerSpec::Dense(dense)) if dim > 0 => dense.units = dim,

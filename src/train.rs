@@ -42,6 +42,8 @@ pub struct TrainRun {
     pub shape_given: bool,
     /// Stream each batch's images to the GPU even when they all fit.
     pub stream: bool,
+    /// Measure the convolution kernels' variants on this adapter (see gpu::tune).
+    pub tune: bool,
 }
 
 /// How a run ended without an error.
@@ -99,7 +101,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let mut config = run.config.clone();
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
     println!("adapter: {}", gpu.describe());
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::tuned(&gpu, run.tune);
 
     let holdout = if run.resume.is_some() { Holdout::Labels(&run.config.holdout_classes) } else { Holdout::Names(&run.holdout) };
     // A resumed run reads the folder it was trained on, unless told otherwise.

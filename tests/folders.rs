@@ -145,7 +145,7 @@ fn the_shipped_example_is_found_and_decoded() {
 #[test]
 fn training_on_the_example_folders_learns() {
     let out = temp_dir("train");
-    let o = Command::new(env!("CARGO_BIN_EXE_gpu-siamese"))
+    let o = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).env("GPU_SIAMESE_NO_TUNE", "1")
         .args(["train", "--data", EXAMPLE, "--arch", "conv(16,3),maxpool,conv(32,3),maxpool,gap,dense(32)", "--epochs", "8", "--batch-size", "16"])
         .arg("--out")
         .arg(&out)
@@ -161,7 +161,7 @@ fn training_on_the_example_folders_learns() {
     let saved = gpu_siamese::checkpoint::Checkpoint::load(&out.join("best.safetensors")).unwrap();
     assert_eq!(saved.config.class_names[2], "sandale été");
     // compare works on the folder's own pictures, through the same conversion.
-    let o = Command::new(env!("CARGO_BIN_EXE_gpu-siamese"))
+    let o = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).env("GPU_SIAMESE_NO_TUNE", "1")
         .args(["compare", &format!("{EXAMPLE}/bag/000.png"), &format!("{EXAMPLE}/bag/001.jpg"), "--checkpoint"])
         .arg(out.join("best.safetensors"))
         .output()

@@ -549,3 +549,35 @@ fn a_kernel_writing_a_region_leaves_the_rest_alone() {
     let y_ref = dense_forward(&x, &wb, &d);
     assert_close("dense_backward_weight into a region", &all[64..64 + d.param_len()], &dense_backward_weight(&x, &dy, &y_ref, &d, 2), TOLERANCE);
 }
+
+#[test]
+fn the_tuner_measures_once_keeps_its_choice_and_changes_no_bits() {
+    use gpu_siamese::gpu::tune::{candidates, Tuning};
+    use gpu_siamese::gpu::Kernels;
+    let (gpu, defaults) = gpu();
+    let dir = std::env::temp_dir().join(format!("gpu-siamese-tune-{}", std::process::id()));
+    let path = dir.join("tuning.json");
+    let d = Conv2dDims { stride: 1, batch: 6, in_h: 9, in_w: 7, in_c: 8, out_c: 12, kernel_h: 3, kernel_w: 3, padding: Padding::Same, relu: true };
+    let tuned = Kernels::with_tuning(gpu, Tuning::new(gpu, true, Some(path.clone())));
+    let chosen = tuned.conv2d_variant(&d, Product::Forward);
+    assert!(candidates(&d, Product::Forward, gpu.subgroups).contains(&chosen), "{chosen:?}");
+    let text = std::fs::read_to_string(&path).expect("the choice is kept on disk");
+    assert!(text.contains("Forward") && text.contains(&format!("{:?}", chosen.share)), "{text}");
+    // A second process (fresh kernels) reads the choice instead of measuring again.
+    let again = Kernels::with_tuning(gpu, Tuning::new(gpu, true, Some(path.clone())));
+    assert_eq!(again.conv2d_variant(&d, Product::Forward), chosen);
+    // And the tuned forward gives the default's bits.
+    let x = random(d.input_len(), 7);
+    let wb = random(d.param_len(), 8);
+    let (xb, wbb) = (gpu.storage_from("x", &x), gpu.storage_from("wb", &wb));
+    let outputs: Vec<Vec<u32>> = [&tuned, defaults]
+        .iter()
+        .map(|k| {
+            let y = poisoned(gpu, d.output_len());
+            run(gpu, &[&k.conv2d_gemm_forward(&d, (&xb).into(), (&wbb).into(), (&y).into())]);
+            bits(&gpu.read(&y, 0, d.output_len()))
+        })
+        .collect();
+    assert_eq!(outputs[0], outputs[1]);
+    let _ = std::fs::remove_dir_all(dir);
+}

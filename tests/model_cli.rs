@@ -21,7 +21,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn run(command: &str, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).arg(command).args(args).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).env("GPU_SIAMESE_NO_TUNE", "1").arg(command).args(args).output().unwrap();
     eprintln!("{command} {args:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     output
 }

@@ -15,7 +15,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn train(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).arg("train").args(args).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).env("GPU_SIAMESE_NO_TUNE", "1").arg("train").args(args).output().unwrap();
     eprintln!("train {args:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     output
 }
@@ -85,7 +85,7 @@ fn an_interrupted_run_resumes_to_the_same_weights_bit_for_bit() {
     assert!(train(&args.iter().map(String::as_str).collect::<Vec<_>>()).status.success());
 
     // The same run, interrupted with Ctrl-C (SIGINT) once its first epoch is done.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-siamese"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).env("GPU_SIAMESE_NO_TUNE", "1")
         .arg("train")
         .args(short_run(&parted, "2"))
         .stdout(Stdio::piped())

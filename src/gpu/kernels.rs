@@ -6,6 +6,7 @@
 //! is built. A [`Dispatch`] is one launch with its buffers bound, built once and recorded as often as
 //! needed.
 
+use super::tune::Tuning;
 use super::Gpu;
 use crate::layers::conv2d::{Conv2dDims, Product, Variant};
 use std::collections::HashMap;
@@ -68,7 +69,7 @@ impl std::hash::Hash for Kernel {
 
 /// Every kernel the program launches: the layers' and the twin's own (gather, distances, losses, Adam).
 pub fn all_kernels() -> Vec<Kernel> {
-    [crate::layers::layer_kernels().as_slice(), crate::layers::conv_block::KERNELS, super::ops::KERNELS].concat()
+    [crate::layers::layer_kernels().as_slice(), crate::layers::conv_block::KERNELS, super::ops::KERNELS, crate::bench::KERNELS].concat()
 }
 
 /// The invocations of every workgroup; each shader declares @workgroup_size(256).
@@ -150,9 +151,12 @@ pub fn record(encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
 pub type Constants = [(&'static str, f64)];
 
 pub struct Kernels {
-    device: wgpu::Device,
+    pub(super) device: wgpu::Device,
+    pub(super) queue: wgpu::Queue,
     /// Whether the device has subgroups the kernels may use (see [`Gpu::subgroups`]).
     pub subgroups: bool,
+    /// How the convolution engine's variants are chosen (see tune.rs).
+    pub(super) tuning: Tuning,
     /// The convolution engine's variant for each layer shape and product, once chosen.
     conv_variants: Mutex<HashMap<(Conv2dDims, Product), Variant>>,
     /// Compiled shader files, by name, each built the first time one of its kernels is asked for.
@@ -163,11 +167,26 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Shaders are compiled, and pipelines built per shape, on first use.
+    /// Shaders are compiled, and pipelines built per shape, on first use; the convolution engine runs
+    /// its default variants.
     pub fn new(gpu: &Gpu) -> Kernels {
+        Kernels::with_tuning(gpu, Tuning::off(gpu))
+    }
+
+    /// Kernels whose convolution variants are measured on this adapter the first time each shape is
+    /// met, and the choices kept in the tuning cache (see tune.rs); `tune` false, or GPU_SIAMESE_NO_TUNE
+    /// set, runs the defaults.
+    pub fn tuned(gpu: &Gpu, tune: bool) -> Kernels {
+        let enabled = tune && std::env::var_os("GPU_SIAMESE_NO_TUNE").is_none();
+        Kernels::with_tuning(gpu, Tuning::new(gpu, enabled, super::tune::cache_path()))
+    }
+
+    pub fn with_tuning(gpu: &Gpu, tuning: Tuning) -> Kernels {
         Kernels {
             device: gpu.device.clone(),
+            queue: gpu.queue.clone(),
             subgroups: gpu.subgroups,
+            tuning,
             conv_variants: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -247,7 +266,12 @@ impl Kernels {
     /// The convolution engine's variant for `product` of layer `d`: the one chosen for this shape, or
     /// the default.
     pub fn conv2d_variant(&self, d: &Conv2dDims, product: Product) -> Variant {
-        *self.conv_variants.lock().unwrap().entry((*d, product)).or_insert_with(|| product.default_variant(d, self.subgroups))
+        if let Some(v) = self.conv_variants.lock().unwrap().get(&(*d, product)) {
+            return *v;
+        }
+        let v = self.tuned_variant(d, product);
+        self.conv_variants.lock().unwrap().insert((*d, product), v);
+        v
     }
 
     /// Uses `variant` for `product` of layers shaped `d` from now on.

@@ -2,6 +2,7 @@
 
 mod kernels;
 pub mod ops;
+pub mod tune;
 
 pub use kernels::{all_kernels, module_source, record, submit, Dispatch, Kernel, Kernels, Region, Work, PRELUDE, WORKGROUP_SIZE};
 pub use ops::StepUniform;

@@ -19,6 +19,20 @@ pub const TUTORIAL_TOWER: &str = "conv(128,2,same,relu),maxpool,dropout(0.4),gap
 pub const TUTORIAL_INTENDED_TOWER: &str =
     "conv(128,2,same,relu),maxpool,dropout(0.4),conv(128,2,same,relu),maxpool,dropout(0.4),gap,dense(48)";
 
+/// A tower known by name: `--arch tutorial` is the tutorial's spec.
+pub struct NamedTower {
+    pub name: &'static str,
+    pub spec: &'static str,
+    /// What it is for, in a line.
+    pub about: &'static str,
+}
+
+/// The towers `--arch` takes by name.
+pub const NAMED_TOWERS: &[NamedTower] = &[
+    NamedTower { name: "tutorial", spec: TUTORIAL_TOWER, about: "the Keras tutorial's tower as its code runs (the default): one 2x2 conv averaged over the picture" },
+    NamedTower { name: "tutorial-intended", spec: TUTORIAL_INTENDED_TOWER, about: "the tower the tutorial meant to build: two conv blocks" },
+];
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TowerSpec {
     pub layers: Vec<LayerSpec>,
@@ -44,6 +58,14 @@ impl std::error::Error for SpecError {}
 impl TowerSpec {
     pub fn tutorial() -> TowerSpec {
         TUTORIAL_TOWER.parse().expect("the tutorial's tower spec parses")
+    }
+
+    /// The tower a name in [`NAMED_TOWERS`] stands for, or the spec `text` writes.
+    pub fn named_or_parsed(text: &str) -> Result<TowerSpec, SpecError> {
+        match NAMED_TOWERS.iter().find(|t| t.name == text.trim()) {
+            Some(named) => Ok(named.spec.parse().expect("a named tower's spec parses")),
+            None => text.parse(),
+        }
     }
 }
 
@@ -206,6 +228,17 @@ mod tests {
         let spec: TowerSpec = " conv(8, 3x5) , maxpool(2), gap, dense(4, relu)".parse().unwrap();
         assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 8, kernel_h: 3, kernel_w: 5, padding: Padding::Same, relu: true, stride: 1 }));
         assert_eq!(spec.layers[3], LayerSpec::Dense(Dense { units: 4, relu: true }));
+    }
+
+    #[test]
+    fn named_towers_parse_and_stand_for_their_specs() {
+        for named in NAMED_TOWERS {
+            let spec = TowerSpec::named_or_parsed(named.name).unwrap();
+            assert_eq!(spec.to_string(), named.spec, "{} prints as its spec", named.name);
+            assert!(!LAYER_NAMES.contains(&named.name), "{} is not also a layer's name", named.name);
+        }
+        assert_eq!(TowerSpec::named_or_parsed(" tutorial ").unwrap(), TowerSpec::tutorial());
+        assert!(TowerSpec::named_or_parsed("tutorail").unwrap_err().message.contains("unknown layer"));
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! Choosing the convolution engine's variant for each layer shape on the adapter at hand, by measuring
+//! them: the first time a shape is met on an adapter, every candidate (way of sharing loads, tile
+//! shape) is run a few times on the layer's own sizes, and the fastest kept, in memory and in a cache
+//! file per adapter and driver (`$XDG_CACHE_HOME/gpu-siamese/tuning.json`). This is how one binary is
+//! fast both on a CPU adapter (subgroup shuffles, no workgroup memory) and on a real GPU (workgroup
+//! memory). Every variant adds each output's terms in the same order, so the choice never changes a
+//! result: the tuner checks each candidate's bits against the default's and drops one that differs
+//! (an adapter whose subgroups are not runs of consecutive invocations, say).
+
+use super::{record, Dispatch, Gpu, Kernels, Region};
+use crate::layers::conv2d::{conv2d_weight_chunks, Conv2dDims, Product, Share, Variant};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The cache: per adapter (name, backend, driver), per layer shape and product, the variant chosen.
+type Cache = BTreeMap<String, BTreeMap<String, Variant>>;
+
+/// Where measured choices are kept between runs: $XDG_CACHE_HOME/gpu-siamese/tuning.json, else
+/// ~/.cache/gpu-siamese/tuning.json.
+pub fn cache_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("gpu-siamese").join("tuning.json"))
+}
+
+/// What identifies an adapter's behaviour: its name, backend, driver, and whether kernels may use
+/// subgroups on it.
+pub fn adapter_key(gpu: &Gpu) -> String {
+    let i = &gpu.info;
+    format!("{} | {:?} | {} {} | subgroups {}", i.name, i.backend, i.driver, i.driver_info, gpu.subgroups)
+}
+
+fn shape_key(d: &Conv2dDims, product: Product) -> String {
+    format!("{product:?} {d:?}")
+}
+
+fn read_cache(path: &Option<PathBuf>) -> Cache {
+    path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
+}
+
+/// The variants worth measuring for `product` of `d`: with subgroups every tile shape shuffled, and the
+/// default tile through workgroup memory and with no sharing; without, every tile shape with no
+/// sharing and through workgroup memory.
+pub fn candidates(d: &Conv2dDims, product: Product, subgroups: bool) -> Vec<Variant> {
+    let default = product.default_variant(d, subgroups);
+    let tiles = product.tiles(d);
+    let mut list = vec![default];
+    let mut add = |v: Variant| {
+        if !list.contains(&v) {
+            list.push(v);
+        }
+    };
+    if subgroups {
+        tiles.iter().for_each(|&(rows, col_quads)| add(Variant { share: Share::Subgroup, rows, col_quads }));
+        add(Variant { share: Share::Workgroup, ..default });
+        add(Variant { share: Share::Direct, ..default });
+    } else {
+        for share in [Share::Direct, Share::Workgroup] {
+            tiles.iter().for_each(|&(rows, col_quads)| add(Variant { share, rows, col_quads }));
+        }
+    }
+    list
+}
+
+/// How tuning goes, and what it found.
+pub struct Tuning {
+    pub enabled: bool,
+    path: Option<PathBuf>,
+    adapter: String,
+    cache: std::sync::Mutex<Cache>,
+}
+
+impl Tuning {
+    /// Tuning on this adapter, its choices kept in `path` (none: in memory only).
+    pub fn new(gpu: &Gpu, enabled: bool, path: Option<PathBuf>) -> Tuning {
+        Tuning { enabled, adapter: adapter_key(gpu), cache: std::sync::Mutex::new(read_cache(&path)), path }
+    }
+
+    pub fn off(gpu: &Gpu) -> Tuning {
+        Tuning::new(gpu, false, None)
+    }
+
+    fn cached(&self, key: &str) -> Option<Variant> {
+        self.cache.lock().unwrap().get(&self.adapter).and_then(|shapes| shapes.get(key)).copied()
+    }
+
+    fn remember(&self, key: String, variant: Variant) {
+        let mut cache = self.cache.lock().unwrap();
+        // Another run may have written the file since it was read: keep its choices too.
+        let mut on_disk = read_cache(&self.path);
+        for (adapter, shapes) in std::mem::take(&mut *cache) {
+            on_disk.entry(adapter).or_default().extend(shapes);
+        }
+        on_disk.entry(self.adapter.clone()).or_default().insert(key, variant);
+        *cache = on_disk;
+        if let Some(path) = &self.path {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| crate::checkpoint::write_atomically(path, serde_json::to_string_pretty(&*cache).expect("the cache serialises").as_bytes()));
+            if let Err(e) = written {
+                eprintln!("note: could not keep the kernels' tuning in {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+impl Kernels {
+    /// The variant of `product` for layers shaped `d`: measured on this adapter once (or the default
+    /// when tuning is off).
+    pub(crate) fn tuned_variant(&self, d: &Conv2dDims, product: Product) -> Variant {
+        let default = product.default_variant(d, self.subgroups);
+        if !self.tuning.enabled {
+            return default;
+        }
+        let key = shape_key(d, product);
+        if let Some(v) = self.tuning.cached(&key) {
+            return v;
+        }
+        let chosen = self.measure(d, product).unwrap_or(default);
+        self.tuning.remember(key, chosen);
+        chosen
+    }
+
+    /// Times every candidate on the layer's sizes; the fastest whose bits are the default's.
+    fn measure(&self, d: &Conv2dDims, product: Product) -> Option<Variant> {
+        let device = self.device.clone();
+        let storage = |len: usize, seed: u32| {
+            // Small values of both signs, so that every product and sum is exercised.
+            let values: Vec<f32> = (0..len.max(4).div_ceil(4) * 4).map(|i| ((i as u32 ^ seed).wrapping_mul(2654435761) >> 8) as f32 / 16777216.0 - 0.5).collect();
+            wgpu::util::DeviceExt::create_buffer_init(&device, &wgpu::util::BufferInitDescriptor {
+                label: Some("tuning"),
+                contents: bytemuck::cast_slice(&values),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            })
+        };
+        let branches = if d.batch.is_multiple_of(2) { 2 } else { 1 };
+        let (x, wb, dz) = (storage(d.input_len(), 1), storage(d.param_len(), 2), storage(d.output_len(), 3));
+        let (out_len, out) = match product {
+            Product::Forward => (d.output_len(), storage(d.output_len(), 0)),
+            Product::BackwardInput => (d.input_len(), storage(d.input_len(), 0)),
+            Product::BackwardWeight => (d.param_len(), storage(d.param_len(), 0)),
+        };
+        let partial = storage(branches * conv2d_weight_chunks(d, branches) * d.param_len(), 0);
+        let launch = |v: Variant| -> Vec<Dispatch> {
+            match product {
+                Product::Forward => vec![self.conv2d_gemm_forward_as(d, v, (&x).into(), (&wb).into(), (&out).into())],
+                Product::BackwardInput => vec![self.conv2d_gemm_backward_input_as(d, v, (&dz).into(), (&wb).into(), (&out).into())],
+                Product::BackwardWeight => {
+                    Vec::from(self.conv2d_gemm_backward_weight_as(d, v, branches, (&x).into(), (&dz).into(), (&partial).into(), (&out).into()))
+                }
+            }
+        };
+        let run = |dispatches: &[Dispatch]| {
+            let start = Instant::now();
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            record(&mut encoder, &dispatches.iter().collect::<Vec<_>>());
+            self.queue.submit([encoder.finish()]);
+            self.device.poll(wgpu::PollType::wait_indefinitely()).expect("waiting for the GPU");
+            start.elapsed().as_secs_f64()
+        };
+        let mut best: Option<(f64, Variant)> = None;
+        let mut baseline: Option<Vec<u8>> = None;
+        for v in candidates(d, product, self.subgroups) {
+            let dispatches = launch(v);
+            run(&dispatches);
+            let bits = read_bytes(&self.device, &self.queue, &Region::new(&out, 0, out_len));
+            match &baseline {
+                None => baseline = Some(bits),
+                Some(b) if *b != bits => continue,
+                Some(_) => {}
+            }
+            let seconds = (0..3).map(|_| run(&dispatches)).fold(f64::INFINITY, f64::min);
+            if best.is_none_or(|(s, _)| seconds < s) {
+                best = Some((seconds, v));
+            }
+        }
+        best.map(|(_, v)| v)
+    }
+}
+
+/// The bytes of `region`, copied back and waited for.
+fn read_bytes(device: &wgpu::Device, queue: &wgpu::Queue, region: &Region) -> Vec<u8> {
+    let size = (region.len * 4) as u64;
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tuning read-back"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(&region.buffer, (region.offset * 4) as u64, &staging, 0, size);
+    queue.submit([encoder.finish()]);
+    staging.map_async(wgpu::MapMode::Read, .., |_| {});
+    device.poll(wgpu::PollType::wait_indefinitely()).expect("waiting for the GPU");
+    let bytes = staging.get_mapped_range(..).expect("mapped range").to_vec();
+    staging.unmap();
+    bytes
+}
