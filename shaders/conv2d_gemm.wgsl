@@ -45,6 +45,14 @@ override CHUNKS: u32 = 1u;
 // column quads per lane (1 to 4).
 override ROWS: u32 = 2u;
 override COL_QUADS: u32 = 4u;
+// conv2d_gemm_forward_pooled's epilogue max-pools each lane's four positions, a 2x2 window, and
+// applies the dropout that follows it, if any (maxpool.wgsl's and dropout.wgsl's choices, bit for
+// bit); it stores the window's value and a 4-bit code (which position won, and whether a gradient
+// flows back through it), and conv2d_pool_grad_z turns the pooled gradient back into the conv's.
+override HAS_DROPOUT: bool = false;
+override DROPOUT_SEED: u32 = 0u;
+override DROPOUT_THRESHOLD: u32 = 0u;
+override DROPOUT_SCALE: f32 = 1.0;
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
@@ -56,6 +64,10 @@ override COL_QUADS: u32 = 4u;
 @group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> wb4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read> dz4: array<vec4<f32>>;
+// With a pooling epilogue: the step (dropout's masks) and, per pooled position and output channel
+// quad, the four channels' codes.
+@group(0) @binding(13) var<uniform> s: Step;
+@group(0) @binding(14) var<storage, read_write> codes: array<u32>;
 
 // A lane's accumulators: [row r][column quad c] at r * COL_QUADS + c (the weight gradient's: [k j][c]).
 alias Tile = array<vec4<f32>, 16>;
@@ -196,6 +208,23 @@ fn position(first: u32, r: u32, positions: u32, h: u32, w: u32) -> vec3<u32> {
     return vec3<u32>(m / (h * w), (m / w) % h, m % w);
 }
 
+fn pool_h() -> u32 {
+    return OUT_H / 2u;
+}
+
+fn pool_w() -> u32 {
+    return OUT_W / 2u;
+}
+
+// Row r of the lane's window at pooled position `window` (clamped to the last).
+fn window_position(window: u32, r: u32) -> vec3<u32> {
+    let w = min(window, BATCH * pool_h() * pool_w() - 1u);
+    let n = w / (pool_h() * pool_w());
+    let py = (w / pool_w()) % pool_h();
+    let px = w % pool_w();
+    return vec3<u32>(n, 2u * py + r / 2u, 2u * px + r % 2u);
+}
+
 // ---- forward ----
 
 // The forward's shared tile for k-quad kq: quad v = (k 4kq + v / COL_QUADS, columns c0 + 4 (v % COL_QUADS)).
@@ -265,9 +294,71 @@ fn finish_forward_row(acc: Tile, first: u32, c0: u32, r: u32) {
     }
 }
 
+// Column quad c of a lane's pooling window: each position's bias and activation, the first maximum in
+// row-major order (maxpool.wgsl's choice), dropout's factor on the pooled element (dropout.wgsl's
+// hash of its index in the pooled map); the value stored, and the quad's four codes: bits 0-1 the
+// winner, bit 2 whether a gradient flows back (the ReLU let it through and dropout kept it).
+fn finish_pool(acc: Tile, window: u32, c0: u32, c: u32, step_key: u32) {
+    let bias = bias_quad(c0 + 4u * c);
+    var z = array<vec4<f32>, 4>(acc[c] + bias, acc[COL_QUADS + c] + bias, acc[2u * COL_QUADS + c] + bias, acc[3u * COL_QUADS + c] + bias);
+    if (RELU != 0u) {
+        z[0] = max(z[0], vec4<f32>(0.0));
+        z[1] = max(z[1], vec4<f32>(0.0));
+        z[2] = max(z[2], vec4<f32>(0.0));
+        z[3] = max(z[3], vec4<f32>(0.0));
+    }
+    var best = z[0];
+    var winner = vec4<u32>(0u);
+    winner = select(winner, vec4<u32>(1u), z[1] > best);
+    best = select(best, z[1], z[1] > best);
+    winner = select(winner, vec4<u32>(2u), z[2] > best);
+    best = select(best, z[2], z[2] > best);
+    winner = select(winner, vec4<u32>(3u), z[3] > best);
+    best = select(best, z[3], z[3] > best);
+    var value = best;
+    var flows = select(best > vec4<f32>(0.0), vec4<bool>(true), RELU == 0u);
+    let co = c0 + 4u * c;
+    if (HAS_DROPOUT && s.training != 0u) {
+        let element = vec4<u32>(window * OUT_C + co) + vec4<u32>(0u, 1u, 2u, 3u);
+        // dropout_hash of four elements at once.
+        let kept = pcg_hash4(pcg_hash4(element) ^ vec4<u32>(step_key)) >= vec4<u32>(DROPOUT_THRESHOLD);
+        value = best * select(vec4<f32>(0.0), vec4<f32>(DROPOUT_SCALE), kept);
+        flows = flows & kept;
+    } else if (HAS_DROPOUT) {
+        value = best * 1.0;
+    }
+    let windows = BATCH * pool_h() * pool_w();
+    if (window >= windows) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (co + j < OUT_C) {
+            y[window * OUT_C + co + j] = value[j];
+        }
+    }
+    let nibbles = (winner | select(vec4<u32>(0u), vec4<u32>(4u), flows)) << vec4<u32>(0u, 4u, 8u, 12u);
+    codes[window * ((OUT_C + 3u) / 4u) + co / 4u] = nibbles.x | nibbles.y | nibbles.z | nibbles.w;
+}
+
 // Lanes: workgroups (x, folded into z past the adapter's limit) cover output positions, ROWS
-// consecutive ones a lane; workgroups (y) cover the output columns, 4 * COL_QUADS a group, so a
-// workgroup shares its weights.
+// consecutive ones a lane (or one pooling window a lane); workgroups (y) cover the output columns,
+// 4 * COL_QUADS a group, so a workgroup shares its weights.
+// The lane's tile of sums over every k, for its four positions `p` (ROWS of them used).
+fn forward_sums(p: array<vec3<u32>, 4>, c0: u32, lid: u32, lane: u32) -> Tile {
+    var acc: Tile;
+    for (var kq = 0u; kq < (taps() + 3u) / 4u; kq++) {
+        let a = forward_a(p, kq);
+        let held = forward_held(kq, c0, lid);
+        share_publish(held, lane);
+        product_step(&acc, a, held, lane, 0u);
+        product_step(&acc, a, held, lane, 1u);
+        product_step(&acc, a, held, lane, 2u);
+        product_step(&acc, a, held, lane, 3u);
+        share_done();
+    }
+    return acc;
+}
+
 @compute @workgroup_size(256)
 fn conv2d_gemm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
@@ -281,17 +372,7 @@ fn conv2d_gemm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
         position(first, 2u, positions, OUT_H, OUT_W),
         position(first, 3u, positions, OUT_H, OUT_W),
     );
-    var acc: Tile;
-    for (var kq = 0u; kq < (taps() + 3u) / 4u; kq++) {
-        let a = forward_a(p, kq);
-        let held = forward_held(kq, c0, lid);
-        share_publish(held, lane);
-        product_step(&acc, a, held, lane, 0u);
-        product_step(&acc, a, held, lane, 1u);
-        product_step(&acc, a, held, lane, 2u);
-        product_step(&acc, a, held, lane, 3u);
-        share_done();
-    }
+    let acc = forward_sums(p, c0, lid, lane);
     finish_forward_row(acc, first, c0, 0u);
     if (ROWS > 1u) {
         finish_forward_row(acc, first, c0, 1u);
@@ -301,6 +382,28 @@ fn conv2d_gemm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     }
     if (ROWS > 3u) {
         finish_forward_row(acc, first, c0, 3u);
+    }
+}
+
+// The forward pass with its pooling epilogue: a lane per pooling window (ROWS is 4, its positions).
+@compute @workgroup_size(256)
+fn conv2d_gemm_forward_pooled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32) {
+    let lane = share_lane(lid);
+    let c0 = wg.y * 4u * COL_QUADS;
+    let window = (wg.z * nwg.x + wg.x) * 256u + lid;
+    let p = array<vec3<u32>, 4>(window_position(window, 0u), window_position(window, 1u), window_position(window, 2u), window_position(window, 3u));
+    let acc = forward_sums(p, c0, lid, lane);
+    let step_key = dropout_step_key(DROPOUT_SEED, s.step);
+    finish_pool(acc, window, c0, 0u, step_key);
+    if (COL_QUADS > 1u) {
+        finish_pool(acc, window, c0, 1u, step_key);
+    }
+    if (COL_QUADS > 2u) {
+        finish_pool(acc, window, c0, 2u, step_key);
+    }
+    if (COL_QUADS > 3u) {
+        finish_pool(acc, window, c0, 3u, step_key);
     }
 }
 
@@ -634,4 +737,32 @@ fn conv2d_grad_z(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     relu_dz[i] = select(relu_dy[i], 0.0, relu_y[i] <= 0.0);
+}
+
+// With a pooling epilogue: the gradient at the conv's pre-activation from the gradient of its pooled (and dropped)
+// output, `relu_dy`, and the forward's codes: dy (times dropout's scale) at each window's winner
+// where a gradient flows, 0 everywhere else (the other three positions, a dropped odd row or column).
+// The same values maxpool2_backward, dropout_backward and conv2d_grad_z make in three passes.
+@compute @workgroup_size(256)
+fn conv2d_pool_grad_z(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= BATCH * OUT_H * OUT_W * OUT_C) {
+        return;
+    }
+    let co = i % OUT_C;
+    let ox = (i / OUT_C) % OUT_W;
+    let oy = (i / (OUT_C * OUT_W)) % OUT_H;
+    let n = i / (OUT_C * OUT_W * OUT_H);
+    let py = oy / 2u;
+    let px = ox / 2u;
+    let in_window = py < pool_h() && px < pool_w();
+    let window = (n * pool_h() + min(py, pool_h() - 1u)) * pool_w() + min(px, pool_w() - 1u);
+    let code = (codes[window * ((OUT_C + 3u) / 4u) + co / 4u] >> (4u * (co % 4u))) & 15u;
+    let wins = in_window && (code & 3u) == (oy % 2u) * 2u + ox % 2u && (code & 4u) != 0u;
+    var g = relu_dy[window * OUT_C + co];
+    if (HAS_DROPOUT) {
+        g = g * DROPOUT_SCALE;
+    }
+    relu_dz[i] = select(0.0, g, wins);
 }

@@ -8,7 +8,8 @@
 //! distance, are the same bits as the twin's.
 
 use crate::gpu::{submit, Dispatch, Gpu, Kernels, Region, StepUniform};
-use crate::layers::{Io, LayerOp};
+use crate::layers::conv2d::PoolEpilogue;
+use crate::layers::{Fusion, Io, LayerOp};
 use crate::model::{InputShape, Plan, TowerSpec};
 use crate::reference::byte_value;
 use crate::twin::TooLarge;
@@ -58,17 +59,16 @@ impl<'a> GpuTower<'a> {
             Weights::Device { params, state } => (params, state),
         };
         let inputs = gpu.storage("inputs", plan.batch * plan.input.len());
-        // Dropout passes its input through at inference: such a layer's output is its input's buffer.
+        // Dropout passes its input through at inference: a dropout layer's output is its input's
+        // buffer, unless a conv's pooling epilogue writes it.
+        let fusion = Fusion::of(&plan, true);
         let mut outputs: Vec<wgpu::Buffer> = Vec::new();
         let mut buffers = Vec::new();
-        let fused = plan.fused_head();
-        let fused_layers = fused.map_or(0, |(_, layers)| layers);
         for (i, layer) in plan.layers.iter().enumerate() {
             let previous = || if i == 0 { inputs.clone() } else { outputs[i - 1].clone() };
-            let inside_fused_block = i + 1 < fused_layers;
             outputs.push(match layer.op {
-                LayerOp::Dropout(_) if i >= fused_layers => previous(),
-                _ if inside_fused_block => gpu.storage("unused", 1),
+                _ if !fusion.stored[i] => gpu.storage("unused", 1),
+                LayerOp::Dropout(_) if fusion.records[i] => previous(),
                 _ => gpu.storage("activation", layer.output_len),
             });
         }
@@ -77,33 +77,41 @@ impl<'a> GpuTower<'a> {
         let unused = gpu.storage("unused", 1);
         let region = |range: &Option<std::ops::Range<usize>>, buffer: &wgpu::Buffer| range.as_ref().map(|r| Region::new(buffer, r.start, r.len()));
         let mut forward = Vec::new();
-        if let Some((d, layers)) = &fused {
+        if let Some((d, layers)) = &fusion.head {
             let codes = gpu.storage("pooling codes", d.codes_len());
             let conv = region(&plan.layers[0].params, &params).unwrap();
             forward.push(kernels.conv2d_maxpool_gap_forward(d, step.clone(), Region::whole(&inputs), conv, Region::whole(&outputs[layers - 1]), Region::whole(&codes)));
             buffers.push(codes);
         }
-        for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers) {
+        for (i, layer) in plan.layers.iter().enumerate().filter(|&(i, _)| fusion.records[i]) {
             if matches!(layer.op, LayerOp::Dropout(_)) {
                 continue;
             }
-            let aux = gpu.storage("kept for backward", layer.op.aux_len());
+            let pool = match (&layer.op, fusion.pools[i]) {
+                (LayerOp::Conv2d(d), Some((dropout, _))) => {
+                    let codes = gpu.storage("pooling codes", d.codes_len());
+                    let pool = PoolEpilogue { dropout, codes: Region::whole(&codes) };
+                    buffers.push(codes);
+                    Some(pool)
+                }
+                _ => None,
+            };
             let io = Io {
                 step: step.clone(),
                 x: Region::whole(if i == 0 { &inputs } else { &outputs[i - 1] }),
-                y: Region::whole(&outputs[i]),
+                y: Region::whole(&outputs[fusion.writes(i)]),
                 dy: Region::whole(&unused),
                 dx: None,
                 params: region(&layer.params, &params),
                 grads: None,
                 state: region(&layer.state, &state),
-                aux: Some(Region::whole(&aux)),
+                aux: Some(Region::whole(&unused)),
                 scratch: Region::whole(&unused),
                 branches: 1,
                 exact: plan.exact,
+                pool,
             };
             forward.extend(layer.op.record_forward(kernels, &io));
-            buffers.push(aux);
         }
         let embeddings = outputs.last().unwrap().clone();
         buffers.extend(outputs);

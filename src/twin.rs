@@ -8,7 +8,8 @@ use crate::data::Augment;
 use crate::objective::Objective;
 use crate::gpu::ops::{BATCH_CONTRASTIVE_BACKWARD, BATCH_CONTRASTIVE_FORWARD, BATCH_TRIPLET_BACKWARD, BATCH_TRIPLET_FORWARD};
 use crate::gpu::{submit, Dispatch, Gpu, Kernels, Region, StepUniform};
-use crate::layers::Io;
+use crate::layers::conv2d::PoolEpilogue;
+use crate::layers::{Fusion, Io, LayerOp};
 use crate::model::Plan;
 use std::fmt;
 
@@ -92,19 +93,26 @@ impl<'a> GpuTwin<'a> {
         let dim = plan.embedding_dim;
         let branches = 2;
         let scratch_len = plan.layers.iter().map(|l| l.op.scratch_len(branches)).max().unwrap_or(0).max(1);
-        let fused = if fuse { plan.fused_head() } else { None };
-        // Layers below `fused_layers` run inside the fused block; the last of them (gap) keeps its output.
-        let fused_layers = fused.map_or(0, |(_, layers)| layers);
-        check_fits(gpu, &plan, scratch_len, fused_layers)?;
+        let fusion = Fusion::of(&plan, fuse);
+        let fused = fusion.head;
+        check_fits(gpu, &plan, scratch_len, &fusion.stored)?;
 
         let inputs = gpu.storage("inputs", plan.batch * plan.input.len());
         let labels = gpu.storage("labels", pairs);
-        let stored = |i: usize| i + 1 >= fused_layers;
-        let layer_buffer = |label: &str, i: usize| gpu.storage(label, if stored(i) { plan.layers[i].output_len } else { 1 });
+        let layer_buffer = |label: &str, i: usize| gpu.storage(label, if fusion.stored[i] { plan.layers[i].output_len } else { 1 });
         let activations: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation", i)).collect();
         let act_grads: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation gradient", i)).collect();
-        let aux: Vec<_> = plan.layers.iter().map(|l| gpu.storage("kept for backward", l.op.aux_len())).collect();
+        let aux: Vec<_> = plan.layers.iter().enumerate().map(|(i, l)| gpu.storage("kept for backward", if fusion.records[i] { l.op.aux_len() } else { 1 })).collect();
         let codes = gpu.storage("pooling codes", fused.map_or(1, |(d, _)| d.codes_len()));
+        let pool_codes: Vec<Option<wgpu::Buffer>> = plan
+            .layers
+            .iter()
+            .zip(&fusion.pools)
+            .map(|(l, pool)| match (&l.op, pool) {
+                (LayerOp::Conv2d(d), Some(_)) => Some(gpu.storage("pooling codes", d.codes_len())),
+                _ => None,
+            })
+            .collect();
         let params = gpu.storage("params", plan.param_len);
         let state = gpu.storage_from("state", &plan.initial_state());
         let grads = gpu.storage("grads", plan.param_len);
@@ -128,11 +136,12 @@ impl<'a> GpuTwin<'a> {
         let first_trained = plan.layers.iter().position(|l| l.params.is_some()).unwrap_or(plan.layers.len());
         let io = |i: usize| {
             let layer = &plan.layers[i];
+            let out = fusion.writes(i);
             Io {
                 step: step.clone(),
                 x: whole(if i == 0 { &inputs } else { &activations[i - 1] }),
-                y: whole(&activations[i]),
-                dy: whole(&act_grads[i]),
+                y: whole(&activations[out]),
+                dy: whole(&act_grads[out]),
                 dx: (i > first_trained).then(|| whole(&act_grads[i - 1])),
                 params: region(&layer.params, &params),
                 grads: region(&layer.params, &grads),
@@ -141,6 +150,7 @@ impl<'a> GpuTwin<'a> {
                 scratch: whole(&scratch),
                 branches,
                 exact: plan.exact,
+                pool: fusion.pools[i].map(|(dropout, _)| PoolEpilogue { dropout, codes: whole(pool_codes[i].as_ref().unwrap()) }),
             }
         };
         let mut forward = Vec::new();
@@ -149,7 +159,7 @@ impl<'a> GpuTwin<'a> {
             let y = whole(&activations[layers - 1]);
             forward.push(kernels.conv2d_maxpool_gap_forward(d, step.clone(), whole(&inputs), conv, y, whole(&codes)));
         }
-        for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers) {
+        for (i, layer) in plan.layers.iter().enumerate().filter(|&(i, _)| fusion.records[i]) {
             forward.extend(layer.op.record_forward(kernels, &io(i)));
         }
         let tower_len = forward.len();
@@ -180,7 +190,7 @@ impl<'a> GpuTwin<'a> {
                 ]
             }
         };
-        for (i, layer) in plan.layers.iter().enumerate().skip(fused_layers).rev() {
+        for (i, layer) in plan.layers.iter().enumerate().filter(|&(i, _)| fusion.records[i]).rev() {
             backward.extend(layer.op.record_backward(kernels, &io(i)));
         }
         if let Some((d, layers)) = &fused {
@@ -195,6 +205,7 @@ impl<'a> GpuTwin<'a> {
 
         let mut kept = act_grads;
         kept.extend(aux);
+        kept.extend(pool_codes.into_iter().flatten());
         kept.extend([ddist, scratch, codes, batch_dist, batch_ss, batch_ddist]);
         Ok(GpuTwin {
             gpu,
@@ -352,8 +363,13 @@ impl<'a> GpuTwin<'a> {
     }
 
     /// The output of layer `layer` (0-based) for the last batch; not for the layers inside a fused block.
+    /// Whether layer `layer`'s output is kept (not inside a fused run).
+    pub fn stores(&self, layer: usize) -> bool {
+        self.activations[layer].size() >= 4 * self.plan.layers[layer].output_len as u64
+    }
+
     pub fn read_activation(&self, layer: usize) -> Vec<f32> {
-        assert!(self.activations[layer].size() >= 4 * self.plan.layers[layer].output_len as u64, "layer {layer} runs inside the fused block: its output is never stored");
+        assert!(self.stores(layer), "layer {layer} runs inside a fused run: its output is never stored");
         self.gpu.read(&self.activations[layer], 0, self.plan.layers[layer].output_len)
     }
 
@@ -375,11 +391,14 @@ impl<'a> GpuTwin<'a> {
 
 /// Checks every buffer the plan needs against the adapter's limits, before allocating any; the first
 /// `fused_layers` but one run inside the fused block and store nothing.
-fn check_fits(gpu: &Gpu, plan: &Plan, scratch_len: usize, fused_layers: usize) -> Result<(), TooLarge> {
+fn check_fits(gpu: &Gpu, plan: &Plan, scratch_len: usize, stored: &[bool]) -> Result<(), TooLarge> {
     let limit = gpu.max_binding_bytes();
     let mut needs = vec![("the input images".to_string(), plan.batch * plan.input.len()), ("the weight-gradient partial sums".to_string(), scratch_len)];
-    for (i, l) in plan.layers.iter().enumerate().skip(fused_layers.saturating_sub(1)) {
-        needs.push((format!("layer {}'s output", i + 1), l.output_len));
+    for (i, l) in plan.layers.iter().enumerate() {
+        if stored[i] {
+            needs.push((format!("layer {}'s output", i + 1), l.output_len));
+        }
+        needs.push((format!("layer {}'s gradient at its pre-activation", i + 1), l.op.aux_len()));
     }
     for (what, len) in needs {
         let bytes = len as u64 * 4;

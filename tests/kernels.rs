@@ -274,6 +274,7 @@ fn layer_io<L: Layer>(
         scratch: Region::whole(&poisoned(gpu, layer.scratch_len(branches))),
         branches,
         exact: false,
+        pool: None,
     }
 }
 

@@ -10,7 +10,10 @@
 //! pass rounded as a fused multiply-add rounds, for `--exact`.
 
 use super::{activation_name, grad_z, parse_activation, Backward, Init, Io, Layer, LayerKind, Pass, PlanContext, Shape, TensorSpec};
+use super::dropout::DropoutDims;
+use super::LayerOp;
 use crate::gpu::{Dispatch, Kernel, Kernels, Region};
+use crate::model::Plan;
 use crate::model::{Args, SpecError};
 use crate::reference::Real;
 use std::fmt;
@@ -167,6 +170,9 @@ impl Layer for Conv2dDims {
         GEMM_FORWARD[0],
         GEMM_FORWARD[1],
         GEMM_FORWARD[2],
+        GEMM_FORWARD_POOLED[0],
+        GEMM_FORWARD_POOLED[1],
+        GEMM_FORWARD_POOLED[2],
         GEMM_BACKWARD_INPUT[0],
         GEMM_BACKWARD_INPUT[1],
         GEMM_BACKWARD_INPUT[2],
@@ -174,6 +180,7 @@ impl Layer for Conv2dDims {
         GEMM_BACKWARD_WEIGHT[1],
         GEMM_BACKWARD_WEIGHT[2],
         CONV2D_GRAD_Z,
+        CONV2D_POOL_GRAD_Z,
         SUM_PARTIALS,
     ];
 
@@ -197,18 +204,18 @@ impl Layer for Conv2dDims {
         let dx = if b.need_dx { conv2d_backward_input(b.dy, b.y, b.params, self) } else { Vec::new() };
         (dx, dparams)
     }
-    /// With a ReLU, the gradient at the pre-activation, which both backward products read.
+    /// With a ReLU (or a pooling epilogue, whichever it is given), the gradient at the pre-activation,
+    /// which both backward products read.
     fn aux_len(&self) -> usize {
-        if self.relu {
-            self.output_len()
-        } else {
-            0
-        }
+        self.output_len()
     }
     fn scratch_len(&self, branches: usize) -> usize {
         branches * conv2d_weight_chunks(self, branches) * self.param_len()
     }
     fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
+        if let Some(pool) = &io.pool {
+            return vec![kernels.conv2d_gemm_forward_pooled(self, pool, io.step.clone(), io.x.clone(), io.params(), io.y.clone())];
+        }
         if io.exact {
             vec![kernels.conv2d_forward_exact(self, io.x.clone(), io.params(), io.y.clone())]
         } else {
@@ -217,7 +224,11 @@ impl Layer for Conv2dDims {
     }
     fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
         let mut dispatches = Vec::new();
-        let dz = if self.relu {
+        let dz = if let Some(pool) = &io.pool {
+            let dz = io.aux.clone().expect("a pooled conv is given its pre-activation gradient's buffer");
+            dispatches.push(kernels.conv2d_pool_grad_z(self, pool, io.dy.clone(), dz.clone()));
+            dz
+        } else if self.relu {
             let dz = io.aux.clone().expect("a ReLU conv is given its pre-activation gradient's buffer");
             dispatches.push(kernels.conv2d_grad_z(self, io.y.clone(), io.dy.clone(), dz.clone()));
             dz
@@ -354,6 +365,7 @@ const REDUCE_SHADER: &str = include_str!("../../shaders/reduce.wgsl");
 /// The exactly rounded forward pass, for --exact.
 pub const CONV2D_FORWARD: Kernel = Kernel::new("conv2d", &[("conv2d", SHADER)], "conv2d_forward");
 pub const CONV2D_GRAD_Z: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, "conv2d_grad_z");
+pub const CONV2D_POOL_GRAD_Z: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, "conv2d_pool_grad_z");
 /// The fixed-order sum of a weight gradient's partial sums.
 pub const SUM_PARTIALS: Kernel = Kernel::new("reduce", &[("reduce", REDUCE_SHADER)], "sum_partials");
 
@@ -371,6 +383,48 @@ const fn gemm_kernels(entry: &'static str) -> [Kernel; 3] {
 pub const GEMM_FORWARD: [Kernel; 3] = gemm_kernels("conv2d_gemm_forward");
 pub const GEMM_BACKWARD_INPUT: [Kernel; 3] = gemm_kernels("conv2d_gemm_backward_input");
 pub const GEMM_BACKWARD_WEIGHT: [Kernel; 3] = gemm_kernels("conv2d_gemm_backward_weight");
+pub const GEMM_FORWARD_POOLED: [Kernel; 3] = gemm_kernels("conv2d_gemm_forward_pooled");
+
+/// A 2x2 max-pooling (and the dropout after it, if any) run in the conv's forward epilogue: the conv's
+/// output, and the pooled map before dropout, are never stored. `codes` holds, per pooled position
+/// and quad of channels, the four channels' 4-bit codes (pooled positions x ceil(out_c / 4) u32s).
+#[derive(Clone, Debug)]
+pub struct PoolEpilogue {
+    pub dropout: Option<DropoutDims>,
+    pub codes: Region,
+}
+
+impl Conv2dDims {
+    /// Pooled positions of the batch: the conv's output, 2x2 windows, odd sizes floored.
+    pub fn pooled_positions(&self) -> usize {
+        self.batch * (self.out_h() / 2) * (self.out_w() / 2)
+    }
+    /// The codes buffer's length in u32s, with a pooling epilogue.
+    pub fn codes_len(&self) -> usize {
+        self.pooled_positions() * self.out_c.div_ceil(4)
+    }
+}
+
+impl Plan {
+    /// For each layer, whether it is a conv whose following 2x2 max-pooling (and the dropout after it,
+    /// if any) runs in its forward epilogue, with that dropout and the fused run's last layer: every
+    /// such conv outside the fused head (conv_block.rs), whose output is at least 2x2.
+    pub fn fused_pools(&self) -> Vec<Option<(Option<DropoutDims>, usize)>> {
+        // The exact path keeps its own forward kernel, unfused.
+        let head = if self.exact { self.layers.len() } else { self.fused_head().map_or(0, |(_, layers)| layers) };
+        let op = |i: usize| self.layers.get(i).map(|l| &l.op);
+        (0..self.layers.len())
+            .map(|i| match (op(i), op(i + 1), op(i + 2)) {
+                _ if i < head => None,
+                (Some(LayerOp::Conv2d(c)), Some(LayerOp::MaxPool(_)), next) if c.out_h() >= 2 && c.out_w() >= 2 => match next {
+                    Some(LayerOp::Dropout(d)) => Some((Some(*d), i + 2)),
+                    _ => Some((None, i + 1)),
+                },
+                _ => None,
+            })
+            .collect()
+    }
+}
 
 /// How the engine's neighbouring lanes share the values they all need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -501,6 +555,27 @@ impl Kernels {
             .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
     }
 
+    /// The forward pass with a pooling epilogue: the pooled (and dropped) map into `y`, the codes into
+    /// `pool.codes`. Lanes take a 2x2 window each, in the variant tuned for the plain forward pass.
+    pub fn conv2d_gemm_forward_pooled(&self, d: &Conv2dDims, pool: &PoolEpilogue, step: Region, x: Region, wb: Region, y: Region) -> Dispatch {
+        let v = Variant { rows: 4, ..self.conv2d_variant(d, Product::Forward) };
+        let groups = [d.pooled_positions().div_ceil(256), d.out_c.div_ceil(4 * v.col_quads)];
+        let bindings = [(1, x.clone()), (7, quads(&x)), (2, wb.clone()), (8, quads(&wb)), (3, y), (13, step), (14, pool.codes.clone())];
+        let mut c = variant_constants(d, 1, 1, v);
+        c.extend(pool_constants(pool));
+        let pooled = d.pooled_positions() * d.out_c;
+        self.dispatch_groups(GEMM_FORWARD_POOLED[v.share as usize], &c, &bindings, groups)
+            .with_work(2 * 4 * pooled * d.taps(), d.input_len() + d.param_len() + pooled + d.codes_len())
+    }
+
+    /// The pre-activation's gradient `dz` from the pooled (and dropped) output's `dy` and the codes.
+    pub fn conv2d_pool_grad_z(&self, d: &Conv2dDims, pool: &PoolEpilogue, dy: Region, dz: Region) -> Dispatch {
+        let mut c = conv2d_constants(d, 1, 1);
+        c.extend(pool_constants(pool));
+        self.dispatch(CONV2D_POOL_GRAD_Z, &c, &[(11, dy), (12, dz), (14, pool.codes.clone())], d.output_len())
+            .with_work(d.output_len(), d.output_len() + d.pooled_positions() * d.out_c + d.codes_len())
+    }
+
     /// dz = dy masked by the ReLU's output `y`.
     pub fn conv2d_grad_z(&self, d: &Conv2dDims, y: Region, dy: Region, dz: Region) -> Dispatch {
         self.dispatch(CONV2D_GRAD_Z, &conv2d_constants(d, 1, 1), &[(10, y), (11, dy), (12, dz)], d.output_len())
@@ -553,6 +628,11 @@ impl Kernels {
         self.dispatch(SUM_PARTIALS, &r, &[(1, partial), (2, out)], count)
             .with_work(branches * chunks * count, (branches * chunks + 1) * count)
     }
+}
+
+fn pool_constants(pool: &PoolEpilogue) -> Vec<(&'static str, f64)> {
+    let dropout = pool.dropout.map_or([0.0, 0.0, 0.0, 1.0], |d| [1.0, d.seed as f64, d.threshold() as f64, d.scale() as f64]);
+    ["HAS_DROPOUT", "DROPOUT_SEED", "DROPOUT_THRESHOLD", "DROPOUT_SCALE"].into_iter().zip(dropout).collect()
 }
 
 fn variant_constants(d: &Conv2dDims, branches: usize, chunks: usize, v: Variant) -> Vec<(&'static str, f64)> {

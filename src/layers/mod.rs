@@ -124,6 +124,9 @@ pub struct Io {
     /// Round each convolution multiply-add once, as a fused multiply-add, whatever the adapter's fma
     /// does (see conv2d.rs).
     pub exact: bool,
+    /// A conv's pooling epilogue, when the plan fuses the max-pooling after it (`Plan::fused_pools`):
+    /// then `y` and `dy` are the last fused layer's.
+    pub pool: Option<conv2d::PoolEpilogue>,
 }
 
 impl Io {
@@ -287,6 +290,46 @@ impl LayerOp {
     }
     pub fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
         with_layer!(self, l => l.record_backward(kernels, io))
+    }
+}
+
+/// Which layers run inside another's launches: the fused head (conv_block.rs), and the max-pooling
+/// (and dropout) that a conv's pooling epilogue runs (`Plan::fused_pools`). Inside layers record
+/// nothing and store nothing but the run's last output, which the run's first layer writes.
+pub struct Fusion {
+    pub head: Option<(conv_block::Conv2dMaxPoolGapDims, usize)>,
+    /// Per layer: with a pooling epilogue, the dropout it applies and the run's last layer.
+    pub pools: Vec<Option<(Option<dropout::DropoutDims>, usize)>>,
+    /// Per layer: whether its own launches run it (not inside a fused run).
+    pub records: Vec<bool>,
+    /// Per layer: whether its output is kept in a buffer of its own.
+    pub stored: Vec<bool>,
+}
+
+impl Fusion {
+    /// The fusions of `plan`; none when `fuse` is false (every layer its own kernels).
+    pub fn of(plan: &crate::model::Plan, fuse: bool) -> Fusion {
+        let n = plan.layers.len();
+        let head = if fuse { plan.fused_head() } else { None };
+        let pools = if fuse { plan.fused_pools() } else { vec![None; n] };
+        let (mut records, mut stored) = (vec![true; n], vec![true; n]);
+        if let Some((_, layers)) = head {
+            (0..layers).for_each(|i| records[i] = false);
+            (0..layers - 1).for_each(|i| stored[i] = false);
+        }
+        for (i, pool) in pools.iter().enumerate() {
+            if let Some((_, last)) = pool {
+                (i + 1..=*last).for_each(|j| records[j] = false);
+                (i..*last).for_each(|j| stored[j] = false);
+            }
+        }
+        Fusion { head, pools, records, stored }
+    }
+
+    /// The layer whose buffer holds what layer `i`'s launches write: a pooled conv writes its run's
+    /// last output.
+    pub fn writes(&self, i: usize) -> usize {
+        self.pools[i].as_ref().map_or(i, |(_, last)| *last)
     }
 }
 
