@@ -766,3 +766,34 @@ fn conv2d_pool_grad_z(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     }
     relu_dz[i] = select(0.0, g, wins);
 }
+
+// conv2d_pool_grad_z for channel counts in multiples of 4: a lane per position and quad of channels,
+// each load and store a vec4 and one code word serving all four.
+@group(0) @binding(15) var<storage, read> relu_dy4: array<vec4<f32>>;
+@group(0) @binding(16) var<storage, read_write> relu_dz4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn conv2d_pool_grad_z4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    let quads = OUT_C / 4u;
+    if (i >= BATCH * OUT_H * OUT_W * quads) {
+        return;
+    }
+    let q = i % quads;
+    let ox = (i / quads) % OUT_W;
+    let oy = (i / (quads * OUT_W)) % OUT_H;
+    let n = i / (quads * OUT_W * OUT_H);
+    let py = oy / 2u;
+    let px = ox / 2u;
+    let in_window = py < pool_h() && px < pool_w();
+    let window = (n * pool_h() + min(py, pool_h() - 1u)) * pool_w() + min(px, pool_w() - 1u);
+    let code = (vec4<u32>(codes[window * quads + q]) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+    let position = vec4<u32>((oy % 2u) * 2u + ox % 2u);
+    let wins = vec4<bool>(in_window) & ((code & vec4<u32>(3u)) == position) & ((code & vec4<u32>(4u)) != vec4<u32>(0u));
+    var g = relu_dy4[window * quads + q];
+    if (HAS_DROPOUT) {
+        g = g * DROPOUT_SCALE;
+    }
+    relu_dz4[i] = select(vec4<f32>(0.0), g, wins);
+}

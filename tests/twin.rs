@@ -123,7 +123,7 @@ fn fused_gives_unfused_bits(spec: &str, input: InputShape, pairs: usize, steps: 
     };
     let (mut fused, mut unfused) = (new_twin(true), new_twin(false));
     let kernel_names = |t: &GpuTwin| t.step_dispatches().iter().map(|d| d.kernel.name()).collect::<Vec<_>>();
-    let fused_kernel = if plan.fused_head().is_some() { "conv2d_maxpool_gap_forward" } else { "conv2d_pool_grad_z" };
+    let fused_kernel = if plan.fused_head().is_some() { "conv2d_maxpool_gap_forward" } else { "conv2d_gemm_forward_pooled" };
     assert!(kernel_names(&fused).contains(&fused_kernel), "{:?}", kernel_names(&fused));
     assert!(!kernel_names(&unfused).contains(&fused_kernel));
     let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();

@@ -181,6 +181,7 @@ impl Layer for Conv2dDims {
         GEMM_BACKWARD_WEIGHT[2],
         CONV2D_GRAD_Z,
         CONV2D_POOL_GRAD_Z,
+        CONV2D_POOL_GRAD_Z4,
         SUM_PARTIALS,
     ];
 
@@ -366,6 +367,7 @@ const REDUCE_SHADER: &str = include_str!("../../shaders/reduce.wgsl");
 pub const CONV2D_FORWARD: Kernel = Kernel::new("conv2d", &[("conv2d", SHADER)], "conv2d_forward");
 pub const CONV2D_GRAD_Z: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, "conv2d_grad_z");
 pub const CONV2D_POOL_GRAD_Z: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, "conv2d_pool_grad_z");
+pub const CONV2D_POOL_GRAD_Z4: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, "conv2d_pool_grad_z4");
 /// The fixed-order sum of a weight gradient's partial sums.
 pub const SUM_PARTIALS: Kernel = Kernel::new("reduce", &[("reduce", REDUCE_SHADER)], "sum_partials");
 
@@ -572,8 +574,12 @@ impl Kernels {
     pub fn conv2d_pool_grad_z(&self, d: &Conv2dDims, pool: &PoolEpilogue, dy: Region, dz: Region) -> Dispatch {
         let mut c = conv2d_constants(d, 1, 1);
         c.extend(pool_constants(pool));
-        self.dispatch(CONV2D_POOL_GRAD_Z, &c, &[(11, dy), (12, dz), (14, pool.codes.clone())], d.output_len())
-            .with_work(d.output_len(), d.output_len() + d.pooled_positions() * d.out_c + d.codes_len())
+        let floats = d.output_len() + d.pooled_positions() * d.out_c + d.codes_len();
+        if d.out_c.is_multiple_of(4) {
+            let bindings = [(15, quads(&dy)), (16, quads(&dz)), (14, pool.codes.clone())];
+            return self.dispatch(CONV2D_POOL_GRAD_Z4, &c, &bindings, d.output_len() / 4).with_work(d.output_len(), floats);
+        }
+        self.dispatch(CONV2D_POOL_GRAD_Z, &c, &[(11, dy), (12, dz), (14, pool.codes.clone())], d.output_len()).with_work(d.output_len(), floats)
     }
 
     /// dz = dy masked by the ReLU's output `y`.
