@@ -21,7 +21,7 @@ pub struct BenchOptions {
     pub repeats: usize,
     pub warmup: u64,
     pub per_kernel: bool,
-    /// Run the tower's leading conv -> maxpool -> dropout -> gap block fused.
+    /// Run the tower's leading conv -> maxpool -> dropout -> gap block, and each conv's pooling, fused.
     pub fuse: bool,
     pub seed: u64,
     /// Measure the adapter's ceilings too, and each kernel's share of them.
@@ -87,8 +87,10 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
     let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 1024, opts.fuse)?;
     twin.set_params(&glorot_uniform(plan, opts.seed));
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let images: Vec<u8> = (0..2048 * plan.input.len()).map(|_| rng.random()).collect();
-    let labels: Vec<u32> = (0..2048).map(|_| rng.random_range(0..10)).collect();
+    // Enough images for 16 batches (at most 2048): steps gather different pairs, as in training.
+    let count = (16 * plan.batch).min(2048);
+    let images: Vec<u8> = (0..count * plan.input.len()).map(|_| rng.random()).collect();
+    let labels: Vec<u32> = (0..count).map(|_| rng.random_range(0..10)).collect();
     let pairs = make_pairs(&labels, &mut rng);
     let device_images = DeviceImages::new(gpu, &images, plan.input.len())?;
     let device_pairs = DevicePairs::new(gpu, &pairs);
@@ -126,7 +128,7 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
         adapter: gpu.describe(),
         tower: plan.spec.to_string(),
         batch_pairs: plan.pairs(),
-        fused: opts.fuse && plan.fused_head().is_some(),
+        fused: opts.fuse && (plan.fused_head().is_some() || plan.fused_pools().iter().any(Option::is_some)),
         steps: opts.steps,
         repeats: per_step.len(),
         ms_per_step: Spread { median: ms, min, max },
@@ -213,7 +215,7 @@ pub fn print(report: &BenchReport) {
         report.tower,
         report.batch_pairs,
         2 * report.batch_pairs,
-        if report.fused { "leading block fused" } else { "unfused" }
+        if report.fused { "fused (pooling in the convolutions' epilogues)" } else { "unfused" }
     );
     let s = &report.ms_per_step;
     println!(

@@ -95,7 +95,7 @@ impl<'a> GpuTwin<'a> {
         let scratch_len = plan.layers.iter().map(|l| l.op.scratch_len(branches)).max().unwrap_or(0).max(1);
         let fusion = Fusion::of(&plan, fuse);
         let fused = fusion.head;
-        check_fits(gpu, &plan, scratch_len, &fusion.stored)?;
+        check_fits(gpu, &plan, scratch_len, &fusion)?;
 
         let inputs = gpu.storage("inputs", plan.batch * plan.input.len());
         let labels = gpu.storage("labels", pairs);
@@ -391,14 +391,16 @@ impl<'a> GpuTwin<'a> {
 
 /// Checks every buffer the plan needs against the adapter's limits, before allocating any; the first
 /// `fused_layers` but one run inside the fused block and store nothing.
-fn check_fits(gpu: &Gpu, plan: &Plan, scratch_len: usize, stored: &[bool]) -> Result<(), TooLarge> {
+fn check_fits(gpu: &Gpu, plan: &Plan, scratch_len: usize, fusion: &Fusion) -> Result<(), TooLarge> {
     let limit = gpu.max_binding_bytes();
     let mut needs = vec![("the input images".to_string(), plan.batch * plan.input.len()), ("the weight-gradient partial sums".to_string(), scratch_len)];
     for (i, l) in plan.layers.iter().enumerate() {
-        if stored[i] {
+        if fusion.stored[i] {
             needs.push((format!("layer {}'s output", i + 1), l.output_len));
         }
-        needs.push((format!("layer {}'s gradient at its pre-activation", i + 1), l.op.aux_len()));
+        if fusion.records[i] {
+            needs.push((format!("layer {}'s gradient at its pre-activation", i + 1), l.op.aux_len()));
+        }
     }
     for (what, len) in needs {
         let bytes = len as u64 * 4;

@@ -75,11 +75,11 @@ impl LayerKind for Conv2d {
     fn write(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let k = if self.kernel_h == self.kernel_w { self.kernel_h.to_string() } else { format!("{}x{}", self.kernel_h, self.kernel_w) };
         let pad = if self.padding == Padding::Same { "same" } else { "valid" };
-        write!(f, "conv({},{k},{pad},{})", self.filters, activation_name(self.relu))?;
+        write!(f, "conv({},{k},{pad},{}", self.filters, activation_name(self.relu))?;
         if self.stride != 1 {
             write!(f, ",stride={}", self.stride)?;
         }
-        Ok(())
+        write!(f, ")")
     }
 
     fn plan(&self, input: Shape, at: &PlanContext) -> Result<Conv2dDims, String> {

@@ -225,6 +225,8 @@ mod tests {
 
     #[test]
     fn defaults_and_spaces() {
+        let spec: TowerSpec = "conv(8,3,valid,linear,stride=2),gap".parse().unwrap();
+        assert_eq!(spec.to_string(), "conv(8,3,valid,linear,stride=2),gap", "a stride prints inside the conv's parentheses");
         let spec: TowerSpec = " conv(8, 3x5) , maxpool(2), gap, dense(4, relu)".parse().unwrap();
         assert_eq!(spec.layers[0], LayerSpec::Conv2d(Conv2d { filters: 8, kernel_h: 3, kernel_w: 5, padding: Padding::Same, relu: true, stride: 1 }));
         assert_eq!(spec.layers[3], LayerSpec::Dense(Dense { units: 4, relu: true }));
