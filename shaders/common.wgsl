@@ -5,10 +5,61 @@
 const WORKGROUP: u32 = 256u;
 
 // The values that change every step, one small uniform buffer written by the host before each
-// submission (StepUniform on the host).
+// submission (StepUniform on the host). A step's batch of pairs may run in micro-batches, slices of
+// micro_pairs pairs from micro_start (see twin.rs); batch_pairs is the whole batch's.
 struct Step {
     step: u32, training: u32, loss_slot: u32, alpha: f32,
-    batch_start: u32, valid_pairs: u32, _pad0: u32, _pad1: u32,
+    batch_start: u32, valid_pairs: u32, batch_pairs: u32, micro_start: u32,
+    micro_pairs: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+// Image `local` of a micro-batch (its pairs' first images, then their second images) is this image of
+// the whole batch: what dropout's masks and augmentation's draws hash, so that a batch run in
+// micro-batches draws what it draws whole.
+fn batch_image(st: Step, local: u32) -> u32 {
+    if (st.micro_pairs == 0u) {
+        return local;
+    }
+    return (local / st.micro_pairs) * st.batch_pairs + st.micro_start + local % st.micro_pairs;
+}
+
+// The weight gradient's chunks (WeightChunks on the host): a branch's output positions over the whole
+// batch, taken in 2x2 blocks image by image, are cut into `chunks` runs of equal length (the last ones
+// shorter or empty), each a lane's partial sum. A micro-batch of `images` images a branch from image
+// `first` holds the blocks [first, first + images) * per_image and adds them to the chunks they meet;
+// a chunk that began in an earlier micro-batch goes on from the partial sum that one stored, so the
+// sums are the whole batch's to the bit. For the micro-batch's chunk `local`: the blocks it adds, the
+// chunk's length (the steps every lane takes, so that a workgroup's lanes stay together), the chunk's
+// index, and whether it goes on from a stored sum.
+struct ChunkRun {
+    start: u32,
+    end: u32,
+    len: u32,
+    chunk: u32,
+    continues: bool,
+}
+
+fn chunk_len(per_image: u32, whole_images: u32, chunks: u32) -> u32 {
+    return (whole_images * per_image + chunks - 1u) / chunks;
+}
+
+fn weight_chunk(local: u32, per_image: u32, whole_images: u32, chunks: u32, first: u32, images: u32) -> ChunkRun {
+    let blocks = whole_images * per_image;
+    let len = chunk_len(per_image, whole_images, chunks);
+    let b0 = first * per_image;
+    let chunk = b0 / len + local;
+    let chunk_start = chunk * len;
+    let start = max(chunk_start, b0);
+    let end = max(min(min(chunk_start + len, blocks), (first + images) * per_image), start);
+    return ChunkRun(start, end, len, chunk, chunk_start < b0);
+}
+
+// How many chunks the micro-batch meets; the last micro-batch also takes the empty chunks after the end.
+fn micro_chunks(per_image: u32, whole_images: u32, chunks: u32, first: u32, images: u32) -> u32 {
+    let len = chunk_len(per_image, whole_images, chunks);
+    let b1 = (first + images) * per_image;
+    let last = select((b1 + len - 1u) / len, chunks, first + images >= whole_images);
+    return last - first * per_image / len;
 }
 
 // Dispatches are a 2-D grid of 1-D workgroups so that more than 65535 workgroups fit.

@@ -42,7 +42,9 @@ fn contrastive_forward(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// d loss / d d_i = (y * 2 d - (1 - y) * 2 max(margin - d, 0)) / valid_pairs, and 0 for padding pairs
+// d loss / d d_i = (y * 2 d - (1 - y) * 2 max(margin - d, 0)) / valid_pairs, and 0 for padding pairs.
+// Per micro-batch: its PAIRS pairs are the batch's pairs from micro_start (distances and labels are the
+// whole batch's, ddist the micro-batch's).
 @compute @workgroup_size(256)
 fn contrastive_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
@@ -50,12 +52,13 @@ fn contrastive_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     if (i >= PAIRS) {
         return;
     }
-    if (i >= s.valid_pairs) {
+    let pair = s.micro_start + i;
+    if (pair >= s.valid_pairs) {
         ddist[i] = 0.0;
         return;
     }
-    let d = dist[i];
-    let y = label[i];
+    let d = dist[pair];
+    let y = label[pair];
     let g = 1.0 / f32(s.valid_pairs);
     ddist[i] = g * y * 2.0 * d - g * (1.0 - y) * 2.0 * max(MARGIN - d, 0.0);
 }

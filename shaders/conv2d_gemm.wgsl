@@ -40,7 +40,10 @@ override PAD_TOP: u32;
 override PAD_LEFT: u32;
 override RELU: u32;
 override BRANCHES: u32 = 1u;
+// The weight gradient's chunks per branch over the whole batch, of WHOLE_IMAGES images a branch
+// (weight_chunk in common.wgsl).
 override CHUNKS: u32 = 1u;
+override WHOLE_IMAGES: u32 = 1u;
 // The tile: positions per lane (1 to 4; the weight gradient's are its 2x2 block's four) and output
 // column quads per lane (1 to 4).
 override ROWS: u32 = 2u;
@@ -64,8 +67,8 @@ override DROPOUT_SCALE: f32 = 1.0;
 @group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> wb4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read> dz4: array<vec4<f32>>;
-// With a pooling epilogue: the step (dropout's masks) and, per pooled position and output channel
-// quad, the four channels' codes.
+// The step: dropout's masks in a pooling epilogue, and where a micro-batch's weight-gradient chunks go.
+// With a pooling epilogue, per pooled position and output channel quad, the four channels' codes.
 @group(0) @binding(13) var<uniform> s: Step;
 @group(0) @binding(14) var<storage, read_write> codes: array<u32>;
 
@@ -319,7 +322,9 @@ fn finish_pool(acc: Tile, window: u32, c0: u32, c: u32, step_key: u32) {
     var flows = select(best > vec4<f32>(0.0), vec4<bool>(true), RELU == 0u);
     let co = c0 + 4u * c;
     if (HAS_DROPOUT && s.training != 0u) {
-        let element = vec4<u32>(window * OUT_C + co) + vec4<u32>(0u, 1u, 2u, 3u);
+        let per_image = pool_h() * pool_w();
+        let image = batch_image(s, min(window, BATCH * per_image - 1u) / per_image);
+        let element = vec4<u32>((image * per_image + window % per_image) * OUT_C + co) + vec4<u32>(0u, 1u, 2u, 3u);
         // dropout_hash of four elements at once.
         let kept = pcg_hash4(pcg_hash4(element) ^ vec4<u32>(step_key)) >= vec4<u32>(DROPOUT_THRESHOLD);
         value = best * select(vec4<f32>(0.0), vec4<f32>(DROPOUT_SCALE), kept);
@@ -569,7 +574,8 @@ fn conv2d_gemm_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
 // ---- weight gradient ----
 // Partial sums laid out [branch][chunk][kernel then bias], added by reduce.wgsl's sum_partials in a
 // fixed order. A branch's output positions are visited in 2x2 blocks (block rows, blocks, then the
-// block's four positions row-major) and a chunk is a run of blocks: the fused block (conv_block.wgsl)
+// block's four positions row-major) and a chunk is a run of blocks (weight_chunk: a micro-batch adds its
+// blocks to the chunks they meet, going on from a sum stored before). The fused block (conv_block.wgsl)
 // visits only pooling windows' winners in the same order, so its sums are these sums' bits. Lanes hold
 // four k (a k-quad) by COL_QUADS column quads; the block's dz is what eight lanes share.
 
@@ -659,33 +665,73 @@ fn store_partials(acc: Tile, bias: Quads, in_range: bool, base: u32, kq: u32, c0
     }
 }
 
-// Lanes: (part = branch * CHUNKS + chunk, column group, k-quad), k-quads fastest.
+// The partial sums a chunk begun in an earlier micro-batch stored, into column quad c's accumulators.
+fn load_kernel_quad(in_range: bool, base: u32, k: u32, co: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        if (in_range && k < taps() && co + i < OUT_C) {
+            v[i] = partial[base + k * OUT_C + co + i];
+        }
+    }
+    return v;
+}
+
+fn load_partials(acc: ptr<function, Tile>, bias: ptr<function, Quads>, in_range: bool, base: u32, kq: u32, c0: u32, c: u32) {
+    let co = c0 + 4u * c;
+    (*acc)[c] = load_kernel_quad(in_range, base, 4u * kq, co);
+    (*acc)[COL_QUADS + c] = load_kernel_quad(in_range, base, 4u * kq + 1u, co);
+    (*acc)[2u * COL_QUADS + c] = load_kernel_quad(in_range, base, 4u * kq + 2u, co);
+    (*acc)[3u * COL_QUADS + c] = load_kernel_quad(in_range, base, 4u * kq + 3u, co);
+    for (var i = 0u; i < 4u; i++) {
+        if (in_range && co + i < OUT_C) {
+            (*bias)[c][i] = partial[base + kernel_len() + co + i];
+        }
+    }
+}
+
+// Lanes: (part = branch * chunks + chunk, column group, k-quad), k-quads fastest, over the chunks this
+// micro-batch meets.
 @compute @workgroup_size(256)
 fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                @builtin(local_invocation_index) lid: u32) {
     let lane = share_lane(lid);
-    let lanes = BRANCHES * CHUNKS * col_groups() * k_lanes();
+    let branch_images = BATCH / BRANCHES;
+    let blocks_w = (OUT_W + 1u) / 2u;
+    let per_image = ((OUT_H + 1u) / 2u) * blocks_w;
+    let chunks = micro_chunks(per_image, WHOLE_IMAGES, CHUNKS, s.micro_start, branch_images);
+    let lanes = BRANCHES * chunks * col_groups() * k_lanes();
     let in_range = thread_index(wg, nwg, lid) < lanes;
     let idx = min(thread_index(wg, nwg, lid), lanes - 1u);
     let kq = idx % k_lanes();
     let group = (idx / k_lanes()) % col_groups();
     let part = idx / (k_lanes() * col_groups());
-    let branch = part / CHUNKS;
-    let chunk = part % CHUNKS;
+    let branch = part / chunks;
     let c0 = group * 4u * COL_QUADS;
-    let blocks_w = (OUT_W + 1u) / 2u;
-    let per_image = ((OUT_H + 1u) / 2u) * blocks_w;
-    let branch_images = BATCH / BRANCHES;
+    let run = weight_chunk(part % chunks, per_image, WHOLE_IMAGES, CHUNKS, s.micro_start, branch_images);
+    // Blocks in this micro-batch's numbering.
+    let first_block = s.micro_start * per_image;
     let blocks = branch_images * per_image;
-    let chunk_len = (blocks + CHUNKS - 1u) / CHUNKS;
-    let start = min(chunk * chunk_len, blocks);
-    let end = min(start + chunk_len, blocks);
+    let start = run.start - first_block;
+    let end = run.end - first_block;
+    let base = (branch * CHUNKS + run.chunk) * (kernel_len() + OUT_C);
 
     var acc: Tile;
     var bias: Quads;
-    // Every chunk's lanes run chunk_len steps (the same for the whole workgroup); the last chunk's
-    // steps past its end add nothing.
-    for (var step = 0u; step < chunk_len; step++) {
+    if (run.continues) {
+        load_partials(&acc, &bias, in_range, base, kq, c0, 0u);
+        if (COL_QUADS > 1u) {
+            load_partials(&acc, &bias, in_range, base, kq, c0, 1u);
+        }
+        if (COL_QUADS > 2u) {
+            load_partials(&acc, &bias, in_range, base, kq, c0, 2u);
+        }
+        if (COL_QUADS > 3u) {
+            load_partials(&acc, &bias, in_range, base, kq, c0, 3u);
+        }
+    }
+    // Every chunk's lanes run run.len steps (the same for the whole workgroup); steps past the
+    // chunk's blocks in this micro-batch add nothing.
+    for (var step = 0u; step < run.len; step++) {
         let b = min(start + step, blocks - 1u);
         let in_chunk = start + step < end;
         let n = branch * branch_images + b / per_image;
@@ -710,7 +756,6 @@ fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
         weight_step(&acc, &bias, a, held, lane, 3u);
         share_done();
     }
-    let base = part * (kernel_len() + OUT_C);
     store_partials(acc, bias, in_range, base, kq, c0, 0u);
     if (COL_QUADS > 1u) {
         store_partials(acc, bias, in_range, base, kq, c0, 1u);

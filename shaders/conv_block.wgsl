@@ -30,7 +30,9 @@ override PAD_LEFT: u32;
 override STRIDE: u32 = 1u;
 override RELU: u32;
 override BRANCHES: u32;
-override CHUNKS: u32;
+// The weight gradient's chunks, as conv2d_gemm.wgsl's (weight_chunk in common.wgsl).
+override CHUNKS: u32 = 1u;
+override WHOLE_IMAGES: u32 = 1u;
 override HAS_DROPOUT: bool;
 override DROPOUT_SEED: u32;
 override DROPOUT_THRESHOLD: u32;
@@ -277,7 +279,7 @@ fn conv2d_maxpool_gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
                 inputs_lo[i] = inputs[i] - inputs_hi[i];
             }
         }
-        let element = vec4<u32>(((n * pool_h() + py) * pool_w() + px) * OUT_C);
+        let element = vec4<u32>(((batch_image(s, n) * pool_h() + py) * pool_w() + px) * OUT_C);
         let word = pool_window(&inputs, &inputs_hi, &inputs_lo, &quad0, &sum0, element + quad_channels(group, 0u), step_hash, 0u)
             | pool_window(&inputs, &inputs_hi, &inputs_lo, &quad1, &sum1, element + quad_channels(group, 1u), step_hash, 1u);
         codes[(n * windows() + p) * channel_groups() + group] = word;
@@ -330,6 +332,22 @@ fn store_partials(part: u32, group: u32, q: u32, acc: ptr<function, array<vec4<f
     }
 }
 
+// The sums a chunk begun in an earlier micro-batch stored: quad q's taps into acc, its bias returned.
+fn load_partials(part: u32, group: u32, q: u32, acc: ptr<function, array<vec4<f32>, MAX_TAPS>>) -> vec4<f32> {
+    let count = kernel_len() + OUT_C;
+    var bias_acc = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let co = group * 8u + q * 4u + c;
+        if (co < OUT_C) {
+            for (var t = 0u; t < KERNEL_H * KERNEL_W * IN_C; t++) {
+                (*acc)[t][c] = partial[part * count + t * OUT_C + co];
+            }
+            bias_acc[c] = partial[part * count + kernel_len() + co];
+        }
+    }
+    return bias_acc;
+}
+
 // Backward: the kernel-and-bias gradient as partial sums laid out, chunked and ordered exactly as
 // conv2d_backward_weight's (see conv2d.wgsl), so reduce.wgsl's sum_partials gives the same bits. One
 // lane per (chunk, group of eight channels), all taps: it visits each pooling window's winner only.
@@ -338,25 +356,30 @@ fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @bui
                                       @builtin(local_invocation_index) lid: u32) {
     let lane = share_lane(lid);
     let idx = thread_index(wg, nwg, lid);
-    if (idx >= BRANCHES * CHUNKS * channel_groups()) {
+    let branch_images = BATCH / BRANCHES;
+    let blocks_w = (OUT_W + 1u) / 2u;
+    let per_image = ((OUT_H + 1u) / 2u) * blocks_w;
+    let chunks = micro_chunks(per_image, WHOLE_IMAGES, CHUNKS, s.micro_start, branch_images);
+    if (idx >= BRANCHES * chunks * channel_groups()) {
         return;
     }
     let group = idx % channel_groups();
     let part = idx / channel_groups();
-    let branch = part / CHUNKS;
-    let chunk = part % CHUNKS;
-    let blocks_w = (OUT_W + 1u) / 2u;
-    let per_image = ((OUT_H + 1u) / 2u) * blocks_w;
-    let branch_images = BATCH / BRANCHES;
-    let blocks = branch_images * per_image;
-    let chunk_len = (blocks + CHUNKS - 1u) / CHUNKS;
-    let start = min(chunk * chunk_len, blocks);
-    let end = min(start + chunk_len, blocks);
+    let branch = part / chunks;
+    let run = weight_chunk(part % chunks, per_image, WHOLE_IMAGES, CHUNKS, s.micro_start, branch_images);
+    // Blocks in this micro-batch's numbering.
+    let start = run.start - s.micro_start * per_image;
+    let end = run.end - s.micro_start * per_image;
+    let whole_part = branch * CHUNKS + run.chunk;
 
     var acc0: array<vec4<f32>, MAX_TAPS>;
     var acc1: array<vec4<f32>, MAX_TAPS>;
     var bias0 = vec4<f32>(0.0);
     var bias1 = vec4<f32>(0.0);
+    if (run.continues) {
+        bias0 = load_partials(whole_part, group, 0u, &acc0);
+        bias1 = load_partials(whole_part, group, 1u, &acc1);
+    }
     var b = start;
     while (b < end) {
         // One image's blocks at a time: its channels' gradients are loaded once.
@@ -380,6 +403,6 @@ fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @bui
         }
         b = image_end;
     }
-    store_partials(part, group, 0u, &acc0, bias0);
-    store_partials(part, group, 1u, &acc1, bias1);
+    store_partials(whole_part, group, 0u, &acc0, bias0);
+    store_partials(whole_part, group, 1u, &acc1, bias1);
 }

@@ -1,6 +1,8 @@
 // Euclidean distance between the twin's embeddings, as the tutorial defines it:
 // d = sqrt(max(sum((a - b)^2), 1e-7)). The embeddings are one batch of 2 * pairs rows: rows [0, pairs)
 // are the first images of the pairs, rows [pairs, 2 * pairs) the second ones.
+// A micro-batch's embeddings are its own pairs' rows; its distances go to their places in the whole
+// batch's, from the step's micro_start.
 // Gradient as TensorFlow derives it: sqrt's dy * 0.5 / d, then max passes it to the sum where
 // sum >= 1e-7 and nothing where the clamp is active, then square's 2 * (a - b).
 
@@ -11,6 +13,7 @@ override DIM: u32;
 @group(0) @binding(2) var<storage, read_write> dist: array<f32>;
 @group(0) @binding(3) var<storage, read> ddist: array<f32>;
 @group(0) @binding(4) var<storage, read_write> demb: array<f32>;
+@group(0) @binding(6) var<uniform> s: Step;
 
 fn squared_distance(i: u32) -> f32 {
     var ss = 0.0;
@@ -28,7 +31,7 @@ fn distance_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     if (i >= PAIRS) {
         return;
     }
-    dist[i] = sqrt(max(squared_distance(i), DISTANCE_EPSILON));
+    dist[s.micro_start + i] = sqrt(max(squared_distance(i), DISTANCE_EPSILON));
 }
 
 // One lane per pair: the squared distance is summed once, then spread over the pair's 2 x DIM gradients.

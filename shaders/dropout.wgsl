@@ -7,6 +7,9 @@
 // (one channel's, in the NHWC layout) slightly alike.
 
 override COUNT: u32;
+// Elements per image: an element's index in the whole batch is its image's (batch_image) times this,
+// plus its place in the image.
+override PER_IMAGE: u32;
 override SEED: u32;
 override THRESHOLD: u32;
 override SCALE: f32;
@@ -21,7 +24,8 @@ fn dropout_factor(i: u32) -> f32 {
     if (s.training == 0u) {
         return 1.0;
     }
-    if (dropout_hash(SEED, s.step, i) >= THRESHOLD) {
+    let element = batch_image(s, i / PER_IMAGE) * PER_IMAGE + i % PER_IMAGE;
+    if (dropout_hash(SEED, s.step, element) >= THRESHOLD) {
         return SCALE;
     }
     return 0.0;

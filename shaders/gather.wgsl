@@ -1,7 +1,8 @@
 // Gathers a batch of pairs from a dataset resident on the GPU. The images are bytes, four to a u32
 // (little-endian), and become f32 through `byte_values` (v / 255, rounded once on the host as Keras'
 // float64 division then cast does). Pairs are (first, second) image indices, two u32 per pair.
-// Output: the batch's first images, then its second images, [2 * PAIRS, PIXELS], and its labels.
+// Output: the batch's first images, then its second images, [2 * PAIRS, PIXELS], and its labels. A
+// micro-batch gathers its PAIRS pairs from micro_start; its labels go to their places in the batch's.
 // Pairs past the step's `valid_pairs` (the padding of a last, partial batch) repeat the first pair
 // with label 0; the loss ignores them.
 // With AUGMENT, each training image is changed as drawn for its batch row and the step (a counter-based
@@ -73,15 +74,16 @@ fn gather_pairs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let row = idx / PIXELS;
     let branch = row / PAIRS;
     let i = row % PAIRS;
-    let valid = i < s.valid_pairs;
-    let pair = s.batch_start + select(0u, i, valid);
+    // A micro-batch's pair i is pair micro_start + i of the step's batch.
+    let valid = s.micro_start + i < s.valid_pairs;
+    let pair = s.batch_start + select(0u, s.micro_start + i, valid);
     let base = pair_images[2u * pair + branch] * PIXELS;
     if (AUGMENT == 1u && s.training == 1u) {
-        inputs[idx] = augmented(base, k, row);
+        inputs[idx] = augmented(base, k, batch_image(s, row));
     } else {
         inputs[idx] = byte_at(base + k);
     }
     if (branch == 0u && k == 0u) {
-        labels[i] = select(0.0, pair_labels[pair], valid);
+        labels[s.micro_start + i] = select(0.0, pair_labels[pair], valid);
     }
 }

@@ -7,7 +7,7 @@ use crate::optimizer::AdamConfig;
 use crate::gpu::{self, Dispatch, Gpu, Kernel, Kernels, Region};
 use crate::model::{glorot_uniform, Plan};
 use crate::feed::{DeviceImages, DevicePairs};
-use crate::twin::{GpuTwin, TooLarge};
+use crate::twin::{GpuTwin, TooLarge, TwinOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Measure the adapter's ceilings too, and each kernel's share of them.
     pub roofline: bool,
+    /// Bytes the step's buffers may take (micro-batches beyond it).
+    pub memory_budget: Option<u64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -65,6 +67,9 @@ pub struct BenchReport {
     pub adapter: String,
     pub tower: String,
     pub batch_pairs: usize,
+    /// Micro-batches a step runs in, and their pairs (1 and the batch's when it runs whole).
+    pub micro_batches: usize,
+    pub micro_pairs: usize,
     pub fused: bool,
     pub steps: u64,
     pub repeats: usize,
@@ -84,11 +89,14 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// Times `opts.repeats` runs of `opts.steps` training steps after `opts.warmup` untimed ones.
 pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Result<BenchReport, TooLarge> {
-    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 1024, opts.fuse)?;
+    let options = TwinOptions { memory_budget: opts.memory_budget, ..TwinOptions::new(opts.fuse) };
+    let mut twin = GpuTwin::with_options(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 1024, options)?;
     twin.set_params(&glorot_uniform(plan, opts.seed));
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    // Enough images for 16 batches (at most 2048): steps gather different pairs, as in training.
-    let count = (16 * plan.batch).min(2048);
+    // Enough images for 16 batches (at most 2048, and what the adapter binds at once, but one batch at
+    // the least): steps gather different pairs, as in training.
+    let fitting = (gpu.max_binding_bytes() / plan.input.len() as u64) as usize;
+    let count = (16 * plan.batch).min(2048).min(fitting).max(plan.batch);
     let images: Vec<u8> = (0..count * plan.input.len()).map(|_| rng.random()).collect();
     let labels: Vec<u32> = (0..count).map(|_| rng.random_range(0..10)).collect();
     let pairs = make_pairs(&labels, &mut rng);
@@ -119,7 +127,7 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
     let ms = median(&mut per_step);
     let roofline = opts.roofline.then(|| measure_roofline(gpu, kernels));
     let (kernel_method, kernel_times) = if opts.per_kernel || opts.roofline {
-        let dispatches: Vec<&Dispatch> = std::iter::once(&gather).chain(twin.step_dispatches()).collect();
+        let dispatches: Vec<&Dispatch> = twin.step_dispatches(Some(&gather));
         (format!("each launch alone, {KERNEL_REPEATS} times in one pass, median of 3 passes"), time_kernels(gpu, &dispatches, roofline))
     } else {
         (String::new(), Vec::new())
@@ -128,6 +136,8 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
         adapter: gpu.describe(),
         tower: plan.spec.to_string(),
         batch_pairs: plan.pairs(),
+        micro_batches: twin.micro_batches(),
+        micro_pairs: twin.micro_pairs,
         fused: opts.fuse && (plan.fused_head().is_some() || plan.fused_pools().iter().any(Option::is_some)),
         steps: opts.steps,
         repeats: per_step.len(),
@@ -217,6 +227,12 @@ pub fn print(report: &BenchReport) {
         2 * report.batch_pairs,
         if report.fused { "fused (pooling in the convolutions' epilogues)" } else { "unfused" }
     );
+    if report.micro_batches > 1 {
+        println!(
+            "each step in {} micro-batches of up to {} pairs (the whole batch's activations do not fit at once)",
+            report.micro_batches, report.micro_pairs
+        );
+    }
     let s = &report.ms_per_step;
     println!(
         "{:.2} ms/step (median of {} repeats of {} steps; min {:.2}, max {:.2}), {:.0} images/s, {:.1} s per {} pairs (the tutorial's epoch)",

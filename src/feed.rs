@@ -2,9 +2,9 @@
 //! its batches, resident or streamed.
 
 use crate::data::{Augment, Pair};
-use crate::gpu::{Dispatch, Gpu, Kernels};
+use crate::gpu::{Gpu, Kernels};
 use crate::reference::byte_value;
-use crate::twin::{GpuTwin, TooLarge};
+use crate::twin::{Gather, GpuTwin, TooLarge};
 
 /// Images resident on the GPU as bytes (four to a u32), with the byte-to-f32 table; uploaded once.
 pub struct DeviceImages {
@@ -76,7 +76,7 @@ impl DevicePairs {
 /// queue's order, so the host never waits for the GPU. Both gather the same values for the same step,
 /// so a streamed run gives the same weights, bit for bit.
 pub struct PairFeed<'p> {
-    gather: Dispatch,
+    gather: Gather,
     list: DevicePairs,
     mode: FeedMode<'p>,
 }

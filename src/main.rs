@@ -120,6 +120,11 @@ struct TrainArgs {
     /// first time a layer shape is met (the same results either way; GPU_SIAMESE_NO_TUNE does the same).
     #[arg(long)]
     no_tune: bool,
+    /// The most GPU memory, in MiB, a training step's buffers may take; a batch that needs more runs
+    /// in micro-batches (the same results, bit for bit). Batches above what the adapter binds at once
+    /// run in micro-batches anyway. [default: no limit beyond the adapter's]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_budget: Option<u64>,
     /// Continue the run in DIR from its last finished epoch; it keeps its settings (only --epochs,
     /// --out and --data may be given).
     #[arg(long, value_name = "DIR")]
@@ -152,6 +157,9 @@ struct TwinArgs {
     /// Run the convolution kernels' default variants, untuned (as train --no-tune).
     #[arg(long)]
     no_tune: bool,
+    /// The most GPU memory, in MiB, the step's buffers may take (as train --memory-budget).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_budget: Option<u64>,
 }
 
 /// What chooses and scores the evaluation's pairs and episodes.
@@ -361,7 +369,7 @@ fn main() -> ExitCode {
             eval.options().and_then(|opts| Ok(report::report(&run, &checkpoint, &opts, &out).map(|_| ())?))
         }
         Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused, roofline, json } => {
-            let opts = BenchOptions { steps, repeats, warmup, per_kernel: !no_kernels, fuse: !unfused, seed: twin.seed, roofline };
+            let opts = BenchOptions { steps, repeats, warmup, per_kernel: !no_kernels, fuse: !unfused, seed: twin.seed, roofline, memory_budget: twin.memory_budget.map(|m| m << 20) };
             bench(&twin, &opts, json)
         }
     };
@@ -546,6 +554,7 @@ fn train(args: TrainArgs) -> Result<()> {
         shape_given: args.image_size.is_some() || args.channels.is_some(),
         stream: args.stream,
         tune: !args.no_tune,
+        memory_budget: args.memory_budget.map(|m| m << 20),
     };
     match train::train(&run)? {
         train::Outcome::Finished => Ok(()),

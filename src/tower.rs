@@ -106,8 +106,10 @@ impl<'a> GpuTower<'a> {
                 grads: None,
                 state: region(&layer.state, &state),
                 aux: Some(Region::whole(&unused)),
-                scratch: Region::whole(&unused),
+                partials: None,
                 branches: 1,
+                whole_batch: plan.batch,
+                first_pair: 0,
                 exact: plan.exact,
                 pool,
             };

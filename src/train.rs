@@ -12,7 +12,7 @@ use crate::optimizer::AdamConfig;
 use crate::run::*;
 use crate::feed::PairFeed;
 use crate::tower::{GpuTower, Weights};
-use crate::twin::GpuTwin;
+use crate::twin::{GpuTwin, TwinOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,8 @@ pub struct TrainRun {
     pub stream: bool,
     /// Measure the convolution kernels' variants on this adapter (see gpu::tune).
     pub tune: bool,
+    /// Bytes a step's buffers may take; a batch that needs more runs in micro-batches.
+    pub memory_budget: Option<u64>,
 }
 
 /// How a run ended without an error.
@@ -160,12 +162,21 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let base_train_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS));
     let test_pairs = test_pairs(config.seed, &test_set.labels);
     let calibration_pairs = calibration_pairs(config.seed, &train_set.labels);
+    if config.sampler == Sampler::Pairs && config.batch_size > base_train_pairs.len() {
+        return Err(format!(
+            "--batch-size {}: more than the {} training pairs of an epoch; at most {}",
+            config.batch_size,
+            base_train_pairs.len(),
+            base_train_pairs.len()
+        ));
+    }
     let steps_per_epoch = steps_per_epoch(config, base_train_pairs.len(), train_set.count);
     if !config.augment.is_off() {
         println!("augmenting training images: {:?}", config.augment);
     }
 
-    let mut twin = GpuTwin::with_objective(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, true, objective(config))
+    let options = TwinOptions { objective: objective(config), memory_budget: run.memory_budget, ..TwinOptions::new(true) };
+    let mut twin = GpuTwin::with_options(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, options)
         .map_err(|e| e.to_string())?;
     let capacity = base_train_pairs.len().max(steps_per_epoch * config.batch_size);
     let augment = Some((&config.augment, augment_seed(config.seed)));
@@ -175,6 +186,14 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let tower = GpuTower::new(&gpu, &kernels, &plan, weights, None).map_err(|e| e.to_string())?;
     let test_rows = pair_rows(&test_pairs);
     let (calibration_images, calibration_rows) = paired_images(&train_set, &calibration_pairs);
+    if twin.micro_batches() > 1 {
+        println!(
+            "each step runs in {} micro-batches of up to {} pairs: the batch's activations are more than {} (the same results as one batch, bit for bit)",
+            twin.micro_batches(),
+            twin.micro_pairs,
+            if run.memory_budget.is_some() { "the memory budget or what the adapter binds at once" } else { "the adapter binds at once" }
+        );
+    }
     if train_feed.is_streamed() {
         println!("streaming each batch's images to the GPU (the images are more than it binds at once, or --stream)");
     }

@@ -107,9 +107,12 @@ fn conv2d_matches_reference_in_every_variant() {
                         got
                     }
                     Product::BackwardWeight => {
-                        let partial = poisoned(gpu, branches * conv2d_weight_chunks(&d, branches) * d.param_len());
+                        let chunks = WeightChunks::of(&d, branches, d.batch);
+                        let partial = poisoned(gpu, chunks.partials_len(branches, d.param_len()));
                         let dwb = poisoned(gpu, d.param_len());
-                        let [partials, sum] = kernels.conv2d_gemm_backward_weight_as(&d, v, branches, (&xb).into(), (&dz).into(), (&partial).into(), (&dwb).into());
+                        let step = step_buffer(gpu, StepUniform::default());
+                        let partials = kernels.conv2d_gemm_backward_weight_as(&d, v, branches, &chunks, 0, (&step).into(), (&xb).into(), (&dz).into(), (&partial).into());
+                        let sum = kernels.sum_partials(d.param_len(), branches, chunks.per_branch, (&partial).into(), (&dwb).into());
                         run(gpu, &[&partials, &sum]);
                         let got = gpu.read(&dwb, 0, d.param_len());
                         assert_close(&what, &got, &dwb_ref, TOLERANCE);
@@ -124,6 +127,57 @@ fn conv2d_matches_reference_in_every_variant() {
             }
         }
     }
+}
+
+/// The images `start..start + count` of each of the two branches of `values` (`per_image` values an
+/// image, `branch` images a branch): a micro-batch's slice of a batch.
+fn micro_slice(values: &[f32], per_image: usize, branch: usize, start: usize, count: usize) -> Vec<f32> {
+    let first = &values[start * per_image..(start + count) * per_image];
+    let second = &values[(branch + start) * per_image..(branch + start + count) * per_image];
+    [first, second].concat()
+}
+
+#[test]
+fn conv2d_weight_gradient_in_micro_batches_gives_the_whole_batch_bits() {
+    let (gpu, kernels) = gpu();
+    let mut seed = fresh_seed("conv2d micro-batches");
+    let mut split = 0;
+    for d in conv_cases().into_iter().filter(|d| d.batch % 2 == 0 && d.batch >= 4) {
+        seed += 1;
+        let chunks = WeightChunks::of(&d, 2, d.batch);
+        let branch = d.batch / 2;
+        let (x, dz) = (random(d.input_len(), seed), random(d.output_len(), seed ^ 1));
+        let step_at = |start: usize, pairs: usize| {
+            step_buffer(gpu, StepUniform { batch_pairs: branch as u32, micro_start: start as u32, micro_pairs: pairs as u32, ..Default::default() })
+        };
+        let gradient = |micro: usize| {
+            let partial = poisoned(gpu, chunks.partials_len(2, d.param_len()));
+            let mut buffers = Vec::new();
+            let mut launches = Vec::new();
+            for start in (0..branch).step_by(micro) {
+                let count = micro.min(branch - start);
+                let md = Conv2dDims { batch: 2 * count, ..d };
+                let per_in = d.in_h * d.in_w * d.in_c;
+                let per_out = d.out_h() * d.out_w() * d.out_c;
+                let (xb, dzb) = (gpu.storage_from("x", &micro_slice(&x, per_in, branch, start, count)), gpu.storage_from("dz", &micro_slice(&dz, per_out, branch, start, count)));
+                let step = step_at(start, count);
+                launches.push(kernels.conv2d_gemm_backward_weight(&md, 2, &chunks, start, (&step).into(), (&xb).into(), (&dzb).into(), (&partial).into()));
+                buffers.extend([xb, dzb, step]);
+            }
+            let dwb = poisoned(gpu, d.param_len());
+            launches.push(kernels.sum_partials(d.param_len(), 2, chunks.per_branch, (&partial).into(), (&dwb).into()));
+            run(gpu, &launches.iter().collect::<Vec<_>>());
+            gpu.read(&dwb, 0, d.param_len())
+        };
+        let whole = gradient(branch);
+        assert!(whole.iter().all(|v| v.is_finite()), "{d:?}: the whole batch's gradient is not finite");
+        // Micro-batches that cut chunks, of one pair and of a few, the last one shorter.
+        for micro in [1, 3, branch / 2 + 1].into_iter().filter(|&m| m < branch) {
+            split += 1;
+            assert!(bits(&gradient(micro)) == bits(&whole), "{d:?} {chunks:?}: micro-batches of {micro} pairs differ from the whole batch");
+        }
+    }
+    assert!(split >= 4, "only {split} splits were tried");
 }
 
 #[test]
@@ -271,8 +325,10 @@ fn layer_io<L: Layer>(
         grads: Some(grads),
         state: None,
         aux: Some(Region::whole(&poisoned(gpu, layer.aux_len()))),
-        scratch: Region::whole(&poisoned(gpu, layer.scratch_len(branches))),
+        partials: Some(Region::whole(&poisoned(gpu, layer.partials_len(branches, layer.batch()).max(1)))),
         branches,
+        whole_batch: layer.batch(),
+        first_pair: 0,
         exact: false,
         pool: None,
     }
@@ -298,7 +354,7 @@ fn dense_matches_reference() {
         // The layer's own recordings, as the twin makes them.
         let io = layer_io(gpu, &d, branches, &xb, &y, &dyb, Some(&dx), &wbb, Region::whole(&dwb));
         run(gpu, &d.record_forward(kernels, &io).iter().collect::<Vec<_>>());
-        run(gpu, &d.record_backward(kernels, &io).iter().collect::<Vec<_>>());
+        run(gpu, &d.record_backward(kernels, &io).iter().chain(&d.record_gradient(kernels, &io)).collect::<Vec<_>>());
         assert_close(&format!("dense_forward {d:?}"), &gpu.read(&y, 0, dy.len()), &y_ref, TOLERANCE);
         let dx_ref = dense_backward_input(&dy, &y_ref, &wb, &d);
         assert_close(&format!("dense_backward_input {d:?}"), &gpu.read(&dx, 0, x.len()), &dx_ref, TOLERANCE);
@@ -326,7 +382,8 @@ fn distance_matches_reference() {
         assert!(demb_ref[last * dim..(last + 1) * dim].iter().all(|&g| g == 0.0));
         let (eb, db) = (gpu.storage_from("emb", &emb), gpu.storage_from("ddist", &ddist));
         let (dist, demb) = (poisoned(gpu, pairs), poisoned(gpu, emb.len()));
-        let f = kernels.distance_forward(pairs, dim, (&eb).into(), (&dist).into());
+        let step = step_buffer(gpu, StepUniform::default());
+        let f = kernels.distance_forward(pairs, dim, (&step).into(), (&eb).into(), (&dist).into());
         let b = kernels.distance_backward(pairs, dim, (&db).into(), (&eb).into(), (&demb).into());
         run(gpu, &[&f, &b]);
         assert_close(&format!("distance_forward {pairs}x{dim}"), &gpu.read(&dist, 0, pairs), &dist_ref, TOLERANCE);
@@ -543,7 +600,7 @@ fn a_kernel_writing_a_region_leaves_the_rest_alone() {
     let y = poisoned(gpu, 4);
     let grads = gpu.storage_from("grads", &vec![7.0; 64 + d.param_len() + 64]);
     let io = layer_io(gpu, &d, 2, &xb, &y, &dyb, None, &wbb, Region::new(&grads, 64, d.param_len()));
-    let dispatches: Vec<_> = d.record_forward(kernels, &io).into_iter().chain(d.record_backward(kernels, &io)).collect();
+    let dispatches: Vec<_> = d.record_forward(kernels, &io).into_iter().chain(d.record_backward(kernels, &io)).chain(d.record_gradient(kernels, &io)).collect();
     run(gpu, &dispatches.iter().collect::<Vec<_>>());
     let all = gpu.read(&grads, 0, 128 + d.param_len());
     assert!(all[..64].iter().chain(&all[64 + d.param_len()..]).all(|&v| v == 7.0));

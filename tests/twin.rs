@@ -9,7 +9,9 @@ use gpu_siamese::objective::Objective;
 use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec, TUTORIAL_TOWER};
 use gpu_siamese::reference::{adam_update, TwinBatch, TwinReference};
 use gpu_siamese::tower::{GpuTower, Weights};
-use gpu_siamese::twin::GpuTwin;
+use gpu_siamese::feed::{DeviceImages, DevicePairs};
+use gpu_siamese::data::Pair;
+use gpu_siamese::twin::{GpuTwin, TwinOptions};
 
 fn batch(plan: &Plan, seed: u64) -> TwinBatch<f32> {
     // Images in [0, 1) like scaled pixels (multiples of 1/256, see `exact_first_conv`), labels of both kinds.
@@ -45,7 +47,8 @@ fn gpu_matches_reference_for(spec: &str, input: InputShape, pairs: usize, steps:
     let plan = Plan::new(&spec, input, 2 * pairs, seed).unwrap();
     let adam = AdamConfig::default();
     let params = glorot_uniform(&plan, seed);
-    let mut twin = GpuTwin::with_objective(gpu, kernels, plan.clone(), adam, 1.0, 8, fuse, objective).unwrap();
+    let options = TwinOptions { objective, ..TwinOptions::new(fuse) };
+    let mut twin = GpuTwin::with_options(gpu, kernels, plan.clone(), adam, 1.0, 8, options).unwrap();
     twin.set_params(&params);
     for step in 0..steps {
         let b = batch(&plan, seed.wrapping_add(step));
@@ -122,7 +125,7 @@ fn fused_gives_unfused_bits(spec: &str, input: InputShape, pairs: usize, steps: 
         twin
     };
     let (mut fused, mut unfused) = (new_twin(true), new_twin(false));
-    let kernel_names = |t: &GpuTwin| t.step_dispatches().iter().map(|d| d.kernel.name()).collect::<Vec<_>>();
+    let kernel_names = |t: &GpuTwin| t.step_dispatches(None).iter().map(|d| d.kernel.name()).collect::<Vec<_>>();
     let fused_kernel = if plan.fused_head().is_some() { "conv2d_maxpool_gap_forward" } else { "conv2d_gemm_forward_pooled" };
     assert!(kernel_names(&fused).contains(&fused_kernel), "{:?}", kernel_names(&fused));
     assert!(!kernel_names(&unfused).contains(&fused_kernel));
@@ -232,14 +235,90 @@ fn evaluation_has_no_dropout_and_matches_reference() {
     assert_ne!(training.distances, ref_distances);
 }
 
-#[test]
-fn a_batch_beyond_the_adapters_limits_is_refused_before_allocating() {
+/// A twin whose steps run in micro-batches against one that runs them whole: every loss, distance,
+/// gradient, weight and Adam moment the same, bit for bit, over steps with dropout on, fed by the host
+/// and gathered on the GPU (with a last, partial batch), and evaluation too.
+fn micro_batches_give_the_whole_batch_bits(spec: &str, input: InputShape, pairs: usize, micro: TwinOptions, fuse: bool) {
     let (gpu, kernels) = gpu();
-    let pairs = 200_000;
-    let plan = Plan::new(&TowerSpec::tutorial(), InputShape::FASHION_MNIST, 2 * pairs, 0).unwrap();
+    let seed = fresh_seed(spec);
+    let plan = Plan::new(&spec.parse().unwrap(), input, 2 * pairs, seed).unwrap();
+    let params = glorot_uniform(&plan, seed);
+    let new_twin = |options: TwinOptions| {
+        let mut twin = GpuTwin::with_options(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8, options).unwrap();
+        twin.set_params(&params);
+        twin
+    };
+    let (mut split, mut whole) = (new_twin(TwinOptions { fuse, ..micro }), new_twin(TwinOptions::new(fuse)));
+    assert!(split.micro_batches() > 1 && whole.micro_batches() == 1, "{spec}: {} micro-batches", split.micro_batches());
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    let same = |split: &GpuTwin, whole: &GpuTwin, step: u64, what: &str| {
+        let what = |t: &str| format!("{spec} ({} micro-batches of {}) {what} step {step}: {t}", split.micro_batches(), split.micro_pairs);
+        assert_eq!(split.read_loss(step).to_bits(), whole.read_loss(step).to_bits(), "{}", what("loss"));
+        assert!(bits(split.read_distances()) == bits(whole.read_distances()), "{}", what("distances differ"));
+        assert!(bits(split.read_grads()) == bits(whole.read_grads()), "{}", what("gradients differ"));
+        assert!(bits(split.read_params()) == bits(whole.read_params()), "{}", what("weights differ"));
+        let ((sm, sv), (wm, wv)) = (split.read_adam(), whole.read_adam());
+        assert!(bits(sm) == bits(wm) && bits(sv) == bits(wv), "{}", what("Adam moments differ"));
+    };
+    for step in 0..2 {
+        let b = batch(&plan, seed.wrapping_add(step));
+        for twin in [&mut split, &mut whole] {
+            twin.set_batch(&b.inputs, &b.labels);
+            twin.train_step();
+        }
+        same(&split, &whole, step, "host batches");
+    }
+    let (split_eval, whole_eval) = (split.evaluate(), whole.evaluate());
+    assert!(bits(split_eval.0) == bits(whole_eval.0) && split_eval.1.to_bits() == whole_eval.1.to_bits(), "{spec}: evaluation differs");
+    // Gathered on the GPU: a full batch, then a partial one.
+    let count = 3 * pairs;
+    let images: Vec<u8> = random(count * input.len(), seed ^ 7).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
+    let list: Vec<Pair> = (0..count as u32).map(|i| Pair { a: i, b: (i * 7 + 3) % count as u32, label: (i % 2) as f32 }).collect();
+    let (device_images, device_pairs) = (DeviceImages::new(gpu, &images, input.len()).unwrap(), DevicePairs::new(gpu, &list));
+    let (split_gather, whole_gather) = (split.gather_from(kernels, &device_images, &device_pairs, None), whole.gather_from(kernels, &device_images, &device_pairs, None));
+    for (step, valid) in [(2, pairs), (3, pairs - pairs / 3)] {
+        split.train_step_gathered(&split_gather, pairs, valid);
+        whole.train_step_gathered(&whole_gather, pairs, valid);
+        same(&split, &whole, step, &format!("gathered, {valid} valid pairs,"));
+    }
+}
+
+#[test]
+fn micro_batched_steps_give_the_whole_batch_bits() {
+    let forced = |pairs: usize| TwinOptions { micro_pairs: Some(pairs), ..TwinOptions::new(true) };
+    // The tutorial's fused head, in micro-batches that cut the weight gradients' chunks; the last one
+    // shorter.
+    micro_batches_give_the_whole_batch_bits(TUTORIAL_TOWER, InputShape::FASHION_MNIST, 21, forced(4), true);
+    // Pooling epilogues, a strided conv, dense layers, dropout, colour; unfused too; one pair at a time.
+    let spec = "conv(8,3),maxpool,dropout(0.3),conv(12,3,stride=2),dropout(0.2),gap,dense(10,relu),dense(5)";
+    micro_batches_give_the_whole_batch_bits(spec, InputShape { h: 13, w: 11, c: 3 }, 10, forced(3), true);
+    micro_batches_give_the_whole_batch_bits(spec, InputShape { h: 13, w: 11, c: 3 }, 10, forced(1), false);
+    // Chosen by the twin itself under a memory budget.
+    let budget = TwinOptions { memory_budget: Some(3 << 20), ..TwinOptions::new(true) };
+    micro_batches_give_the_whole_batch_bits("conv(16,3),maxpool,conv(16,3),gap,dense(8)", InputShape { h: 24, w: 24, c: 3 }, 16, budget, true);
+}
+
+#[test]
+fn a_batch_too_large_for_the_adapter_runs_in_micro_batches() {
+    let (gpu, kernels) = gpu();
+    // 48x48 colour pictures at batch 64 through the tutorial's tower: the conv's output alone is
+    // 128 x 48 x 48 x 128 f32s (144 MiB), more than lavapipe binds at once.
+    let input = InputShape { h: 48, w: 48, c: 3 };
+    let plan = Plan::new(&TowerSpec::tutorial(), input, 2 * 64, 0).unwrap();
+    let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 8, false).unwrap();
+    let activation = 128 * 48 * 48 * 128 * 4u64;
+    if activation > gpu.max_binding_bytes() {
+        assert!(twin.micro_batches() > 1, "{} micro-batches", twin.micro_batches());
+    }
+    twin.set_params(&glorot_uniform(&plan, 0));
+    let b = batch(&plan, 0);
+    twin.set_batch(&b.inputs, &b.labels);
+    twin.train_step();
+    assert!(twin.read_loss(0).is_finite() && twin.read_grads().iter().all(|g| g.is_finite()));
+    // A pair whose images alone are more than the adapter binds: refused, saying so, before allocating.
+    let plan = Plan::new(&"conv(16,3),maxpool,gap,dense(8)".parse().unwrap(), InputShape { h: 4096, w: 4096, c: 3 }, 2 * 4, 0).unwrap();
     let err = GpuTwin::new(gpu, kernels, plan, AdamConfig::default(), 1.0, 8, false).err().expect("too large");
-    let message = err.to_string();
-    assert!(message.contains("200000 pairs") && message.contains("smaller batch size"), "{message}");
+    assert!(err.to_string().contains("one pair of 4096x4096x3 images"), "{err}");
 }
 
 #[test]

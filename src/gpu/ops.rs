@@ -45,7 +45,7 @@ pub const KERNELS: &[Kernel] = &[
 ];
 
 /// The values that change every step, one small uniform buffer written before each submission
-/// (`Step` in dropout.wgsl, contrastive.wgsl and adam.wgsl).
+/// (`Step` in common.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct StepUniform {
@@ -61,13 +61,19 @@ pub struct StepUniform {
     pub batch_start: u32,
     /// How many of the batch's pairs are real; the rest pad a last, partial batch.
     pub valid_pairs: u32,
-    pub _pad: [u32; 2],
+    /// The whole batch's pairs, when the step runs in micro-batches (0 otherwise: batch_image).
+    pub batch_pairs: u32,
+    /// The micro-batch's first pair in the step's batch, and its pairs (0 when not in micro-batches).
+    pub micro_start: u32,
+    pub micro_pairs: u32,
+    pub _pad: [u32; 3],
 }
 
 impl Kernels {
-    pub fn distance_forward(&self, pairs: usize, dim: usize, emb: Region, dist: Region) -> Dispatch {
+    /// The distances of `pairs` pairs of embeddings `emb` into `dist`, from the step's `micro_start`.
+    pub fn distance_forward(&self, pairs: usize, dim: usize, step: Region, emb: Region, dist: Region) -> Dispatch {
         let c = [("PAIRS", pairs as f64), ("DIM", dim as f64)];
-        self.dispatch(DISTANCE_FORWARD, &c, &[(1, emb), (2, dist)], pairs).with_work(3 * pairs * dim, 2 * pairs * dim + pairs)
+        self.dispatch(DISTANCE_FORWARD, &c, &[(1, emb), (2, dist), (6, step)], pairs).with_work(3 * pairs * dim, 2 * pairs * dim + pairs)
     }
 
     pub fn distance_backward(&self, pairs: usize, dim: usize, ddist: Region, emb: Region, demb: Region) -> Dispatch {

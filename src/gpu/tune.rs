@@ -8,7 +8,7 @@
 //! (an adapter whose subgroups are not runs of consecutive invocations, say).
 
 use super::{record, Dispatch, Gpu, Kernels, Region};
-use crate::layers::conv2d::{conv2d_weight_chunks, Conv2dDims, Product, Share, Variant};
+use crate::layers::conv2d::{Conv2dDims, Product, Share, Variant, WeightChunks};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -144,14 +144,22 @@ impl Kernels {
             Product::BackwardInput => (d.input_len(), storage(d.input_len(), 0)),
             Product::BackwardWeight => (d.param_len(), storage(d.param_len(), 0)),
         };
-        let partial = storage(branches * conv2d_weight_chunks(d, branches) * d.param_len(), 0);
+        let chunks = WeightChunks::of(d, branches, d.batch);
+        let partial = storage(chunks.partials_len(branches, d.param_len()), 0);
+        // A step uniform of zeros: the whole batch, from its first pair.
+        let step_uniform = wgpu::util::DeviceExt::create_buffer_init(&device, &wgpu::util::BufferInitDescriptor {
+            label: Some("tuning step"),
+            contents: bytemuck::bytes_of(&super::StepUniform::default()),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
         let launch = |v: Variant| -> Vec<Dispatch> {
             match product {
                 Product::Forward => vec![self.conv2d_gemm_forward_as(d, v, (&x).into(), (&wb).into(), (&out).into())],
                 Product::BackwardInput => vec![self.conv2d_gemm_backward_input_as(d, v, (&dz).into(), (&wb).into(), (&out).into())],
-                Product::BackwardWeight => {
-                    Vec::from(self.conv2d_gemm_backward_weight_as(d, v, branches, (&x).into(), (&dz).into(), (&partial).into(), (&out).into()))
-                }
+                Product::BackwardWeight => vec![
+                    self.conv2d_gemm_backward_weight_as(d, v, branches, &chunks, 0, (&step_uniform).into(), (&x).into(), (&dz).into(), (&partial).into()),
+                    self.sum_partials(d.param_len(), branches, chunks.per_branch, (&partial).into(), (&out).into()),
+                ],
             }
         };
         let run = |dispatches: &[Dispatch]| {

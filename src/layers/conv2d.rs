@@ -210,8 +210,8 @@ impl Layer for Conv2dDims {
     fn aux_len(&self) -> usize {
         self.output_len()
     }
-    fn scratch_len(&self, branches: usize) -> usize {
-        branches * conv2d_weight_chunks(self, branches) * self.param_len()
+    fn partials_len(&self, branches: usize, whole_batch: usize) -> usize {
+        WeightChunks::of(self, branches, whole_batch).partials_len(branches, self.param_len())
     }
     fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
         if let Some(pool) = &io.pool {
@@ -236,11 +236,16 @@ impl Layer for Conv2dDims {
         } else {
             io.dy.clone()
         };
-        dispatches.extend(kernels.conv2d_gemm_backward_weight(self, io.branches, io.x.clone(), dz.clone(), io.scratch.clone(), io.grads()));
+        let chunks = WeightChunks::of(self, io.branches, io.whole_batch);
+        dispatches.push(kernels.conv2d_gemm_backward_weight(self, io.branches, &chunks, io.first_pair, io.step.clone(), io.x.clone(), dz.clone(), io.partials()));
         if let Some(dx) = &io.dx {
             dispatches.push(kernels.conv2d_gemm_backward_input(self, dz, io.params(), dx.clone()));
         }
         dispatches
+    }
+    fn record_gradient(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
+        let chunks = WeightChunks::of(self, io.branches, io.whole_batch);
+        vec![kernels.sum_partials(self.param_len(), io.branches, chunks.per_branch, io.partials(), io.grads())]
     }
 }
 
@@ -500,7 +505,7 @@ impl Product {
     }
 }
 
-pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -> Vec<(&'static str, f64)> {
+pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize) -> Vec<(&'static str, f64)> {
     let f = |v: usize| v as f64;
     vec![
         ("BATCH", f(d.batch)),
@@ -517,19 +522,55 @@ pub(crate) fn conv2d_constants(d: &Conv2dDims, branches: usize, chunks: usize) -
         ("PAD_LEFT", f(d.pad_left())),
         ("RELU", d.relu as u8 as f64),
         ("BRANCHES", f(branches)),
-        ("CHUNKS", f(chunks)),
     ]
 }
 
-/// How many chunks each branch's output positions, taken in 2x2 blocks, are split into for the weight
-/// gradient: enough lanes (one per chunk, group of 16 output channels and k-quad, the k-quads padded to
-/// eights) to keep about 16k busy, but at least 8 blocks a chunk (the partial sums, and adding them up,
-/// cost what the chunks hold: a dense layer's 1x1 images make one block each). The same for every
-/// variant, and for the fused block, so that their partial sums are the same.
-pub fn conv2d_weight_chunks(d: &Conv2dDims, branches: usize) -> usize {
-    let blocks = d.batch / branches * d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
-    let lanes_per_chunk = d.taps().div_ceil(4).div_ceil(8) * 8 * d.out_c.div_ceil(16);
-    (16384usize).div_ceil(branches * lanes_per_chunk).clamp(1, blocks.div_ceil(8).max(1))
+/// How the weight gradient's sum over a branch's output positions (in 2x2 blocks, image by image) is
+/// cut into chunks, each a lane's partial sum, that `reduce.wgsl` then adds in a fixed order: enough
+/// chunks to keep about 16k lanes busy (one per chunk, group of 16 output channels and k-quad, the
+/// k-quads padded to eights), but at least 8 blocks a chunk (the partial sums, and adding them up,
+/// cost what the chunks hold: a dense layer's 1x1 images make one block each). Laid out over the
+/// step's whole batch: a micro-batch adds its blocks to the chunks they meet, going on from the sum an
+/// earlier one stored, so that the sums are the whole batch's bits (`weight_chunk` in common.wgsl). The
+/// same for every variant and for the fused block, so that their partial sums are the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightChunks {
+    /// Chunks a branch has over the whole batch.
+    pub per_branch: usize,
+    /// Images a branch has in the whole batch.
+    pub branch_images: usize,
+    /// 2x2 blocks of output positions an image has.
+    pub per_image: usize,
+}
+
+impl WeightChunks {
+    /// The chunks of `d` when the step's whole batch is `whole_batch` images in `branches` branches.
+    pub fn of(d: &Conv2dDims, branches: usize, whole_batch: usize) -> WeightChunks {
+        let per_image = d.out_h().div_ceil(2) * d.out_w().div_ceil(2);
+        let branch_images = whole_batch / branches;
+        let blocks = branch_images * per_image;
+        let lanes_per_chunk = d.taps().div_ceil(4).div_ceil(8) * 8 * d.out_c.div_ceil(16);
+        let per_branch = 16384usize.div_ceil(branches * lanes_per_chunk).clamp(1, blocks.div_ceil(8).max(1));
+        WeightChunks { per_branch, branch_images, per_image }
+    }
+
+    /// The chunks a micro-batch of `images` images a branch from image `first` adds to (the last one
+    /// also the empty chunks after the end): `micro_chunks` in common.wgsl.
+    pub fn of_micro(&self, first: usize, images: usize) -> usize {
+        let len = (self.branch_images * self.per_image).div_ceil(self.per_branch);
+        let end = (first + images) * self.per_image;
+        let last = if first + images >= self.branch_images { self.per_branch } else { end.div_ceil(len) };
+        last - first * self.per_image / len
+    }
+
+    /// f32s of partial sums for a layer of `param_len` parameters.
+    pub fn partials_len(&self, branches: usize, param_len: usize) -> usize {
+        branches * self.per_branch * param_len
+    }
+
+    pub(crate) fn constants(&self) -> [(&'static str, f64); 2] {
+        [("CHUNKS", self.per_branch as f64), ("WHOLE_IMAGES", self.branch_images as f64)]
+    }
 }
 
 /// A region as a vec4 view: its length rounded up to whole quads (buffers are allocated in quads).
@@ -540,7 +581,7 @@ fn quads(region: &Region) -> Region {
 impl Kernels {
     /// The exactly rounded forward pass (conv2d.wgsl), one output per lane.
     pub fn conv2d_forward_exact(&self, d: &Conv2dDims, x: Region, wb: Region, y: Region) -> Dispatch {
-        self.dispatch(CONV2D_FORWARD, &conv2d_constants(d, 1, 1), &[(1, x), (2, wb), (3, y)], d.output_len())
+        self.dispatch(CONV2D_FORWARD, &conv2d_constants(d, 1), &[(1, x), (2, wb), (3, y)], d.output_len())
             .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
     }
 
@@ -553,7 +594,7 @@ impl Kernels {
         let positions = d.batch * d.out_h() * d.out_w();
         let groups = [positions.div_ceil(256 * v.rows), d.out_c.div_ceil(4 * v.col_quads)];
         let bindings = [(1, x.clone()), (7, quads(&x)), (2, wb.clone()), (8, quads(&wb)), (3, y)];
-        self.dispatch_groups(Product::Forward.kernel(v.share), &variant_constants(d, 1, 1, v), &bindings, groups)
+        self.dispatch_groups(Product::Forward.kernel(v.share), &variant_constants(d, 1, v), &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
     }
 
@@ -563,7 +604,7 @@ impl Kernels {
         let v = Variant { rows: 4, ..self.conv2d_variant(d, Product::Forward) };
         let groups = [d.pooled_positions().div_ceil(256), d.out_c.div_ceil(4 * v.col_quads)];
         let bindings = [(1, x.clone()), (7, quads(&x)), (2, wb.clone()), (8, quads(&wb)), (3, y), (13, step), (14, pool.codes.clone())];
-        let mut c = variant_constants(d, 1, 1, v);
+        let mut c = variant_constants(d, 1, v);
         c.extend(pool_constants(pool));
         let pooled = d.pooled_positions() * d.out_c;
         self.dispatch_groups(GEMM_FORWARD_POOLED[v.share as usize], &c, &bindings, groups)
@@ -572,7 +613,7 @@ impl Kernels {
 
     /// The pre-activation's gradient `dz` from the pooled (and dropped) output's `dy` and the codes.
     pub fn conv2d_pool_grad_z(&self, d: &Conv2dDims, pool: &PoolEpilogue, dy: Region, dz: Region) -> Dispatch {
-        let mut c = conv2d_constants(d, 1, 1);
+        let mut c = conv2d_constants(d, 1);
         c.extend(pool_constants(pool));
         let floats = d.output_len() + d.pooled_positions() * d.out_c + d.codes_len();
         if d.out_c.is_multiple_of(4) {
@@ -584,7 +625,7 @@ impl Kernels {
 
     /// dz = dy masked by the ReLU's output `y`.
     pub fn conv2d_grad_z(&self, d: &Conv2dDims, y: Region, dy: Region, dz: Region) -> Dispatch {
-        self.dispatch(CONV2D_GRAD_Z, &conv2d_constants(d, 1, 1), &[(10, y), (11, dy), (12, dz)], d.output_len())
+        self.dispatch(CONV2D_GRAD_Z, &conv2d_constants(d, 1), &[(10, y), (11, dy), (12, dz)], d.output_len())
             .with_work(d.output_len(), 3 * d.output_len())
     }
 
@@ -597,15 +638,27 @@ impl Kernels {
         let positions = d.batch * d.in_h * d.in_w;
         let groups = [positions.div_ceil(256 * v.rows), d.in_c.div_ceil(4 * v.col_quads)];
         let bindings = [(4, dz.clone()), (9, quads(&dz)), (2, wb.clone()), (8, quads(&wb)), (5, dx)];
-        self.dispatch_groups(Product::BackwardInput.kernel(v.share), &variant_constants(d, 1, 1, v), &bindings, groups)
+        self.dispatch_groups(Product::BackwardInput.kernel(v.share), &variant_constants(d, 1, v), &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.output_len() + d.param_len() + d.input_len())
     }
 
-    /// The kernel-and-bias gradient from the pre-activation's gradient `dz`: partial sums into
-    /// `partial` (at least `branches * conv2d_weight_chunks * param_len` f32s), then their fixed-order
-    /// sum into `dwb`.
-    pub fn conv2d_gemm_backward_weight(&self, d: &Conv2dDims, branches: usize, x: Region, dz: Region, partial: Region, dwb: Region) -> [Dispatch; 2] {
-        self.conv2d_gemm_backward_weight_as(d, self.conv2d_variant(d, Product::BackwardWeight), branches, x, dz, partial, dwb)
+    /// The kernel-and-bias gradient's partial sums from the pre-activation's gradient `dz`, into the
+    /// chunks of `partial` (`chunks.partials_len` f32s) that a micro-batch from pair `first` meets (its
+    /// step uniform's `micro_start`; 0 for a whole batch); `sum_partials` then adds them into the
+    /// gradient, once every micro-batch has run.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_gemm_backward_weight(
+        &self,
+        d: &Conv2dDims,
+        branches: usize,
+        chunks: &WeightChunks,
+        first: usize,
+        step: Region,
+        x: Region,
+        dz: Region,
+        partial: Region,
+    ) -> Dispatch {
+        self.conv2d_gemm_backward_weight_as(d, self.conv2d_variant(d, Product::BackwardWeight), branches, chunks, first, step, x, dz, partial)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -614,21 +667,24 @@ impl Kernels {
         d: &Conv2dDims,
         v: Variant,
         branches: usize,
+        chunks: &WeightChunks,
+        first: usize,
+        step: Region,
         x: Region,
         dz: Region,
         partial: Region,
-        dwb: Region,
-    ) -> [Dispatch; 2] {
-        let chunks = conv2d_weight_chunks(d, branches);
-        let lanes = branches * chunks * d.out_c.div_ceil(4 * v.col_quads) * d.taps().div_ceil(4).div_ceil(8) * 8;
-        let bindings = [(1, x.clone()), (7, quads(&x)), (4, dz.clone()), (9, quads(&dz)), (6, partial.clone())];
-        let partials = self
-            .dispatch(Product::BackwardWeight.kernel(v.share), &variant_constants(d, branches, chunks, v), &bindings, lanes)
-            .with_work(2 * d.output_len() * (d.taps() + 1), d.input_len() + d.output_len() + branches * chunks * d.param_len());
-        [partials, self.sum_partials(d.param_len(), branches, chunks, partial, dwb)]
+    ) -> Dispatch {
+        let micro_chunks = chunks.of_micro(first, d.batch / branches);
+        let lanes = branches * micro_chunks * d.out_c.div_ceil(4 * v.col_quads) * d.taps().div_ceil(4).div_ceil(8) * 8;
+        let bindings = [(1, x.clone()), (7, quads(&x)), (4, dz.clone()), (9, quads(&dz)), (6, partial), (13, step)];
+        let mut c = variant_constants(d, branches, v);
+        c.extend(chunks.constants());
+        self.dispatch(Product::BackwardWeight.kernel(v.share), &c, &bindings, lanes)
+            .with_work(2 * d.output_len() * (d.taps() + 1), d.input_len() + d.output_len() + branches * micro_chunks * d.param_len())
     }
 
-    /// out[j] = the fixed-order sum over branches of the pairwise sum over chunks of partial[b][c][j].
+    /// out[j] = the fixed-order sum over branches of the pairwise sum over chunks of partial[b][c][j],
+    /// `chunks` per branch.
     pub fn sum_partials(&self, count: usize, branches: usize, chunks: usize, partial: Region, out: Region) -> Dispatch {
         let r = [("COUNT", count as f64), ("BRANCHES", branches as f64), ("CHUNKS", chunks as f64)];
         self.dispatch(SUM_PARTIALS, &r, &[(1, partial), (2, out)], count)
@@ -641,8 +697,8 @@ fn pool_constants(pool: &PoolEpilogue) -> Vec<(&'static str, f64)> {
     ["HAS_DROPOUT", "DROPOUT_SEED", "DROPOUT_THRESHOLD", "DROPOUT_SCALE"].into_iter().zip(dropout).collect()
 }
 
-fn variant_constants(d: &Conv2dDims, branches: usize, chunks: usize, v: Variant) -> Vec<(&'static str, f64)> {
-    let mut c = conv2d_constants(d, branches, chunks);
+fn variant_constants(d: &Conv2dDims, branches: usize, v: Variant) -> Vec<(&'static str, f64)> {
+    let mut c = conv2d_constants(d, branches);
     c.extend([("ROWS", v.rows as f64), ("COL_QUADS", v.col_quads as f64)]);
     c
 }

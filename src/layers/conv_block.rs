@@ -5,7 +5,7 @@
 //! layers' operations in the same order, so the two paths give the same bits. Only a leading block
 //! fuses: nothing before it trains, so its input gradient is never needed.
 
-use super::conv2d::{conv2d_constants, conv2d_weight_chunks, Conv2dDims};
+use super::conv2d::{conv2d_constants, Conv2dDims, WeightChunks};
 use super::dropout::DropoutDims;
 use super::gap::GapDims;
 use super::maxpool::PoolDims;
@@ -90,8 +90,8 @@ pub const KERNELS: &[Kernel] = &[
 ];
 
 /// The fused block's constants: the conv's, then its dropout's (without one, nothing is dropped).
-fn conv2d_maxpool_gap_constants(d: &Conv2dMaxPoolGapDims, branches: usize, chunks: usize) -> Vec<(&'static str, f64)> {
-    let mut c = conv2d_constants(&d.conv, branches, chunks);
+fn conv2d_maxpool_gap_constants(d: &Conv2dMaxPoolGapDims, branches: usize) -> Vec<(&'static str, f64)> {
+    let mut c = conv2d_constants(&d.conv, branches);
     let dropout = d.dropout.map_or([0.0, 0.0, 0.0, 1.0], |d| [1.0, d.seed as f64, d.threshold() as f64, d.scale() as f64]);
     c.extend(["HAS_DROPOUT", "DROPOUT_SEED", "DROPOUT_THRESHOLD", "DROPOUT_SCALE"].into_iter().zip(dropout));
     c.push(("EXACT", d.exact as u8 as f64));
@@ -108,33 +108,36 @@ impl Kernels {
         // The convolution's products; pooling, dropout and the average are a few operations per output.
         let flops = 2 * c.output_len() * c.kernel_h * c.kernel_w * c.in_c;
         let kernel = CONV2D_MAXPOOL_GAP_FORWARD[!self.subgroups as usize];
-        self.dispatch(kernel, &conv2d_maxpool_gap_constants(d, 1, 1), &bindings, lanes)
+        self.dispatch(kernel, &conv2d_maxpool_gap_constants(d, 1), &bindings, lanes)
             .with_work(flops, c.input_len() + c.param_len() + d.output_len() + d.codes_len())
     }
 
-    /// The fused block's kernel-and-bias gradient from the averages' gradient `dy` and the forward's
-    /// `codes`, through partial sums as [`Kernels::conv2d_backward_weight`]: the same sums, bit for bit.
+    /// The fused block's kernel-and-bias gradient's partial sums from the averages' gradient `dy` and
+    /// the forward's `codes`, chunked as [`Kernels::conv2d_gemm_backward_weight`]'s (a micro-batch from
+    /// pair `first`): the same sums, bit for bit, which `sum_partials` then adds up.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_maxpool_gap_backward_weight(
         &self,
         d: &Conv2dMaxPoolGapDims,
         branches: usize,
+        chunks: &WeightChunks,
+        first: usize,
+        step: Region,
         x: Region,
         dy: Region,
         codes: Region,
         partial: Region,
-        dwb: Region,
-    ) -> [Dispatch; 2] {
+    ) -> Dispatch {
         let conv = &d.conv;
-        let chunks = conv2d_weight_chunks(conv, branches);
-        let bindings = [(1, x), (4, dy), (5, partial.clone()), (7, codes)];
-        let constants = conv2d_maxpool_gap_constants(d, branches, chunks);
-        let lanes = branches * chunks * conv.out_c.div_ceil(8);
+        let micro_chunks = chunks.of_micro(first, conv.batch / branches);
+        let bindings = [(1, x), (4, dy), (5, partial), (6, step), (7, codes)];
+        let mut constants = conv2d_maxpool_gap_constants(d, branches);
+        constants.extend(chunks.constants());
+        let lanes = branches * micro_chunks * conv.out_c.div_ceil(8);
         // Products at the winners only: a quarter of the conv's outputs.
         let flops = 2 * d.pool().output_len() * (conv.kernel_h * conv.kernel_w * conv.in_c + 1);
-        let floats = conv.input_len() + d.codes_len() + d.output_len() + branches * chunks * conv.param_len();
+        let floats = conv.input_len() + d.codes_len() + d.output_len() + branches * micro_chunks * conv.param_len();
         let kernel = CONV2D_MAXPOOL_GAP_BACKWARD_WEIGHT[!self.subgroups as usize];
-        let partials = self.dispatch(kernel, &constants, &bindings, lanes).with_work(flops, floats);
-        [partials, self.sum_partials(conv.param_len(), branches, chunks, partial, dwb)]
+        self.dispatch(kernel, &constants, &bindings, lanes).with_work(flops, floats)
     }
 }

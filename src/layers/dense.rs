@@ -4,7 +4,7 @@
 //! convolution engine (`conv2d_gemm.wgsl`).
 
 use super::{activation_name, grad_z, parse_activation, Backward, Init, Io, Layer, LayerKind, Pass, PlanContext, Shape, TensorSpec};
-use super::conv2d::{conv2d_weight_chunks, Conv2dDims, Padding};
+use super::conv2d::{Conv2dDims, Padding};
 use crate::gpu::{Dispatch, Kernel, Kernels};
 use crate::model::{Args, SpecError};
 use crate::reference::Real;
@@ -104,14 +104,17 @@ impl Layer for DenseDims {
     fn aux_len(&self) -> usize {
         self.as_conv().aux_len()
     }
-    fn scratch_len(&self, branches: usize) -> usize {
-        branches * conv2d_weight_chunks(&self.as_conv(), branches) * self.param_len()
+    fn partials_len(&self, branches: usize, whole_batch: usize) -> usize {
+        self.as_conv().partials_len(branches, whole_batch)
     }
     fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
         self.as_conv().record_forward(kernels, &Io { exact: false, ..io.clone() })
     }
     fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
         self.as_conv().record_backward(kernels, io)
+    }
+    fn record_gradient(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
+        self.as_conv().record_gradient(kernels, io)
     }
 }
 

@@ -127,9 +127,10 @@ const SHADER: &str = include_str!("../../shaders/dropout.wgsl");
 pub const DROPOUT_FORWARD: Kernel = Kernel::new("dropout", &[("dropout", SHADER)], "dropout_forward");
 pub const DROPOUT_BACKWARD: Kernel = Kernel::new("dropout", &[("dropout", SHADER)], "dropout_backward");
 
-fn dropout_constants(d: &DropoutDims) -> [(&'static str, f64); 4] {
+fn dropout_constants(d: &DropoutDims) -> [(&'static str, f64); 5] {
     [
         ("COUNT", d.count() as f64),
+        ("PER_IMAGE", d.shape.len() as f64),
         ("SEED", d.seed as f64),
         ("THRESHOLD", d.threshold() as f64),
         ("SCALE", d.scale() as f64),

@@ -106,7 +106,9 @@ pub struct Backward<'a, T> {
 
 /// The GPU buffers one layer's launches bind: its input and output, their gradients, its parameters'
 /// and their gradients' regions of the flat buffers, its state, what its forward keeps for its
-/// backward (`aux`), the scratch shared by every layer (partial sums), and the step's uniform.
+/// backward (`aux`), its weight gradient's partial sums, and the step's uniform. A step may run in
+/// micro-batches (twin.rs): the layer is then laid out for one micro-batch, and its partial sums, laid
+/// out over the whole batch, gather every micro-batch's before `record_gradient` adds them up.
 #[derive(Clone)]
 pub struct Io {
     pub step: Region,
@@ -119,8 +121,13 @@ pub struct Io {
     pub grads: Option<Region>,
     pub state: Option<Region>,
     pub aux: Option<Region>,
-    pub scratch: Region,
+    /// The weight gradient's partial sums (`Layer::partials_len`), the layer's own.
+    pub partials: Option<Region>,
     pub branches: usize,
+    /// Images in the step's whole batch (the layer's own batch unless the step runs in micro-batches),
+    /// and the first pair of the micro-batch the launches are for.
+    pub whole_batch: usize,
+    pub first_pair: usize,
     /// Round each convolution multiply-add once, as a fused multiply-add, whatever the adapter's fma
     /// does (see conv2d.rs).
     pub exact: bool,
@@ -135,6 +142,9 @@ impl Io {
     }
     fn grads(&self) -> Region {
         self.grads.clone().expect("a layer with parameters is given its gradients' region")
+    }
+    fn partials(&self) -> Region {
+        self.partials.clone().expect("a layer with parameters is given its partial sums' buffer")
     }
 }
 
@@ -179,14 +189,21 @@ pub trait Layer {
     fn aux_len(&self) -> usize {
         0
     }
-    /// f32s of scratch its launches need (partial sums), shared with every other layer.
-    fn scratch_len(&self, _branches: usize) -> usize {
+    /// f32s of partial sums its weight gradient keeps until the step's end, when the step's whole
+    /// batch is `whole_batch` images.
+    fn partials_len(&self, _branches: usize, _whole_batch: usize) -> usize {
         0
     }
     /// Its forward launches on the GPU.
     fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch>;
-    /// Its backward launches: its parameters' gradient into `io.grads`, its input's into `io.dx`.
+    /// Its backward launches: its parameters' gradient's partial sums into `io.partials`, its input's
+    /// gradient into `io.dx`.
     fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch>;
+    /// The launches that add its partial sums into its parameters' gradient, `io.grads`: once a step,
+    /// after every micro-batch's backward.
+    fn record_gradient(&self, _kernels: &Kernels, _io: &Io) -> Vec<Dispatch> {
+        Vec::new()
+    }
 }
 
 /// The two enums a tower is made of, one variant per layer kind, and `with_layer!` to reach the layer
@@ -282,14 +299,17 @@ impl LayerOp {
     pub fn aux_len(&self) -> usize {
         with_layer!(self, l => l.aux_len())
     }
-    pub fn scratch_len(&self, branches: usize) -> usize {
-        with_layer!(self, l => l.scratch_len(branches))
+    pub fn partials_len(&self, branches: usize, whole_batch: usize) -> usize {
+        with_layer!(self, l => l.partials_len(branches, whole_batch))
     }
     pub fn record_forward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
         with_layer!(self, l => l.record_forward(kernels, io))
     }
     pub fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
         with_layer!(self, l => l.record_backward(kernels, io))
+    }
+    pub fn record_gradient(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
+        with_layer!(self, l => l.record_gradient(kernels, io))
     }
 }
 

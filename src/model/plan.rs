@@ -58,6 +58,8 @@ pub struct Plan {
     /// adapter's fma does (`--exact`: Keras' bits, at ~17 operations a multiply-add on an adapter
     /// without a fused one); by default they use the adapter's fma.
     pub exact: bool,
+    /// The run's seed, which dropout layers derive their masks' seeds from.
+    pub seed: u64,
 }
 
 /// A spec that cannot be laid out for the given input.
@@ -106,11 +108,19 @@ impl Plan {
         if !shape.flat {
             return Err(PlanError("the tower must end in a flat embedding: add gap (and dense) at the end".into()));
         }
-        Ok(Plan { spec: spec.clone(), input, batch, layers, param_len, state_len, embedding_dim: shape.c, exact: false })
+        Ok(Plan { spec: spec.clone(), input, batch, layers, param_len, state_len, embedding_dim: shape.c, exact: false, seed })
     }
 
     pub fn pairs(&self) -> usize {
         self.batch / 2
+    }
+
+    /// The same tower laid out for `batch` images (a micro-batch): the same parameters, state and
+    /// dropout seeds.
+    pub fn with_batch(&self, batch: usize) -> Plan {
+        let mut plan = Plan::new(&self.spec, self.input, batch, self.seed).expect("a plan that lays out at one batch lays out at any even batch");
+        plan.exact = self.exact;
+        plan
     }
 
     /// Number of trainable parameters (padding excluded).
