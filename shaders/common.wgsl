@@ -39,13 +39,13 @@ struct ChunkRun {
     continues: bool,
 }
 
-fn chunk_len(per_image: u32, whole_images: u32, chunks: u32) -> u32 {
+fn weight_chunk_len(per_image: u32, whole_images: u32, chunks: u32) -> u32 {
     return (whole_images * per_image + chunks - 1u) / chunks;
 }
 
 fn weight_chunk(local: u32, per_image: u32, whole_images: u32, chunks: u32, first: u32, images: u32) -> ChunkRun {
     let blocks = whole_images * per_image;
-    let len = chunk_len(per_image, whole_images, chunks);
+    let len = weight_chunk_len(per_image, whole_images, chunks);
     let b0 = first * per_image;
     let chunk = b0 / len + local;
     let chunk_start = chunk * len;
@@ -56,7 +56,7 @@ fn weight_chunk(local: u32, per_image: u32, whole_images: u32, chunks: u32, firs
 
 // How many chunks the micro-batch meets; the last micro-batch also takes the empty chunks after the end.
 fn micro_chunks(per_image: u32, whole_images: u32, chunks: u32, first: u32, images: u32) -> u32 {
-    let len = chunk_len(per_image, whole_images, chunks);
+    let len = weight_chunk_len(per_image, whole_images, chunks);
     let b1 = (first + images) * per_image;
     let last = select((b1 + len - 1u) / len, chunks, first + images >= whole_images);
     return last - first * per_image / len;

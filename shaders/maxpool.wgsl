@@ -78,3 +78,64 @@ fn maxpool2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
         }
     }
 }
+
+// Any window size and stride ('valid': what no window reaches is dropped). SIZE and STRIDE are only
+// read here.
+override SIZE: u32 = 2u;
+override STRIDE: u32 = 2u;
+
+// Index into x of the first maximum, in row-major order, of window (n, oy, ox) of channel c.
+fn argmax_of(n: u32, oy: u32, ox: u32, c: u32) -> u32 {
+    let corner = ((n * IN_H + STRIDE * oy) * IN_W + STRIDE * ox) * CHANNELS + c;
+    var best = corner;
+    for (var wy = 0u; wy < SIZE; wy++) {
+        for (var wx = 0u; wx < SIZE; wx++) {
+            let i = corner + (wy * IN_W + wx) * CHANNELS;
+            if (x[i] > x[best]) {
+                best = i;
+            }
+        }
+    }
+    return best;
+}
+
+@compute @workgroup_size(256)
+fn maxpool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let o = thread_index(wg, nwg, lid);
+    if (o >= BATCH * OUT_H * OUT_W * CHANNELS) {
+        return;
+    }
+    let c = o % CHANNELS;
+    let ox = (o / CHANNELS) % OUT_W;
+    let oy = (o / (CHANNELS * OUT_W)) % OUT_H;
+    let n = o / (CHANNELS * OUT_W * OUT_H);
+    y[o] = x[argmax_of(n, oy, ox, c)];
+}
+
+// One lane per input: the sum, over the windows holding it in window order, of the gradients of those
+// it is the first maximum of.
+@compute @workgroup_size(256)
+fn maxpool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= BATCH * IN_H * IN_W * CHANNELS) {
+        return;
+    }
+    let c = i % CHANNELS;
+    let ix = (i / CHANNELS) % IN_W;
+    let iy = (i / (CHANNELS * IN_W)) % IN_H;
+    let n = i / (CHANNELS * IN_W * IN_H);
+    // Windows oy with STRIDE oy <= iy < STRIDE oy + SIZE, within the output.
+    let oy_first = select(0u, (iy - SIZE + STRIDE) / STRIDE, iy + 1u > SIZE);
+    let ox_first = select(0u, (ix - SIZE + STRIDE) / STRIDE, ix + 1u > SIZE);
+    var g = 0.0;
+    for (var oy = oy_first; oy <= min(iy / STRIDE, OUT_H - 1u); oy++) {
+        for (var ox = ox_first; ox <= min(ix / STRIDE, OUT_W - 1u); ox++) {
+            if (argmax_of(n, oy, ox, c) == i) {
+                g += dy[((n * OUT_H + oy) * OUT_W + ox) * CHANNELS + c];
+            }
+        }
+    }
+    dx[i] = g;
+}

@@ -16,7 +16,25 @@ override CHUNKS: u32;
 // The pairwise sum of partial[branch][0..CHUNKS][j], with a stack of subtotals by tree level: chunk c
 // closes one subtree per trailing 1 bit of c.
 fn pairwise_sum(branch: u32, j: u32) -> f32 {
-    var levels: array<f32, 32>;
+    // The trees of up to four chunks written out: the layers with the most parameters have the fewest
+    // chunks, and a lane's stack of subtotals costs them more than their sums.
+    let p = branch * CHUNKS * COUNT + j;
+    switch CHUNKS {
+        case 1u: {
+            return partial[p];
+        }
+        case 2u: {
+            return partial[p] + partial[p + COUNT];
+        }
+        case 3u: {
+            return (partial[p] + partial[p + COUNT]) + partial[p + 2u * COUNT];
+        }
+        case 4u: {
+            return (partial[p] + partial[p + COUNT]) + (partial[p + 2u * COUNT] + partial[p + 3u * COUNT]);
+        }
+        default: {}
+    }
+    var levels: array<f32, 16>;
     for (var c = 0u; c < CHUNKS; c++) {
         var v = partial[(branch * CHUNKS + c) * COUNT + j];
         var level = 0u;
@@ -26,10 +44,11 @@ fn pairwise_sum(branch: u32, j: u32) -> f32 {
         }
         levels[level] = v;
     }
-    // The complete subtrees left are the set bits of CHUNKS, earliest chunks at the highest level.
+    // The complete subtrees left are the set bits of CHUNKS, earliest chunks at the highest level
+    // (a loop only as long as CHUNKS has bits: each turn costs a lane a dynamic index).
     var acc = 0.0;
     var started = false;
-    for (var level = 0u; level < 32u; level++) {
+    for (var level = 0u; (CHUNKS >> level) != 0u; level++) {
         if (((CHUNKS >> level) & 1u) == 1u) {
             acc = select(levels[level], levels[level] + acc, started);
             started = true;

@@ -45,6 +45,15 @@ pub struct TrainConfig {
     /// bits, much slower on an adapter without a fused multiply-add).
     #[serde(default)]
     pub exact: bool,
+    /// How the learning rate moves after its warm-up (constant by default).
+    #[serde(default)]
+    pub lr_schedule: crate::optimizer::LrSchedule,
+    /// Epochs (fractions allowed) over which the learning rate rises linearly from near 0.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Stop when val_loss has not improved for this many epochs, and end on the best weights.
+    #[serde(default)]
+    pub early_stopping: Option<usize>,
 }
 
 /// How training batches are drawn.

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use gpu_siamese::checkpoint::Checkpoint;
 use gpu_siamese::config::{LossKind, Sampler, TrainConfig};
 use gpu_siamese::data::Augment;
+use gpu_siamese::optimizer::LrSchedule;
 use gpu_siamese::gpu::{self, Gpu, Kernels};
 use gpu_siamese::model::{InputShape, Plan, TUTORIAL_TOWER};
 use gpu_siamese::bench::BenchOptions;
@@ -38,15 +39,35 @@ struct TrainArgs {
     /// Adam's learning rate (beta1 0.9, beta2 0.999, epsilon 1e-7 as Keras). [default: 0.001]
     #[arg(long)]
     lr: Option<f64>,
+    /// How the learning rate moves after the warm-up: constant; cosine (half a cosine down to 0 over
+    /// --epochs, as Keras' CosineDecay); or step (times --lr-step-factor every --lr-step-epochs epochs).
+    /// [default: constant]
+    #[arg(long, value_enum)]
+    lr_schedule: Option<ScheduleArg>,
+    /// For --lr-schedule step: epochs between steps. [default: 10]
+    #[arg(long, value_name = "N")]
+    lr_step_epochs: Option<usize>,
+    /// For --lr-schedule step: what multiplies the learning rate at each step. [default: 0.1]
+    #[arg(long, value_name = "F")]
+    lr_step_factor: Option<f64>,
+    /// Raise the learning rate linearly from near 0 over the first N epochs (fractions allowed, e.g.
+    /// 0.5). [default: 0]
+    #[arg(long, value_name = "N")]
+    warmup_epochs: Option<f64>,
+    /// Stop once val_loss has not improved for PATIENCE epochs, and end on the best epoch's weights
+    /// (last.safetensors then holds them), as Keras' EarlyStopping(restore_best_weights=True).
+    #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u64).range(1..))]
+    early_stopping: Option<u64>,
     /// The loss' margin (contrastive or triplet). [default: 1]
     #[arg(long)]
     margin: Option<f32>,
     /// Width of the embedding: the last dense layer's units. [default: the tower's, 48]
     #[arg(long)]
     embedding_dim: Option<usize>,
-    /// The tower: conv(FILTERS,K[xK][,same|valid][,relu|linear]), maxpool, dropout(RATE), gap,
-    /// dense(UNITS[,relu|linear]), comma-separated. [default: the tutorial's tower as its code runs,
-    /// conv(128,2,same,relu),maxpool,dropout(0.4),gap,dense(48)]
+    /// The tower: a named one (see `gpu-siamese towers`: tutorial, tutorial-intended, small, colour) or
+    /// comma-separated layers: conv(FILTERS,K[xK][,same|valid][,relu|linear][,stride=S]), maxpool,
+    /// dropout(RATE), gap, globalmaxpool, flatten, dense(UNITS[,relu|linear]), bn, relu, l2norm.
+    /// [default: tutorial, the tutorial's tower as its code runs]
     #[arg(long)]
     arch: Option<String>,
     /// Seed of the weights, the pairs, their order and the dropout masks. [default: 0]
@@ -134,9 +155,8 @@ struct TrainArgs {
 /// The tower, the batch and the seed of the benchmark's twin.
 #[derive(clap::Args, Clone)]
 struct TwinArgs {
-    /// The tower, as a comma-separated list of layers: conv(FILTERS,K[xK][,same|valid][,relu|linear]),
-    /// maxpool, dropout(RATE), gap, dense(UNITS[,relu|linear]). The default is the tutorial's tower as
-    /// its code runs.
+    /// The tower: a named one (see `gpu-siamese towers`) or comma-separated layers, as train --arch.
+    /// The default is the tutorial's tower as its code runs.
     #[arg(long, default_value = TUTORIAL_TOWER)]
     arch: String,
     /// Pairs per training step (the GPU runs twice as many images).
@@ -234,7 +254,7 @@ enum Command {
     /// OUT/resume.safetensors (with Adam's state) for --resume. Ctrl-C stops cleanly, keeping the last
     /// finished epoch.
     #[command(verbatim_doc_comment)]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Score a checkpoint on the test pairs: loss, ROC AUC, equal-error rate; accuracy, precision, recall,
     /// F1 and the confusion counts at the calibrated threshold, at a threshold for a wanted false-accept
     /// rate and at the best one; retrieval (precision@1, MAP@R) and N-way K-shot accuracy over the test
@@ -353,7 +373,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Adapters => adapters(),
         Command::Towers { spec } => towers(spec.as_deref()),
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Evaluate { checkpoint, eval, json } => evaluate(&checkpoint, &eval, json),
         Command::Compare { images, checkpoint, pairs, out, threshold, invert, batch_size } => {
             let opts = CompareOptions { images: &images, pairs: pairs.as_deref(), out: out.as_deref(), threshold, invert, batch_size };
@@ -438,6 +458,9 @@ fn check_numbers(config: &TrainConfig) -> Result<()> {
     if config.epochs == 0 {
         return bad("--epochs", "0".into(), "at least one epoch");
     }
+    if !(config.warmup_epochs.is_finite() && config.warmup_epochs >= 0.0) {
+        return bad("--warmup-epochs", config.warmup_epochs.to_string(), "a number of epochs, 0 or more");
+    }
     if config.train_limit.is_some_and(|l| l < 2) || config.test_limit.is_some_and(|l| l < 2) {
         return Err("--train-limit and --test-limit need at least 2 images".into());
     }
@@ -454,7 +477,7 @@ fn train(args: TrainArgs) -> Result<()> {
                     let (h, w) = args.image_size.unwrap_or((28, 28));
                     [h, w, args.channels.unwrap_or(1) as usize]
                 },
-                epochs: args.epochs.unwrap_or(70),
+                epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),
                 batch_size: args.batch_size.unwrap_or(64),
                 learning_rate: args.lr.unwrap_or(1e-3),
                 beta1: 0.9,
@@ -473,6 +496,9 @@ fn train(args: TrainArgs) -> Result<()> {
                 exact: args.exact,
                 sampler: sampler(&args)?,
                 loss: args.loss.unwrap_or_default(),
+                lr_schedule: lr_schedule(&args)?,
+                warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
+                early_stopping: args.early_stopping.map(|p| p as usize),
                 augment: Augment { flip: args.flip, shift: args.shift.unwrap_or(0), brightness: args.brightness.unwrap_or(0.0), contrast: args.contrast.unwrap_or(0.0) },
             };
             if !(0.0..=1.0).contains(&config.augment.brightness) || !(0.0..1.0).contains(&config.augment.contrast) {
@@ -520,6 +546,12 @@ fn train(args: TrainArgs) -> Result<()> {
                 (args.flip || args.shift.is_some() || args.brightness.is_some() || args.contrast.is_some())
                     .then(|| ("augmentation flags", "given".to_string(), format!("{:?}", config.augment))),
                 (args.exact && !config.exact).then(|| ("--exact", "on".to_string(), "off".to_string())),
+                (args.lr_schedule.is_some() || args.lr_step_epochs.is_some() || args.lr_step_factor.is_some())
+                    .then(|| ("the schedule's flags", "given".to_string(), schedule_name(&config.lr_schedule))),
+                args.warmup_epochs.filter(|&w| w != config.warmup_epochs).map(|w| ("--warmup-epochs", w.to_string(), config.warmup_epochs.to_string())),
+                args.early_stopping
+                    .filter(|&p| Some(p as usize) != config.early_stopping)
+                    .map(|p| ("--early-stopping", p.to_string(), config.early_stopping.map_or("none".into(), |p| p.to_string()))),
             ]
             .into_iter()
             .flatten()
@@ -585,6 +617,41 @@ fn bench(args: &TwinArgs, opts: &BenchOptions, json: bool) -> Result<()> {
         gpu_siamese::bench::print(&report);
     }
     Ok(())
+}
+
+/// The tutorial's.
+const DEFAULT_EPOCHS: usize = 70;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
+    Step,
+}
+
+/// The schedule the flags ask for.
+fn lr_schedule(args: &TrainArgs) -> Result<LrSchedule> {
+    let step_flags = args.lr_step_epochs.is_some() || args.lr_step_factor.is_some();
+    match args.lr_schedule.unwrap_or(ScheduleArg::Constant) {
+        ScheduleArg::Step => {
+            let (every_epochs, factor) = (args.lr_step_epochs.unwrap_or(10), args.lr_step_factor.unwrap_or(0.1));
+            if every_epochs == 0 || !(factor > 0.0 && factor.is_finite()) {
+                return Err(format!("--lr-step-epochs {every_epochs} --lr-step-factor {factor}: at least one epoch, and a positive factor").into());
+            }
+            Ok(LrSchedule::Step { every_epochs, factor })
+        }
+        _ if step_flags => Err("--lr-step-epochs and --lr-step-factor are for --lr-schedule step".into()),
+        ScheduleArg::Constant => Ok(LrSchedule::Constant),
+        ScheduleArg::Cosine => Ok(LrSchedule::Cosine { epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS) }),
+    }
+}
+
+fn schedule_name(schedule: &LrSchedule) -> String {
+    match schedule {
+        LrSchedule::Constant => "constant".into(),
+        LrSchedule::Cosine { epochs } => format!("cosine over {epochs} epochs"),
+        LrSchedule::Step { every_epochs, factor } => format!("step, x{factor} every {every_epochs} epochs"),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

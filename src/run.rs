@@ -145,9 +145,12 @@ pub fn pair_set_loss(config: &TrainConfig, distances: &[f32], pairs: &[Pair]) ->
 pub fn tower(arch: &str, embedding_dim: Option<usize>) -> Result<TowerSpec, String> {
     let mut spec = TowerSpec::named_or_parsed(arch).map_err(|e| format!("--arch \"{arch}\": {e}"))?;
     if let Some(dim) = embedding_dim {
-        match spec.layers.last_mut() {
-            Some(crate::layers::LayerSpec::Dense(dense)) if dim > 0 => dense.units = dim,
-            _ => return Err(format!("--embedding-dim {dim}: the tower must end in a dense layer and the width be above 0")),
+        // The last dense layer, when only unit normalisation follows it.
+        use crate::layers::LayerSpec;
+        let last = spec.layers.iter().rposition(|l| !matches!(l, LayerSpec::L2Norm(_)));
+        match last.map(|i| &mut spec.layers[i]) {
+            Some(LayerSpec::Dense(dense)) if dim > 0 => dense.units = dim,
+            _ => return Err(format!("--embedding-dim {dim}: the tower must end in a dense layer (then l2norm, if any) and the width be above 0")),
         }
     }
     Ok(spec)
@@ -235,6 +238,9 @@ mod tests {
             loss: LossKind::Contrastive,
             data: None,
             exact: false,
+            lr_schedule: Default::default(),
+            warmup_epochs: 0.0,
+            early_stopping: None,
         }
     }
 

@@ -69,6 +69,7 @@ impl<'a> GpuTower<'a> {
             outputs.push(match layer.op {
                 _ if !fusion.stored[i] => gpu.storage("unused", 1),
                 LayerOp::Dropout(_) if fusion.records[i] => previous(),
+                _ if layer.op.is_view() => previous(),
                 _ => gpu.storage("activation", layer.output_len),
             });
         }
@@ -105,7 +106,15 @@ impl<'a> GpuTower<'a> {
                 params: region(&layer.params, &params),
                 grads: None,
                 state: region(&layer.state, &state),
-                aux: Some(Region::whole(&unused)),
+                aux: Some(match layer.op.inference_aux_len() {
+                    0 => Region::whole(&unused),
+                    len => {
+                        let aux = gpu.storage("inference statistics", len);
+                        let region = Region::whole(&aux);
+                        buffers.push(aux);
+                        region
+                    }
+                }),
                 partials: None,
                 branches: 1,
                 whole_batch: plan.batch,

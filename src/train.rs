@@ -12,6 +12,7 @@ use crate::optimizer::AdamConfig;
 use crate::run::*;
 use crate::feed::PairFeed;
 use crate::tower::{GpuTower, Weights};
+use crate::optimizer::Schedule;
 use crate::twin::{GpuTwin, TwinOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
@@ -178,6 +179,11 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let options = TwinOptions { objective: objective(config), memory_budget: run.memory_budget, ..TwinOptions::new(true) };
     let mut twin = GpuTwin::with_options(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, options)
         .map_err(|e| e.to_string())?;
+    twin.schedule = Schedule {
+        kind: config.lr_schedule,
+        warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as u64,
+        steps_per_epoch: steps_per_epoch as u64,
+    };
     let capacity = base_train_pairs.len().max(steps_per_epoch * config.batch_size);
     let augment = Some((&config.augment, augment_seed(config.seed)));
     let mut train_feed = PairFeed::new(&gpu, &kernels, &twin, &train_set.pixels, capacity, augment, run.stream);
@@ -201,13 +207,14 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     // Where the run starts: fresh weights, or the resumed run's state.
     std::fs::create_dir_all(&run.out).map_err(|e| format!("cannot create {}: {e}", run.out.display()))?;
     let metrics_path = run.out.join(METRICS_FILE);
-    let (start_epoch, mut best_val_loss) = match &run.resume {
+    let ((start_epoch, mut best_val_loss), mut best_epoch) = match &run.resume {
         Some(from) => {
             let state = Checkpoint::load(&from.join(RESUME_FILE))?;
             twin.set_params(&state.flat(&plan, "")?);
             twin.set_state(&state.state(&plan)?);
             twin.set_adam_state(&state.flat(&plan, "adam.m.")?, &state.flat(&plan, "adam.v.")?, state.progress.step);
-            let best = Checkpoint::load(&from.join(BEST_FILE)).map(|c| c.progress.val_loss).unwrap_or(f64::INFINITY);
+            let best_progress = Checkpoint::load(&from.join(BEST_FILE)).map(|c| c.progress).ok();
+            let best = best_progress.as_ref().map_or(f64::INFINITY, |p| p.val_loss);
             if from != &run.out {
                 if let Ok(bytes) = std::fs::read(from.join(BEST_FILE)) {
                     crate::checkpoint::write_atomically(&run.out.join(BEST_FILE), &bytes).map_err(|e| e.to_string())?;
@@ -215,12 +222,12 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
             }
             keep_metrics(&from.join(METRICS_FILE), &metrics_path, state.progress.epoch)?;
             println!("resuming {} after epoch {} (step {})", from.display(), state.progress.epoch, state.progress.step);
-            (state.progress.epoch, best)
+            ((state.progress.epoch, best), best_progress.map_or(0, |p| p.epoch))
         }
         None => {
             twin.set_params(&glorot_uniform(&plan, config.seed));
             keep_metrics(Path::new(""), &metrics_path, 0)?;
-            (0, f64::INFINITY)
+            ((0, f64::INFINITY), 0)
         }
     };
     let batches = match config.sampler {
@@ -242,6 +249,20 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     if start_epoch >= config.epochs {
         println!("the run already has {start_epoch} epochs of the {} asked for", config.epochs);
         return Ok(Outcome::Finished);
+    }
+    if !twin.schedule.is_constant() {
+        let steps = match config.lr_schedule {
+            crate::optimizer::LrSchedule::Constant => "then constant".to_string(),
+            crate::optimizer::LrSchedule::Cosine { epochs } => format!("then half a cosine down to 0 over {epochs} epochs"),
+            crate::optimizer::LrSchedule::Step { every_epochs, factor } => format!("then x{factor} every {every_epochs} epochs"),
+        };
+        println!("learning rate {}: warm-up over {} epochs, {steps}", config.learning_rate, config.warmup_epochs);
+    }
+    if let Some(patience) = config.early_stopping {
+        if start_epoch >= best_epoch + patience {
+            println!("the run stopped early: val_loss has not improved since epoch {best_epoch} ({patience} epochs of patience)");
+            return Ok(Outcome::Finished);
+        }
     }
 
     let bar_style = ProgressStyle::with_template("Epoch {prefix}  {pos}/{len} {bar:20} {elapsed} {per_sec} - {msg}")
@@ -298,8 +319,10 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         }
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        // A schedule's rate, as Keras logs it: the one the next update takes.
+        let rate = if twin.schedule.is_constant() { String::new() } else { format!(" - learning_rate: {:.4e}", twin.learning_rate()) };
         println!(
-            "Epoch {}/{}  {steps_per_epoch}/{steps_per_epoch} ━━━━━━━━━━━━━━━━━━━━ {:.0}s {:.0}ms/step - loss: {loss:.4} - val_loss: {val_loss:.4} - val_acc: {val_acc:.4}",
+            "Epoch {}/{}  {steps_per_epoch}/{steps_per_epoch} ━━━━━━━━━━━━━━━━━━━━ {:.0}s {:.0}ms/step - loss: {loss:.4} - val_loss: {val_loss:.4} - val_acc: {val_acc:.4}{rate}",
             epoch + 1,
             config.epochs,
             seconds,
@@ -320,15 +343,30 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         }
         if val_loss < best_val_loss {
             best_val_loss = val_loss;
+            best_epoch = epoch + 1;
             save(&run.out.join(BEST_FILE), &plan, &params, &state, &[], config, &progress)?;
         }
-        save(&run.out.join(LAST_FILE), &plan, &params, &state, &[], config, &progress)?;
+        let stop = config.early_stopping.is_some_and(|patience| epoch + 1 >= best_epoch + patience);
+        if stop {
+            // As Keras' restore_best_weights: the run ends on the best epoch's weights.
+            let best = std::fs::read(run.out.join(BEST_FILE)).map_err(|e| format!("cannot read {}: {e}", run.out.join(BEST_FILE).display()))?;
+            crate::checkpoint::write_atomically(&run.out.join(LAST_FILE), &best).map_err(|e| format!("cannot write {}: {e}", run.out.join(LAST_FILE).display()))?;
+        } else {
+            save(&run.out.join(LAST_FILE), &plan, &params, &state, &[], config, &progress)?;
+        }
         let (m, v) = twin.read_adam();
         save(&run.out.join(RESUME_FILE), &plan, &params, &state, &[("adam.m.", &m), ("adam.v.", &v)], config, &progress)?;
         append_metrics(
             &metrics_path,
             &format!("{},{loss:.6},{val_loss:.6},{val_acc:.6},{threshold:.6},{val_acc_at_threshold:.6},{seconds:.2}", epoch + 1),
         )?;
+        if stop {
+            println!(
+                "stopping early: val_loss has not improved for {} epochs; last.safetensors holds the best epoch's weights (epoch {best_epoch}, val_loss {best_val_loss:.4})",
+                epoch + 1 - best_epoch
+            );
+            break;
+        }
     }
     Ok(Outcome::Finished)
 }

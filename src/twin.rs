@@ -18,7 +18,7 @@ use crate::layers::conv2d::{PoolEpilogue, WeightChunks};
 use crate::layers::{Fusion, Io, LayerOp};
 use crate::model::Plan;
 use crate::objective::Objective;
-use crate::optimizer::AdamConfig;
+use crate::optimizer::{AdamConfig, Schedule};
 use std::fmt;
 
 /// A batch that does not fit the adapter.
@@ -85,6 +85,8 @@ pub struct GpuTwin<'a> {
     pub margin: f32,
     /// Adam updates done so far; also the step counter dropout masks are drawn from.
     pub step: u64,
+    /// The learning rate over the run (constant unless set).
+    pub schedule: Schedule,
     /// Pairs per micro-batch: the whole batch's when the step runs whole.
     pub micro_pairs: usize,
     /// One micro-batch's images: its pairs' first images, then their second images.
@@ -155,10 +157,21 @@ impl<'a> GpuTwin<'a> {
         let micro_plan = plan.with_batch(2 * micro_pairs);
 
         // Buffers for one micro-batch (the largest), and the whole batch's gradients' partial sums.
-        let layer_buffer = |label: &str, i: usize| gpu.storage(label, if fusion.stored[i] { micro_plan.layers[i].output_len } else { 1 });
+        // A view (flatten) is its input's buffers.
+        let layer_buffers = |label: &str, first: &wgpu::Buffer| {
+            let mut buffers: Vec<wgpu::Buffer> = Vec::new();
+            for (i, layer) in micro_plan.layers.iter().enumerate() {
+                buffers.push(match (layer.op.is_view(), i) {
+                    (true, 0) => first.clone(),
+                    (true, _) => buffers[i - 1].clone(),
+                    _ => gpu.storage(label, if fusion.stored[i] { layer.output_len } else { 1 }),
+                });
+            }
+            buffers
+        };
         let inputs = gpu.storage("inputs", micro_plan.batch * plan.input.len());
-        let activations: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation", i)).collect();
-        let act_grads: Vec<_> = (0..plan.layers.len()).map(|i| layer_buffer("activation gradient", i)).collect();
+        let activations = layer_buffers("activation", &inputs);
+        let act_grads = layer_buffers("activation gradient", &gpu.storage("unused", 1));
         let aux: Vec<_> = micro_plan
             .layers
             .iter()
@@ -292,6 +305,7 @@ impl<'a> GpuTwin<'a> {
             adam,
             margin,
             step: 0,
+            schedule: Schedule::constant(),
             micro_pairs,
             inputs,
             labels,
@@ -359,7 +373,7 @@ impl<'a> GpuTwin<'a> {
                 step: self.step as u32,
                 training: training as u32,
                 loss_slot: loss_slot as u32,
-                alpha: self.adam.alpha(self.step + 1),
+                alpha: self.adam.alpha_at(self.step + 1, self.learning_rate()),
                 batch_start: batch_start as u32,
                 valid_pairs: valid_pairs as u32,
                 batch_pairs: self.plan.pairs() as u32,
@@ -369,6 +383,11 @@ impl<'a> GpuTwin<'a> {
             };
             self.gpu.queue.write_buffer(&m.uniform, 0, bytemuck::bytes_of(&uniform));
         }
+    }
+
+    /// The learning rate of the next update.
+    pub fn learning_rate(&self) -> f64 {
+        self.adam.learning_rate * self.schedule.factor(self.step)
     }
 
     /// The slot of `losses` where training step `step` (0-based) left its loss.
@@ -557,7 +576,7 @@ fn micro_buffers(plan: &Plan, fusion: &Fusion, pairs: usize) -> Vec<(String, usi
     let micro = plan.with_batch(2 * pairs);
     let mut needs = vec![("the input images".to_string(), micro.batch * plan.input.len())];
     for (i, l) in micro.layers.iter().enumerate() {
-        if fusion.stored[i] {
+        if fusion.stored[i] && !l.op.is_view() {
             needs.push((format!("layer {}'s output", i + 1), l.output_len));
             needs.push((format!("layer {}'s output gradient", i + 1), l.output_len));
         }

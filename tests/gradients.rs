@@ -8,7 +8,11 @@ use gpu_siamese::layers::dense::*;
 use gpu_siamese::layers::dropout::*;
 use gpu_siamese::layers::gap::*;
 use gpu_siamese::layers::maxpool::*;
-use gpu_siamese::layers::Shape;
+use gpu_siamese::layers::bn::BatchNormDims;
+use gpu_siamese::layers::globalmaxpool::*;
+use gpu_siamese::layers::l2norm::*;
+use gpu_siamese::layers::relu::*;
+use gpu_siamese::layers::{Backward, Layer, Pass, Shape};
 use gpu_siamese::model::{glorot_uniform, InputShape, Plan, TowerSpec};
 use gpu_siamese::reference::{self as cpu, TwinBatch, TwinReference};
 use rand::{Rng, SeedableRng};
@@ -73,10 +77,11 @@ fn conv2d_gradients() {
 }
 
 #[test]
-fn maxpool2_gradient() {
-    let d = PoolDims { batch: 2, in_h: 5, in_w: 7, channels: 3 };
-    let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
-    check("maxpool2", &x, &maxpool2_backward(&r, &x, &d), |x| dot(&r, &maxpool2_forward(x, &d)));
+fn maxpool_gradients() {
+    for d in [PoolDims::two_by_two(2, 5, 7, 3), PoolDims { batch: 2, in_h: 7, in_w: 6, channels: 2, size: 3, stride: 2 }] {
+        let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
+        check(&format!("maxpool {d:?}"), &x, &maxpool_backward(&r, &x, &d), |x| dot(&r, &maxpool_forward(x, &d)));
+    }
 }
 
 #[test]
@@ -91,6 +96,60 @@ fn gap_gradient() {
     let d = GapDims { batch: 3, h: 5, w: 3, channels: 4 };
     let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
     check("gap", &x, &gap_backward(&r, &d), |x| dot(&r, &gap_forward(x, &d)));
+}
+
+#[test]
+fn relu_gradient() {
+    let (x, r) = (random(50, 1), random(50, 2));
+    check("relu", &x, &relu_backward(&r, &relu_forward(&x)), |x| dot(&r, &relu_forward(x)));
+}
+
+#[test]
+fn l2norm_gradient() {
+    let d = L2NormDims { batch: 3, dim: 7 };
+    let (x, r) = (random(d.count(), 1), random(d.count(), 2));
+    check("l2norm", &x, &l2norm_backward(&r, &x, &d), |x| dot(&r, &l2norm_forward(x, &d)));
+}
+
+#[test]
+fn globalmaxpool_gradient() {
+    let d = GlobalMaxPoolDims { batch: 3, h: 4, w: 5, channels: 3 };
+    let (x, r) = (random(d.input_len(), 1), random(d.output_len(), 2));
+    let y = globalmaxpool_forward(&x, &d);
+    check("globalmaxpool", &x, &globalmaxpool_backward(&r, &x, &y, &d), |x| dot(&r, &globalmaxpool_forward(x, &d)));
+    // Ties share the gradient equally, as TensorFlow's gradient of a maximum does.
+    let d = GlobalMaxPoolDims { batch: 1, h: 2, w: 2, channels: 1 };
+    let x = [1.0, 3.0, 3.0, 2.0];
+    assert_eq!(globalmaxpool_backward(&[1.0], &x, &globalmaxpool_forward(&x, &d), &d), [0.0, 0.5, 0.5, 0.0]);
+}
+
+/// Batch norm in training: the input's, gamma's and beta's gradients through the batch statistics of
+/// each of two branches, on a map and on flat features.
+#[test]
+fn bn_gradients() {
+    for (i, shape) in [Shape::map(3, 2, 3), Shape::vector(5)].into_iter().enumerate() {
+        let d = BatchNormDims { batch: 6, shape };
+        let pass = Pass { training: true, step: 0, branches: 2 };
+        let seed = 10 * i as u64;
+        let (x, r) = (random(d.count(), seed), random(d.count(), seed + 1));
+        // gamma and beta away from their initial 1 and 0, and moving statistics that must not matter.
+        let params: Vec<f64> = random(2 * shape.c, seed + 2).iter().map(|v| v + 1.5).collect();
+        let state: Vec<f64> = random(2 * shape.c, seed + 3).iter().map(|v| v.abs() + 0.5).collect();
+        let y = d.forward(&x, &params, &state, &pass);
+        let b = Backward { x: &x, y: &y, dy: &r, params: &params, state: &state, pass, need_dx: true };
+        let (dx, dparams) = d.backward(&b);
+        check(&format!("bn input {shape:?}"), &x, &dx, |x| dot(&r, &d.forward(x, &params, &state, &pass)));
+        check(&format!("bn gamma and beta {shape:?}"), &params, &dparams, |p| dot(&r, &d.forward(&x, p, &state, &pass)));
+        // Each branch is normalised on its own: its outputs have mean beta, per channel.
+        let per_branch = d.count() / 2;
+        for branch in 0..2 {
+            for c in 0..shape.c {
+                let values: Vec<f64> = (branch * per_branch..(branch + 1) * per_branch).filter(|i| i % shape.c == c).map(|i| y[i]).collect();
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                assert!((mean - params[shape.c + c]).abs() < 1e-12, "branch {branch} channel {c}: mean {mean}");
+            }
+        }
+    }
 }
 
 #[test]

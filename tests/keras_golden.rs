@@ -204,3 +204,108 @@ fn gpu_default_arithmetic_stays_within_rounding_of_keras() {
     // is a near-tie that goes the other way, and the gradients stay within 7.6e-6.
     assert_abs_close("default grad", &grads, &keras_grads, 2e-6 + flipped as f64 * 1e-5);
 }
+
+// The layers beyond the tutorial's, against Keras: `assets/golden/keras_layers_two_steps.safetensors`
+// (bench/keras_layers_golden.py) holds a twin with a strided conv, batch norm on a map and on flat
+// features, a standalone ReLU, max-pooling, flatten, dense layers and unit-length embeddings, and what
+// Keras computed over two Adam steps in training mode: each branch normalised with its own batch
+// statistics, the moving averages moved by each branch in turn.
+
+const LAYERS_GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/golden/keras_layers_two_steps.safetensors");
+const LAYERS_SPEC: &str = "conv(6,3,same,linear,stride=2),bn,relu,conv(8,3),maxpool,flatten,dense(16,relu),bn,dense(8),l2norm";
+const LAYERS_PAIRS: usize = 8;
+
+fn layers_plan() -> Plan {
+    Plan::new(&LAYERS_SPEC.parse().unwrap(), InputShape { h: 13, w: 11, c: 3 }, 2 * LAYERS_PAIRS, 0).unwrap()
+}
+
+/// Keras' tensors `prefix.<name>` in a flat buffer laid out as `tensors` say.
+fn flat(golden: &Golden, tensors: &[gpu_siamese::model::ParamTensor], len: usize, prefix: &str) -> Vec<f32> {
+    let mut values = vec![0.0; len];
+    for t in tensors {
+        values[t.range.clone()].copy_from_slice(&golden.get(&format!("{prefix}.{}", t.name)));
+    }
+    values
+}
+
+/// What a step of either program gave: embeddings, distances, loss, gradients, then the weights and
+/// moving statistics after the update.
+struct LayersStep {
+    emb: Vec<f32>,
+    dist: Vec<f32>,
+    loss: f32,
+    grads: Vec<f32>,
+    weights: Vec<f32>,
+    state: Vec<f32>,
+}
+
+fn compare_layers(who: &str, golden: &Golden, plan: &Plan, step: usize, got: &LayersStep) {
+    let (params, state) = (plan.param_tensors(), plan.state_tensors());
+    let what = |t: &str| format!("{who} step {step}: {t}");
+    assert_close(&what("embeddings"), &got.emb, &golden.get(&format!("fwd{step}.emb")), 2e-5);
+    assert_close(&what("distances"), &got.dist, &golden.get(&format!("fwd{step}.dist")), 2e-5);
+    assert_close(&what("loss"), &[got.loss], &golden.get(&format!("fwd{step}.loss")), 2e-5);
+    // Both programs are within 4e-6 of Keras here (f32 throughout, sums in other orders).
+    assert_close(&what("gradients"), &got.grads, &flat(golden, &params, plan.param_len, &format!("fwd{step}.grad")), 2e-5);
+    // Weights where the gradient is at least 1e-3 of the largest: below that Adam scales rounding up to
+    // steps of ~lr either way. The conv bias before batch norm is such a weight: its true gradient is
+    // zero (batch norm takes each channel's mean away), and both programs' are rounding.
+    let keras_grads = flat(golden, &params, plan.param_len, &format!("fwd{step}.grad"));
+    let scale = keras_grads.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+    let moved = |w: &[f32]| w.iter().zip(&keras_grads).filter(|(_, g)| g.abs() > 1e-3 * scale).map(|(w, _)| *w).collect::<Vec<_>>();
+    let keras_weights = flat(golden, &params, plan.param_len, &format!("w{}", step + 1));
+    assert_abs_close(&what("weights after the step"), &moved(&got.weights), &moved(&keras_weights), 2e-5);
+    let bias = params.iter().find(|t| t.name == "layer0.bias").unwrap().range.clone();
+    for g in [&keras_grads[bias.clone()], &got.grads[bias]] {
+        assert!(g.iter().all(|g| g.abs() < 1e-5 * scale), "{}: {g:?}", what("the bias before batch norm has no gradient but rounding"));
+    }
+    assert_close(&what("moving statistics"), &got.state, &flat(golden, &state, plan.state_len, &format!("state{}", step + 1)), 2e-5);
+}
+
+fn layers_batch(golden: &Golden) -> TwinBatch<f32> {
+    TwinBatch::new([golden.get("input_a"), golden.get("input_b")].concat(), golden.get("label"))
+}
+
+#[test]
+fn newer_layers_reproduce_keras_on_the_reference_and_the_gpu() {
+    let golden = Golden(std::fs::read(LAYERS_GOLDEN).unwrap_or_else(|e| panic!("{LAYERS_GOLDEN}: {e}")));
+    let plan = layers_plan();
+    let batch = layers_batch(&golden);
+    let params = flat(&golden, &plan.param_tensors(), plan.param_len, "w0");
+    let state = flat(&golden, &plan.state_tensors(), plan.state_len, "state0");
+    assert_eq!(state, plan.initial_state(), "Keras starts the moving averages at 0 and 1, as the plan does");
+
+    let mut reference = TwinReference::new(plan.clone(), params.clone(), AdamConfig::default(), 1.0f32);
+    for step in 0..2 {
+        let trace = reference.train_step(&batch);
+        let got = LayersStep {
+            emb: trace.activations.last().unwrap().clone(),
+            dist: trace.distances.clone(),
+            loss: trace.loss,
+            grads: trace.grads.clone(),
+            weights: reference.params.clone(),
+            state: reference.state.clone(),
+        };
+        compare_layers("reference", &golden, &plan, step, &got);
+    }
+
+    let (gpu, kernels) = gpu();
+    for fuse in [false, true] {
+        let mut twin = GpuTwin::new(gpu, kernels, plan.clone(), AdamConfig::default(), 1.0, 4, fuse).unwrap();
+        twin.set_params(&params);
+        twin.set_batch(&batch.inputs, &batch.labels);
+        let last = plan.layers.len() - 1;
+        for step in 0..2 {
+            twin.train_step();
+            let got = LayersStep {
+                emb: twin.read_activation(last),
+                dist: twin.read_distances(),
+                loss: twin.read_loss(step as u64),
+                grads: twin.read_grads(),
+                weights: twin.read_params(),
+                state: twin.read_state(),
+            };
+            compare_layers(if fuse { "gpu fused" } else { "gpu" }, &golden, &plan, step, &got);
+        }
+    }
+}

@@ -12,7 +12,7 @@ use gpu_siamese::layers::dense::*;
 use gpu_siamese::layers::dropout::*;
 use gpu_siamese::layers::gap::*;
 use gpu_siamese::layers::maxpool::*;
-use gpu_siamese::layers::{Io, Layer, Shape};
+use gpu_siamese::layers::{Backward, Io, Layer, Pass, Shape};
 use gpu_siamese::gpu::ops::{BATCH_CONTRASTIVE_BACKWARD, BATCH_CONTRASTIVE_FORWARD, BATCH_TRIPLET_BACKWARD, BATCH_TRIPLET_FORWARD};
 use gpu_siamese::gpu::{Region, StepUniform};
 use gpu_siamese::model::InputShape;
@@ -203,24 +203,30 @@ fn conv2d_same_padding_is_kerass_asymmetric_rule() {
 }
 
 #[test]
-fn maxpool2_matches_reference() {
+fn maxpool_matches_reference() {
     let (gpu, kernels) = gpu();
-    let mut seed = fresh_seed("maxpool2");
+    let mut seed = fresh_seed("maxpool");
     for d in [
-        PoolDims { batch: 1, in_h: 5, in_w: 7, channels: 3 },
-        PoolDims { batch: 3, in_h: 4, in_w: 6, channels: 5 },
-        PoolDims { batch: 260, in_h: 3, in_w: 3, channels: 2 },
-        PoolDims { batch: 2, in_h: 28, in_w: 28, channels: 128 },
+        PoolDims::two_by_two(1, 5, 7, 3),
+        PoolDims::two_by_two(3, 4, 6, 5),
+        PoolDims::two_by_two(260, 3, 3, 2),
+        PoolDims::two_by_two(2, 28, 28, 128),
+        // Overlapping windows (an input adds the gradients of every window it wins), windows with gaps
+        // between them, and what no window reaches.
+        PoolDims { batch: 2, in_h: 9, in_w: 8, channels: 3, size: 3, stride: 2 },
+        PoolDims { batch: 3, in_h: 7, in_w: 10, channels: 5, size: 2, stride: 3 },
+        PoolDims { batch: 1, in_h: 11, in_w: 11, channels: 4, size: 3, stride: 3 },
+        PoolDims { batch: 2, in_h: 6, in_w: 5, channels: 2, size: 3, stride: 1 },
     ] {
         seed += 1;
         let x = random(d.input_len(), seed);
         let dy = random(d.output_len(), seed ^ 1);
-        let y_ref = maxpool2_forward(&x, &d);
-        let dx_ref = maxpool2_backward(&dy, &x, &d);
+        let y_ref = maxpool_forward(&x, &d);
+        let dx_ref = maxpool_backward(&dy, &x, &d);
         let (xb, dyb) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy));
         let (y, dx) = (poisoned(gpu, d.output_len()), poisoned(gpu, d.input_len()));
-        let f = kernels.maxpool2_forward(&d, (&xb).into(), (&y).into());
-        let b = kernels.maxpool2_backward(&d, (&dyb).into(), (&xb).into(), (&dx).into());
+        let f = kernels.maxpool_forward(&d, (&xb).into(), (&y).into());
+        let b = kernels.maxpool_backward(&d, (&dyb).into(), (&xb).into(), (&dx).into());
         run(gpu, &[&f, &b]);
         // Selection and routing are exact: no arithmetic happens.
         assert_eq!(gpu.read(&y, 0, d.output_len()), y_ref, "maxpool2_forward {d:?}");
@@ -230,12 +236,12 @@ fn maxpool2_matches_reference() {
 
 #[test]
 fn maxpool2_gradient_goes_to_the_first_maximum() {
-    let d = PoolDims { batch: 1, in_h: 2, in_w: 2, channels: 1 };
+    let d = PoolDims::two_by_two(1, 2, 2, 1);
     let x = [0.5, 0.9, 0.9, 0.9];
-    assert_eq!(maxpool2_backward(&[1.0f32], &x, &d), [0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(maxpool_backward(&[1.0f32], &x, &d), [0.0, 1.0, 0.0, 0.0]);
     let (gpu, kernels) = gpu();
     let (xb, dyb, dx) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &[1.0]), poisoned(gpu, 4));
-    run(gpu, &[&kernels.maxpool2_backward(&d, (&dyb).into(), (&xb).into(), (&dx).into())]);
+    run(gpu, &[&kernels.maxpool_backward(&d, (&dyb).into(), (&xb).into(), (&dx).into())]);
     assert_eq!(gpu.read(&dx, 0, 4), [0.0, 1.0, 0.0, 0.0]);
 }
 
@@ -638,4 +644,106 @@ fn the_tuner_measures_once_keeps_its_choice_and_changes_no_bits() {
         .collect();
     assert_eq!(outputs[0], outputs[1]);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A layer's launches against its reference on fresh random inputs: the training forward pass (and the
+/// state it moves), the backward pass (the input's and the parameters' gradients through the final
+/// sums), then the forward pass at inference; NaN-poisoned outputs, `branches` branches.
+fn layer_matches_reference<L: Layer>(name: &str, layer: &L, input_len: usize, branches: usize, seed: u64) {
+    let (gpu, kernels) = gpu();
+    let what = |t: &str| format!("{name} {t}");
+    let x = random(input_len, seed);
+    let output_len = layer.batch() * layer.output().len();
+    let dy = random(output_len, seed ^ 1);
+    let param_len: usize = layer.params().iter().map(|t| t.len()).sum();
+    let state_len: usize = layer.state().iter().map(|t| t.len()).sum();
+    // Parameters away from their initial values; positive moving variances.
+    let params: Vec<f32> = random(param_len, seed ^ 2).iter().map(|v| v + 1.5).collect();
+    let state: Vec<f32> = random(state_len, seed ^ 3).iter().map(|v| v.abs() + 0.5).collect();
+    let pass = |training| Pass { training, step: 0, branches };
+    let y_ref = layer.forward(&x, &params, &state, &pass(true));
+    let backward = Backward { x: &x, y: &y_ref, dy: &dy, params: &params, state: &state, pass: pass(true), need_dx: true };
+    let (dx_ref, dparams_ref) = layer.backward(&backward);
+    let mut state_ref = state.clone();
+    layer.update_state(&x, &mut state_ref, &pass(true));
+
+    let (xb, dyb, y, dx) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), poisoned(gpu, output_len), poisoned(gpu, input_len));
+    let (pb, sb, grads) = (gpu.storage_from("params", &params.clone().max_len(1)), gpu.storage_from("state", &state.clone().max_len(1)), poisoned(gpu, param_len.max(1)));
+    let pairs = layer.batch() / branches;
+    let step = |training: u32| {
+        let s = StepUniform { training, batch_pairs: pairs as u32, micro_pairs: pairs as u32, ..Default::default() };
+        Region::whole(&step_buffer(gpu, s))
+    };
+    let io = |training: u32| Io {
+        step: step(training),
+        x: (&xb).into(),
+        y: (&y).into(),
+        dy: (&dyb).into(),
+        dx: Some((&dx).into()),
+        params: Some((&pb).into()),
+        grads: Some((&grads).into()),
+        state: Some((&sb).into()),
+        aux: Some(Region::whole(&poisoned(gpu, layer.aux_len().max(1)))),
+        partials: Some(Region::whole(&poisoned(gpu, layer.partials_len(branches, layer.batch()).max(1)))),
+        branches,
+        whole_batch: layer.batch(),
+        first_pair: 0,
+        exact: false,
+        pool: None,
+    };
+    let training = io(1);
+    let launches: Vec<_> = [layer.record_forward(kernels, &training), layer.record_backward(kernels, &training), layer.record_gradient(kernels, &training)].into_iter().flatten().collect();
+    run(gpu, &launches.iter().collect::<Vec<_>>());
+    assert_close(&what("forward"), &gpu.read(&y, 0, output_len), &y_ref, TOLERANCE);
+    assert_close(&what("input gradient"), &gpu.read(&dx, 0, input_len), &dx_ref, TOLERANCE);
+    if param_len > 0 {
+        assert_close(&what("parameter gradient"), &gpu.read(&grads, 0, param_len), &dparams_ref, TOLERANCE);
+    }
+    if state_len > 0 {
+        assert_close(&what("moved state"), &gpu.read(&sb, 0, state_len), &state_ref, TOLERANCE);
+    }
+    // Inference, from the state the training pass left.
+    let inference = Io { aux: Some(Region::whole(&poisoned(gpu, layer.inference_aux_len().max(1)))), ..io(0) };
+    run(gpu, &layer.record_forward(kernels, &inference).iter().collect::<Vec<_>>());
+    let y_inference = layer.forward(&x, &params, &state_ref, &pass(false));
+    assert_close(&what("inference forward"), &gpu.read(&y, 0, output_len), &y_inference, TOLERANCE);
+}
+
+trait AtLeast {
+    fn max_len(self, len: usize) -> Self;
+}
+
+impl AtLeast for Vec<f32> {
+    /// Pads with zeros to `len` (a buffer holds at least one value).
+    fn max_len(mut self, len: usize) -> Self {
+        if self.len() < len {
+            self.resize(len, 0.0);
+        }
+        self
+    }
+}
+
+#[test]
+fn new_layers_match_reference() {
+    use gpu_siamese::layers::bn::BatchNormDims;
+    use gpu_siamese::layers::globalmaxpool::GlobalMaxPoolDims;
+    use gpu_siamese::layers::l2norm::L2NormDims;
+    use gpu_siamese::layers::relu::ReluDims;
+    let mut seed = fresh_seed("new layers");
+    for (batch, shape) in [(6, Shape::map(5, 3, 7)), (2, Shape::map(1, 1, 300)), (10, Shape::vector(13))] {
+        seed += 1;
+        let n = batch * shape.len();
+        layer_matches_reference(&format!("relu {shape:?}"), &ReluDims { batch, shape }, n, 2, seed);
+        // One branch (a tower at inference) and two (the twin); many positions a chunk, and few.
+        layer_matches_reference(&format!("bn {batch} {shape:?}"), &BatchNormDims { batch, shape }, n, 2, seed ^ 5);
+        layer_matches_reference(&format!("bn one branch {batch} {shape:?}"), &BatchNormDims { batch, shape }, n, 1, seed ^ 6);
+        if shape.flat {
+            layer_matches_reference(&format!("l2norm {shape:?}"), &L2NormDims { batch, dim: shape.c }, n, 2, seed ^ 7);
+        } else {
+            layer_matches_reference(&format!("globalmaxpool {shape:?}"), &GlobalMaxPoolDims { batch, h: shape.h, w: shape.w, channels: shape.c }, n, 2, seed ^ 8);
+        }
+    }
+    // A map large enough for many chunks per branch.
+    let (batch, shape) = (8, Shape::map(28, 28, 5));
+    layer_matches_reference("bn 8x28x28x5", &BatchNormDims { batch, shape }, batch * shape.len(), 2, seed ^ 9);
 }

@@ -78,16 +78,13 @@ fn short_run(out: &Path, epochs: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn an_interrupted_run_resumes_to_the_same_weights_bit_for_bit() {
-    let (whole, parted) = (temp_dir("whole"), temp_dir("parted"));
-    let args = short_run(&whole, "2");
-    assert!(train(&args.iter().map(String::as_str).collect::<Vec<_>>()).status.success());
-
-    // The same run, interrupted with Ctrl-C (SIGINT) once its first epoch is done.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-siamese")).env("GPU_SIAMESE_NO_TUNE", "1")
+/// Runs `train` with `args` and sends it Ctrl-C (SIGINT) once its first epoch's line is out: its exit
+/// status and what it printed after that line.
+fn interrupted_after_first_epoch(args: &[String]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-siamese"))
+        .env("GPU_SIAMESE_NO_TUNE", "1")
         .arg("train")
-        .args(short_run(&parted, "2"))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -98,14 +95,24 @@ fn an_interrupted_run_resumes_to_the_same_weights_bit_for_bit() {
         let mut line = String::new();
         assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0, "the run ended early: {seen}");
         seen.push_str(&line);
-        if line.starts_with("Epoch 1/2") {
+        if line.starts_with("Epoch 1/") {
             break;
         }
     }
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    let status = child.wait().unwrap();
+    (child.wait().unwrap(), rest)
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights_bit_for_bit() {
+    let (whole, parted) = (temp_dir("whole"), temp_dir("parted"));
+    let args = short_run(&whole, "2");
+    assert!(train(&args.iter().map(String::as_str).collect::<Vec<_>>()).status.success());
+
+    // The same run, interrupted with Ctrl-C (SIGINT) once its first epoch is done.
+    let (status, rest) = interrupted_after_first_epoch(&short_run(&parted, "2"));
     assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130: {rest}");
     assert!(rest.contains("interrupted in epoch 2") && rest.contains("--resume"), "{rest}");
     assert!(!rest.contains("Epoch 2/2"));
@@ -235,5 +242,51 @@ fn bad_input_stops_with_a_clear_error() {
     for (flag, value) in [("--margin", "nan"), ("--lr", "-1"), ("--batch-size", "0"), ("--epochs", "0")] {
         let o = train(&["--data", SUBSET, &format!("{flag}={value}")]);
         assert!(!o.status.success() && stderr(&o).contains(flag), "{flag} {value}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn schedules_and_early_stopping_are_kept_by_resume() {
+    // A cosine schedule after half an epoch of warm-up: two epochs straight, or one then a resume, give
+    // the same files; and the weights differ from the constant rate's.
+    let schedule = ["--lr-schedule", "cosine", "--warmup-epochs", "0.5"];
+    let (whole, parted, constant) = (temp_dir("cosine-whole"), temp_dir("cosine-parted"), temp_dir("constant"));
+    let run = |out: &Path, epochs: &str, extra: &[&str]| {
+        let mut args = short_run(out, epochs);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    assert!(stdout(&run(&whole, "2", &schedule)).contains("half a cosine"));
+    let mut args = short_run(&parted, "2");
+    args.extend(schedule.iter().map(|s| s.to_string()));
+    let (status, _) = interrupted_after_first_epoch(&args);
+    assert_eq!(status.code(), Some(130));
+    let o = train(&["--resume", parted.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["last.safetensors", "resume.safetensors", "best.safetensors"] {
+        assert!(std::fs::read(whole.join(file)).unwrap() == std::fs::read(parted.join(file)).unwrap(), "{file} differs after resuming");
+    }
+    run(&constant, "2", &[]);
+    assert_ne!(std::fs::read(whole.join("last.safetensors")).unwrap(), std::fs::read(constant.join("last.safetensors")).unwrap());
+    let o = train(&["--resume", parted.to_str().unwrap(), "--lr-schedule", "step"]);
+    assert!(!o.status.success() && stderr(&o).contains("schedule"), "{}", stderr(&o));
+
+    // Early stopping with a patience of one epoch, at a rate high enough for val_loss to stall: the run
+    // stops after the first epoch that does not improve on the best, and ends on the best weights.
+    let stopped = temp_dir("early-stopping");
+    let o = run(&stopped, "8", &["--early-stopping", "1", "--lr", "0.01"]);
+    let rows = metrics(&stopped);
+    let mut best = f64::INFINITY;
+    let expected = rows.iter().position(|r| { let stall = r[2] >= best; best = best.min(r[2]); stall }).map_or(8, |i| i + 1);
+    assert_eq!(rows.len(), expected, "{}", stdout(&o));
+    if expected < 8 {
+        assert!(stdout(&o).contains("stopping early"), "{}", stdout(&o));
+        assert_eq!(std::fs::read(stopped.join("last.safetensors")).unwrap(), std::fs::read(stopped.join("best.safetensors")).unwrap());
+        // Resumed, a stopped run stays stopped.
+        let again = train(&["--resume", stopped.to_str().unwrap(), "--epochs", "10"]);
+        assert!(again.status.success() && stdout(&again).contains("stopped early"), "{}", stdout(&again));
+        assert_eq!(metrics(&stopped).len(), expected);
     }
 }

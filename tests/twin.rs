@@ -40,6 +40,19 @@ fn gpu_matches_reference(spec: &str, input: InputShape, pairs: usize, steps: u64
     gpu_matches_reference_for(spec, input, pairs, steps, fuse, Objective::Pairs);
 }
 
+/// Batch norm's backward pass takes each channel's mean gradient away (dy - mean dy - xhat mean(dy
+/// xhat)): what is left is small against the terms it is made of, so the layers before it receive
+/// gradients with ~10x the relative rounding of f32 against the reference's f64 sums.
+const GRADIENT_TOLERANCE_THROUGH_BN: f64 = 3e-4;
+
+fn gradient_tolerance(spec: &str) -> f64 {
+    if spec.split(',').any(|l| l.trim() == "bn") {
+        GRADIENT_TOLERANCE_THROUGH_BN
+    } else {
+        2e-5
+    }
+}
+
 fn gpu_matches_reference_for(spec: &str, input: InputShape, pairs: usize, steps: u64, fuse: bool, objective: Objective) {
     let (gpu, kernels) = gpu();
     let seed = fresh_seed(spec);
@@ -63,6 +76,7 @@ fn gpu_matches_reference_for(spec: &str, input: InputShape, pairs: usize, steps:
         // more than rounding: comparing trajectories failed for some fresh seeds.
         let mut from_gpu_state = TwinReference::new(plan.clone(), before.clone(), adam, 1.0f32).with_objective(objective);
         (from_gpu_state.adam_m, from_gpu_state.adam_v, from_gpu_state.step) = (m_before.clone(), v_before.clone(), step);
+        from_gpu_state.state = twin.read_state();
         let trace = from_gpu_state.train_step(&b);
         twin.train_step();
         let what = |t: &str| format!("{spec} step {step}: {t}");
@@ -74,7 +88,10 @@ fn gpu_matches_reference_for(spec: &str, input: InputShape, pairs: usize, steps:
             assert_close(&what("distances"), &twin.read_distances(), &trace.distances, 2e-5);
         }
         assert_close(&what("loss"), &[twin.read_loss(step)], &[trace.loss], 2e-5);
-        assert_close(&what("gradients"), &twin.read_grads(), &trace.grads, 2e-5);
+        assert_close(&what("gradients"), &twin.read_grads(), &trace.grads, gradient_tolerance(&spec.to_string()));
+        if plan.state_len > 0 {
+            assert_close(&what("moving statistics"), &twin.read_state(), &from_gpu_state.state, 2e-5);
+        }
         let (weights, (m, v)) = (twin.read_params(), twin.read_adam());
         // The GPU's update is Adam's to the last bits: the reference's Adam applied to the GPU's own
         // gradients and state gives the GPU's weights and moments.
@@ -86,10 +103,17 @@ fn gpu_matches_reference_for(spec: &str, input: InputShape, pairs: usize, steps:
         // Against the reference's step from the same state, weights move by ~lr (1e-3) and agree far
         // more closely; not to 1e-6, because Adam divides by sqrt(v): a gradient of a few 1e-6 (a bias
         // whose units barely fire) moves its weight by a fraction of lr that its f32 rounding shifts by
-        // ~1e-5.
-        assert_abs_close(&what("weights against the reference"), &weights, &from_gpu_state.params, 1e-4);
+        // ~1e-5. So the weights are held to the reference where their gradient is at least 1e-3 of the
+        // largest: a gradient known to 2e-5 of the largest is known to 2% there, which moves the weight
+        // by 2% of lr at most. Below that, Adam scales rounding up to steps of ~lr either way (a bias
+        // before batch norm, which takes every channel's mean away, has a true gradient of zero); those
+        // weights are checked by the GPU's Adam on its own gradients above.
+        let scale = trace.grads.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        let moved = |w: &[f32]| w.iter().zip(&trace.grads).filter(|(_, g)| g.abs() > 1e-3 * scale).map(|(w, _)| *w).collect::<Vec<_>>();
+        assert_abs_close(&what("weights against the reference"), &moved(&weights), &moved(&from_gpu_state.params), 1e-4);
         assert_close(&what("adam m against the reference"), &m, &from_gpu_state.adam_m, 2e-5);
-        assert_close(&what("adam v against the reference"), &v, &from_gpu_state.adam_v, 2e-5);
+        // v holds squared gradients: twice their relative error.
+        assert_close(&what("adam v against the reference"), &v, &from_gpu_state.adam_v, 4e-5);
     }
 }
 
@@ -185,6 +209,17 @@ fn deeper_tower_on_odd_rgb_images_matches_reference() {
     let spec = "conv(6,2,same,relu),maxpool,dropout(0.4),conv(5,3,valid,relu),dropout(0.2),gap,dense(7,relu),dense(4)";
     gpu_matches_reference(spec, InputShape { h: 11, w: 9, c: 3 }, 3, 3, false);
     gpu_matches_reference(spec, InputShape { h: 11, w: 9, c: 3 }, 3, 3, true);
+}
+
+#[test]
+fn towers_with_the_newer_layers_match_reference() {
+    // Batch norm between a linear conv and a standalone ReLU, a strided conv, global max-pooling, batch
+    // norm on flat features, unit-length embeddings; and flatten into dense layers.
+    let spec = "conv(8,3,same,linear),bn,relu,maxpool,conv(12,3,stride=2),globalmaxpool,dense(10,relu),bn,dense(6),l2norm";
+    // Eight pairs: batch norm over three values a branch amplifies rounding past the tolerance.
+    gpu_matches_reference(spec, InputShape { h: 11, w: 9, c: 3 }, 8, 3, false);
+    gpu_matches_reference(spec, InputShape { h: 11, w: 9, c: 3 }, 8, 3, true);
+    gpu_matches_reference("conv(6,3),maxpool(3,2),dropout(0.2),flatten,dense(8,relu),dense(5)", InputShape { h: 10, w: 9, c: 1 }, 4, 3, true);
 }
 
 #[test]
@@ -293,6 +328,8 @@ fn micro_batched_steps_give_the_whole_batch_bits() {
     let spec = "conv(8,3),maxpool,dropout(0.3),conv(12,3,stride=2),dropout(0.2),gap,dense(10,relu),dense(5)";
     micro_batches_give_the_whole_batch_bits(spec, InputShape { h: 13, w: 11, c: 3 }, 10, forced(3), true);
     micro_batches_give_the_whole_batch_bits(spec, InputShape { h: 13, w: 11, c: 3 }, 10, forced(1), false);
+    // Flatten (a view of its input's buffers) into dense layers.
+    micro_batches_give_the_whole_batch_bits("conv(6,3),maxpool,flatten,dense(8,relu),dense(5)", InputShape { h: 10, w: 9, c: 1 }, 9, forced(4), true);
     // Chosen by the twin itself under a memory budget.
     let budget = TwinOptions { memory_budget: Some(3 << 20), ..TwinOptions::new(true) };
     micro_batches_give_the_whole_batch_bits("conv(16,3),maxpool,conv(16,3),gap,dense(8)", InputShape { h: 24, w: 24, c: 3 }, 16, budget, true);

@@ -423,7 +423,7 @@ impl Plan {
         (0..self.layers.len())
             .map(|i| match (op(i), op(i + 1), op(i + 2)) {
                 _ if i < head => None,
-                (Some(LayerOp::Conv2d(c)), Some(LayerOp::MaxPool(_)), next) if c.out_h() >= 2 && c.out_w() >= 2 => match next {
+                (Some(LayerOp::Conv2d(c)), Some(LayerOp::MaxPool(p)), next) if p.is_two_by_two() && c.out_h() >= 2 && c.out_w() >= 2 => match next {
                     Some(LayerOp::Dropout(d)) => Some((Some(*d), i + 2)),
                     _ => Some((None, i + 1)),
                 },

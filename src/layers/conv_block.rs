@@ -30,7 +30,7 @@ pub struct Conv2dMaxPoolGapDims {
 impl Conv2dMaxPoolGapDims {
     pub fn pool(&self) -> PoolDims {
         let c = &self.conv;
-        PoolDims { batch: c.batch, in_h: c.out_h(), in_w: c.out_w(), channels: c.out_c }
+        PoolDims::two_by_two(c.batch, c.out_h(), c.out_w(), c.out_c)
     }
     pub fn gap(&self) -> GapDims {
         let p = self.pool();
@@ -53,7 +53,7 @@ impl Plan {
     pub fn fused_head(&self) -> Option<(Conv2dMaxPoolGapDims, usize)> {
         let op = |i: usize| self.layers.get(i).map(|l| &l.op);
         let Some(LayerOp::Conv2d(conv)) = op(0) else { return None };
-        if conv.taps() > MAX_FUSED_TAPS || conv.stride != 1 || !matches!(op(1), Some(LayerOp::MaxPool(_))) {
+        if conv.taps() > MAX_FUSED_TAPS || conv.stride != 1 || !matches!(op(1), Some(LayerOp::MaxPool(p)) if p.is_two_by_two()) {
             return None;
         }
         let (dropout, gap_index) = match op(2) {

@@ -5,12 +5,17 @@
 //! through the two enums below, so a new layer is one module, one shader, its tests and one line in
 //! `layer_kinds!`.
 
+pub mod bn;
 pub mod conv2d;
 pub mod conv_block;
 pub mod dense;
 pub mod dropout;
+pub mod flatten;
 pub mod gap;
+pub mod globalmaxpool;
+pub mod l2norm;
 pub mod maxpool;
+pub mod relu;
 
 use crate::gpu::{Dispatch, Kernel, Kernels, Region};
 use crate::model::{Args, SpecError};
@@ -170,6 +175,11 @@ pub trait Layer {
     fn output(&self) -> Shape;
     /// The images it runs on at once.
     fn batch(&self) -> usize;
+    /// Whether its output is its input as it lies in memory (a reshape): it launches nothing, and its
+    /// output and gradient are its input's buffers.
+    fn is_view(&self) -> bool {
+        false
+    }
     /// Its trainable tensors, in the order they lie in its region of the flat parameter buffer.
     fn params(&self) -> Vec<TensorSpec> {
         Vec::new()
@@ -187,6 +197,10 @@ pub trait Layer {
     fn update_state<T: Real>(&self, _x: &[T], _state: &mut [T], _pass: &Pass) {}
     /// f32s its forward keeps for its backward on the GPU.
     fn aux_len(&self) -> usize {
+        0
+    }
+    /// f32s of that its forward needs at inference (statistics it computes on the way).
+    fn inference_aux_len(&self) -> usize {
         0
     }
     /// f32s of partial sums its weight gradient keeps until the step's end, when the step's whole
@@ -271,11 +285,19 @@ layer_kinds! {$
     Dropout(dropout::Dropout),
     Gap(gap::Gap),
     Dense(dense::Dense),
+    BatchNorm(bn::BatchNorm),
+    Relu(relu::Relu),
+    Flatten(flatten::Flatten),
+    L2Norm(l2norm::L2Norm),
+    GlobalMaxPool(globalmaxpool::GlobalMaxPool),
 }
 
 impl LayerOp {
     pub fn output(&self) -> Shape {
         with_layer!(self, l => l.output())
+    }
+    pub fn is_view(&self) -> bool {
+        with_layer!(self, l => l.is_view())
     }
     /// f32s of output for the whole batch.
     pub fn output_len(&self) -> usize {
@@ -298,6 +320,9 @@ impl LayerOp {
     }
     pub fn aux_len(&self) -> usize {
         with_layer!(self, l => l.aux_len())
+    }
+    pub fn inference_aux_len(&self) -> usize {
+        with_layer!(self, l => l.inference_aux_len())
     }
     pub fn partials_len(&self, branches: usize, whole_batch: usize) -> usize {
         with_layer!(self, l => l.partials_len(branches, whole_batch))

@@ -2,11 +2,16 @@
 //! [`TowerSpec`]. Each layer kind reads its own arguments (see `crate::layers`):
 //!
 //! ```text
-//! conv(FILTERS, K[xK][, same|valid][, relu|linear])   stride-1 convolution; default same, relu
+//! conv(FILTERS, K[xK][, same|valid][, relu|linear][, stride=S])   2-D convolution; default same, relu, 1
 //! maxpool                                             2x2 max-pooling, stride 2 (also maxpool(2))
 //! dropout(RATE)                                       inverted dropout, 0 <= RATE < 1
 //! gap                                                 global average pooling
+//! globalmaxpool                                       global max-pooling
+//! flatten                                             the map as one vector (NHWC order, as Keras)
 //! dense(UNITS[, relu|linear])                         fully connected; default linear
+//! bn                                                  batch normalisation (Keras': momentum 0.99, eps 1e-3)
+//! relu                                                max(x, 0), as a layer of its own
+//! l2norm                                              unit-length embeddings (Keras' UnitNormalization)
 //! ```
 //! The tutorial's tower as its code runs is [`TUTORIAL_TOWER`]; the one it meant to build, with two
 //! convolution blocks, is [`TUTORIAL_INTENDED_TOWER`].
@@ -244,10 +249,20 @@ mod tests {
     }
 
     #[test]
+    fn newer_layers_parse_and_print_back() {
+        let text = "conv(32,3,same,linear,stride=2),bn,relu,maxpool(3,2),conv(64,3),maxpool(3),globalmaxpool,dense(64,relu),bn,dense(32),l2norm";
+        let spec: TowerSpec = text.parse().unwrap();
+        assert_eq!(spec.to_string(), text.replace("conv(64,3)", "conv(64,3,same,relu)"));
+        assert_eq!(spec.to_string().parse::<TowerSpec>().unwrap(), spec);
+        let flat: TowerSpec = "conv(8,3),maxpool(2,2),flatten,dense(16)".parse().unwrap();
+        assert_eq!(flat.to_string(), "conv(8,3,same,relu),maxpool,flatten,dense(16)");
+    }
+
+    #[test]
     fn errors_point_at_the_bad_token() {
         let err = "conv(128,2),maxpol,gap".parse::<TowerSpec>().unwrap_err();
         assert_eq!((err.column, err.token.as_str()), (13, "maxpol"));
-        assert!(err.message.contains("expected conv, maxpool, dropout, gap or dense"), "{}", err.message);
+        assert!(err.message.contains("expected conv, maxpool, dropout, gap, dense, bn, relu, flatten, l2norm or globalmaxpool"), "{}", err.message);
         let err = "conv(128,two),gap".parse::<TowerSpec>().unwrap_err();
         assert_eq!((err.column, err.token.as_str()), (10, "two"));
         let err = "conv(8,2),dropout(1.5)".parse::<TowerSpec>().unwrap_err();
@@ -261,7 +276,7 @@ mod tests {
         let err = "dense(0)".parse::<TowerSpec>().unwrap_err();
         assert_eq!((err.column, err.token.as_str()), (7, "0"));
         assert!("conv(8,2".parse::<TowerSpec>().is_err());
-        assert!("maxpool(3)".parse::<TowerSpec>().is_err());
+        assert!("maxpool(0)".parse::<TowerSpec>().is_err() && "maxpool(3,2,1)".parse::<TowerSpec>().is_err() && "bn(0.9)".parse::<TowerSpec>().is_err());
         assert!(err.to_string().contains("column 7"));
     }
 }
