@@ -5,16 +5,17 @@ use crate::checkpoint::write_atomically;
 use crate::data::{csv_field, decode_all, list_images, load_split, read_idx};
 use crate::evaluate::Trained;
 use crate::gpu::{Gpu, Kernels};
+use crate::model::InputShape;
 use crate::npy;
 use std::path::{Path, PathBuf};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Pictures to embed: their bytes (the model's input), and for each its source and label.
-struct Sources {
-    pixels: Vec<u8>,
-    names: Vec<String>,
-    labels: Vec<String>,
+pub struct Sources {
+    pub pixels: Vec<u8>,
+    pub names: Vec<String>,
+    pub labels: Vec<String>,
 }
 
 pub struct EmbedOptions<'p> {
@@ -29,10 +30,9 @@ pub struct EmbedOptions<'p> {
     pub batch_size: Option<usize>,
 }
 
-/// Embeds the pictures `opts` names with `trained` into a .npy file and its .csv index.
-pub fn embed(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EmbedOptions) -> Result<()> {
-    let EmbedOptions { images, split, out, invert, batch_size } = *opts;
-    let input = trained.input();
+/// The pictures `images` names (a folder, an IDX images file or an IDX folder's `split`) as the model
+/// takes them (`input`), each with its source and label.
+pub fn load_sources(images: &Path, split: &str, input: InputShape, invert: bool) -> Result<Sources> {
     let idx_shape_check = |path: &Path, rows: usize, cols: usize| -> Result<()> {
         if [rows, cols, 1] != [input.h, input.w, input.c] {
             return Err(format!(
@@ -92,6 +92,13 @@ pub fn embed(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EmbedOption
     if invert {
         sources.pixels.iter_mut().for_each(|v| *v = 255 - *v);
     }
+    Ok(sources)
+}
+
+/// Embeds the pictures `opts` names with `trained` into a .npy file and its .csv index.
+pub fn embed(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EmbedOptions) -> Result<()> {
+    let EmbedOptions { images, split, out, invert, batch_size } = *opts;
+    let sources = load_sources(images, split, trained.input(), invert)?;
     let tower = trained.tower(gpu, kernels, batch_size)?;
     let embeddings = tower.embed(&sources.pixels)?;
     let dim = tower.dim();

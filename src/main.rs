@@ -12,6 +12,8 @@ use gpu_siamese::checkpoint::write_atomically;
 use gpu_siamese::evaluate::{self, ClassChoice, EvalOptions, Trained};
 use gpu_siamese::compare::{self, CompareOptions};
 use gpu_siamese::embed::{self, EmbedOptions};
+use gpu_siamese::gallery::{self, SearchOptions};
+use gpu_siamese::dedup::{self, DedupOptions};
 use gpu_siamese::{report, run, train};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -320,6 +322,80 @@ enum Command {
         #[arg(long, value_name = "N")]
         batch_size: Option<usize>,
     },
+    /// The k nearest gallery items of each query, with distances and the verdict (same or different) at
+    /// the checkpoint's calibrated threshold: a table, and CSV or JSON. Queries and the gallery are
+    /// pictures, folders, IDX files (or an IDX folder's split) embedded on the fly, or an `embed`
+    /// output (.npy with its .csv index beside it), so a large gallery is embedded once. Exact search
+    /// on the GPU; a query found in the gallery (the same source) is marked "(itself)".
+    Search {
+        /// Query pictures, folders, IDX files, or one embed .npy.
+        #[arg(value_name = "QUERY", required = true)]
+        queries: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// The gallery: folders, pictures, IDX files, or one embed .npy.
+        #[arg(long, value_name = "DIR|NPY", required = true, num_args = 1..)]
+        gallery: Vec<PathBuf>,
+        /// Neighbours per query (at most 128).
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Use this threshold for the verdicts instead of the checkpoint's.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Leave each query's own source out of its results (when the queries are in the gallery).
+        #[arg(long)]
+        skip_self: bool,
+        /// The split of an IDX folder given as queries.
+        #[arg(long, default_value = "t10k", value_parser = ["t10k", "train"])]
+        split: String,
+        /// The split of an IDX folder given as the gallery.
+        #[arg(long, default_value = "train", value_parser = ["t10k", "train"])]
+        gallery_split: String,
+        /// Write every result as CSV (query,query_label,rank,gallery,gallery_label,distance,verdict,itself).
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+        /// Write every result and a summary as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Queries whose results are printed.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        show: usize,
+        /// Invert the pictures (255 - v), as for compare.
+        #[arg(long)]
+        invert: bool,
+        /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
+        #[arg(long, value_name = "N")]
+        batch_size: Option<usize>,
+    },
+    /// The groups of pictures in a folder that the model calls the same (near-duplicates), found through
+    /// the GPU search: two pictures are linked when one is among the other's --k nearest under the
+    /// threshold; a group is a connected component of links, or with --cliques a set whose every two
+    /// pictures are under the threshold. Writes OUT/groups.csv and a contact sheet, OUT/groups.png.
+    Dedup {
+        /// The folder of pictures (searched recursively).
+        #[arg(value_name = "DIR")]
+        folder: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// Use this threshold instead of the checkpoint's.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Nearest pictures each one links to (at most 128).
+        #[arg(long, default_value_t = 16)]
+        k: usize,
+        /// Groups whose every two pictures are under the threshold, rather than chains of links.
+        #[arg(long)]
+        cliques: bool,
+        /// Where groups.csv and groups.png go. [default: beside DIR, DIR-dedup]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Invert the pictures (255 - v), as for compare.
+        #[arg(long)]
+        invert: bool,
+        /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
+        #[arg(long, value_name = "N")]
+        batch_size: Option<usize>,
+    },
     /// Pictures of a run, as PNG files: curves.png (loss, val_loss and accuracy per epoch),
     /// distances.png (test-pair distance histograms and the threshold), roc.png, pairs.png (test pairs
     /// with their distances, mistakes marked) and embeddings.png (the test embeddings' PCA map by class).
@@ -382,6 +458,28 @@ fn main() -> ExitCode {
         Command::Embed { checkpoint, images, split, out, invert, batch_size } => {
             let opts = EmbedOptions { images: &images, split: &split, out: &out, invert, batch_size };
             open_model(&checkpoint).and_then(|(gpu, kernels, trained)| embed::embed(&gpu, &kernels, &trained, &opts))
+        }
+        Command::Search { queries, checkpoint, gallery, k, threshold, skip_self, split, gallery_split, csv, json, show, invert, batch_size } => {
+            let opts = SearchOptions {
+                queries: &queries,
+                gallery: &gallery,
+                split: &split,
+                gallery_split: &gallery_split,
+                k,
+                threshold,
+                skip_self,
+                csv: csv.as_deref(),
+                json: json.as_deref(),
+                show,
+                invert,
+                batch_size,
+            };
+            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| gallery::search(&gpu, &kernels, &trained, &opts).map(|_| ()))
+        }
+        Command::Dedup { folder, checkpoint, threshold, k, cliques, out, invert, batch_size } => {
+            let out = out.unwrap_or_else(|| dedup::default_out(&folder));
+            let opts = DedupOptions { folder: &folder, threshold, k, cliques, out: &out, invert, batch_size };
+            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| dedup::dedup(&gpu, &kernels, &trained, &opts).map(|_| ()))
         }
         Command::Report { run, checkpoint, eval, out } => {
             let checkpoint = checkpoint.unwrap_or_else(|| run.join(train::BEST_FILE));

@@ -69,7 +69,7 @@ impl std::hash::Hash for Kernel {
 
 /// Every kernel the program launches: the layers' and the twin's own (gather, distances, losses, Adam).
 pub fn all_kernels() -> Vec<Kernel> {
-    [crate::layers::layer_kernels().as_slice(), crate::layers::conv_block::KERNELS, super::ops::KERNELS, crate::bench::KERNELS].concat()
+    [crate::layers::layer_kernels().as_slice(), crate::layers::conv_block::KERNELS, super::ops::KERNELS, crate::bench::KERNELS, crate::search::KERNELS].concat()
 }
 
 /// The invocations of every workgroup; each shader declares @workgroup_size(256).
@@ -194,7 +194,7 @@ impl Kernels {
         }
     }
 
-    fn pipeline(&self, kernel: Kernel, constants: &Constants) -> wgpu::ComputePipeline {
+    pub fn pipeline(&self, kernel: Kernel, constants: &Constants) -> wgpu::ComputePipeline {
         // A layer describes its shape once to all of its kernels; each module takes the constants it
         // declares (an unknown one is an error).
         let declared = |name: &str| kernel.files.iter().any(|(_, source)| source.contains(&format!("override {name}:")));

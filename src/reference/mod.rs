@@ -10,6 +10,7 @@ mod batch_loss;
 mod contrastive;
 mod distance;
 mod gather;
+mod search;
 mod twin;
 
 pub use adam::adam_update;
@@ -17,6 +18,7 @@ pub use batch_loss::*;
 pub use contrastive::{contrastive_backward, contrastive_forward};
 pub use distance::{distance_backward, distance_forward};
 pub use gather::{augment_draw, augment_image, byte_value, gather_pairs, AugmentDraw};
+pub use search::knn;
 pub use twin::{TwinBatch, TwinReference, TwinTrace};
 
 use std::fmt::Debug;
