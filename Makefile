@@ -27,8 +27,19 @@ data:
 train: deps data
 	cargo run --release -- train $(ARGS)
 
-test: deps
-	cargo test --release
+# The export tests run the exported ONNX models in onnxruntime, a runtime this project did not write:
+# installed from PyPI into target/onnx-venv the first time.
+ONNX_VENV := target/onnx-venv
+
+test: deps $(ONNX_VENV)/installed
+	GPU_SIAMESE_ONNX_PYTHON=$(ONNX_VENV)/bin/python cargo test --release
+
+$(ONNX_VENV)/installed:
+	@python3 -c "import ensurepip, venv" 2>/dev/null || { echo "installing: python3 python3-venv"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3 python3-venv; }
+	python3 -m venv $(ONNX_VENV)
+	$(ONNX_VENV)/bin/pip install -q --disable-pip-version-check onnxruntime numpy
+	@touch $@
 
 bench: deps
 	cargo run --release -- bench $(ARGS)

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod npy;
 pub mod objective;
+pub mod onnx;
 pub mod optimizer;
 pub mod plot;
 pub mod reference;

@@ -396,6 +396,19 @@ enum Command {
         #[arg(long, value_name = "N")]
         batch_size: Option<usize>,
     },
+    /// The tower as a standard ONNX model (opset 13) for onnxruntime, tract, or any ONNX runtime: input
+    /// `images` [batch, h, w, c], NHWC float32 in [0, 1] (bytes / 255); output `embedding`
+    /// [batch, dim]. With --pair, also the twin's distance: inputs `a` and `b`, output `distance`.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// The tower's ONNX file.
+        #[arg(long, value_name = "FILE")]
+        onnx: PathBuf,
+        /// Also write the two-input distance model here.
+        #[arg(long, value_name = "FILE")]
+        pair: Option<PathBuf>,
+    },
     /// Pictures of a run, as PNG files: curves.png (loss, val_loss and accuracy per epoch),
     /// distances.png (test-pair distance histograms and the threshold), roc.png, pairs.png (test pairs
     /// with their distances, mistakes marked) and embeddings.png (the test embeddings' PCA map by class).
@@ -481,6 +494,9 @@ fn main() -> ExitCode {
             let opts = DedupOptions { folder: &folder, threshold, k, cliques, out: &out, invert, batch_size };
             open_model(&checkpoint).and_then(|(gpu, kernels, trained)| dedup::dedup(&gpu, &kernels, &trained, &opts).map(|_| ()))
         }
+        Command::Export { checkpoint, onnx, pair } => Trained::load(&checkpoint)
+            .map_err(|e| e.into())
+            .and_then(|trained| Ok(gpu_siamese::onnx::export(&trained, &onnx, pair.as_deref())?)),
         Command::Report { run, checkpoint, eval, out } => {
             let checkpoint = checkpoint.unwrap_or_else(|| run.join(train::BEST_FILE));
             let out = out.unwrap_or_else(|| run.join("report"));

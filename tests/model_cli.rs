@@ -365,3 +365,20 @@ fn dedup_finds_planted_near_duplicates() {
     let e = failure("dedup", &[dir.join("nothing").to_str().unwrap(), "--checkpoint", &ckpt]);
     assert!(e.contains("nothing") && e.contains("not a folder"), "{e}");
 }
+
+#[test]
+fn export_writes_onnx_models_of_the_checkpoint() {
+    let ckpt = checkpoint();
+    let dir = temp_dir("export");
+    let (onnx, pair) = (dir.join("tower.onnx"), dir.join("pair.onnx"));
+    let text = ok("export", &["--checkpoint", &ckpt, "--onnx", onnx.to_str().unwrap(), "--pair", pair.to_str().unwrap()]);
+    assert!(text.contains("opset 13") && text.contains("[batch, 28, 28, 1]") && text.contains("embedding [batch, 48]"), "{text}");
+    for path in [&onnx, &pair] {
+        let bytes = std::fs::read(path).unwrap();
+        // A protobuf ModelProto: field 1 (ir_version, a varint) first, the producer's name inside.
+        assert_eq!(bytes[0], 0x08, "{}", path.display());
+        assert!(bytes.windows(11).any(|w| w == b"gpu-siamese"));
+    }
+    let e = failure("export", &["--checkpoint", dir.join("missing.safetensors").to_str().unwrap(), "--onnx", onnx.to_str().unwrap()]);
+    assert!(e.contains("missing.safetensors"), "{e}");
+}

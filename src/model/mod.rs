@@ -6,4 +6,4 @@ mod spec;
 
 pub use params::{glorot_uniform, ParamTensor};
 pub use plan::{InputShape, Plan, PlanError, PlannedLayer, PARAM_ALIGN};
-pub use spec::{Args, NamedTower, SpecError, TowerSpec, NAMED_TOWERS, TUTORIAL_INTENDED_TOWER, TUTORIAL_TOWER};
+pub use spec::{Args, NamedTower, SpecError, TowerSpec, COLOUR_TOWER, NAMED_TOWERS, SMALL_TOWER, TUTORIAL_INTENDED_TOWER, TUTORIAL_TOWER};
