@@ -1,12 +1,14 @@
 # The two entry points of a fresh Debian/Ubuntu machine: `make train` and `make test`.
-# Each installs what is missing (the software Vulkan driver, so that a machine without a GPU still has
-# an adapter; for training, the Fashion-MNIST package), then calls cargo.
+# Each installs what is missing (Mesa's software drivers, so that a machine without a GPU still has
+# adapters: lavapipe for Vulkan, llvmpipe for GL through EGL; for training, the Fashion-MNIST package),
+# then calls cargo.
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DRIVER_PACKAGES := mesa-vulkan-drivers libvulkan1
+GL_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
 DATA_PACKAGES := dataset-fashion-mnist
 
-.PHONY: deps data train test bench compare adapters
+.PHONY: deps gl-deps data train test bench compare adapters
 
 # $(call apt_install,PACKAGES): installs those of PACKAGES that are not installed yet.
 define apt_install
@@ -18,7 +20,7 @@ define apt_install
 endef
 
 deps:
-	@command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.87 or newer (https://rustup.rs)"; exit 1; }
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.89 or newer (https://rustup.rs)"; exit 1; }
 	$(call apt_install,$(DRIVER_PACKAGES))
 
 data:
@@ -31,8 +33,27 @@ train: deps data
 # installed from PyPI into target/onnx-venv the first time.
 ONNX_VENV := target/onnx-venv
 
-test: deps $(ONNX_VENV)/installed
-	GPU_SIAMESE_ONNX_PYTHON=$(ONNX_VENV)/bin/python cargo test --release
+# Every test on Vulkan, then every test that touches the GPU again on GL: two shader paths (naga to
+# SPIR-V for Mesa's Vulkan driver, naga to GLSL for its GL one), each with its own compiler and limits.
+# Each leg first names its adapter; a leg without one stops with the packages to install.
+GPU_TESTS := --test kernels --test twin --test keras_golden --test search --test export --test model_cli \
+	--test train_cli --test folders --test robustness
+BIN := target/release/gpu-siamese
+
+# Mesa's drivers print "error: XDG_RUNTIME_DIR is invalid or not set" when it is unset (the program
+# gives itself one; the test binaries get this one).
+RUNTIME_DIR := $(CURDIR)/target/runtime
+
+test: deps gl-deps $(ONNX_VENV)/installed
+	cargo build --release --quiet
+	@mkdir -p -m 700 $(RUNTIME_DIR)
+	@picked=$$(WGPU_BACKEND=vulkan $(BIN) adapters --picked) || exit 1; echo "== all tests; the GPU ones on $$picked"
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(RUNTIME_DIR)} WGPU_BACKEND=vulkan GPU_SIAMESE_ONNX_PYTHON=$(ONNX_VENV)/bin/python cargo test --release
+	@picked=$$(WGPU_BACKEND=gl $(BIN) adapters --picked) || exit 1; echo "== the GPU tests again, on $$picked"
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(RUNTIME_DIR)} WGPU_BACKEND=gl GPU_SIAMESE_ONNX_PYTHON=$(ONNX_VENV)/bin/python cargo test --release $(GPU_TESTS)
+
+gl-deps:
+	$(call apt_install,$(GL_PACKAGES))
 
 $(ONNX_VENV)/installed:
 	@python3 -c "import ensurepip, venv" 2>/dev/null || { echo "installing: python3 python3-venv"; \

@@ -27,19 +27,59 @@ pub struct Progress {
 
 const FORMAT: &str = "gpu-siamese checkpoint 1";
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Where `path` is written before it is renamed into place.
+pub fn temporary_of(path: &Path) -> std::path::PathBuf {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
+    path.with_file_name(tmp_name)
+}
+
+/// Writes `bytes` to `path`'s temporary and flushes it to disk; a failed write (a full disk, say)
+/// removes the partial temporary rather than leave it taking the space.
+fn write_temporary(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temporary_of(path);
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Makes renames in `path`'s folder durable where the platform allows it.
+fn sync_folder(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable where the platform allows it.
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_temporary(path, bytes)?;
+    std::fs::rename(temporary_of(path), path)?;
+    sync_folder(path);
+    Ok(())
+}
+
+/// Writes several files as one set: every temporary first, and only when all are on disk the renames,
+/// in the order given (the last one marks the set complete). If any write fails, the temporaries are
+/// removed and the files already there are left as they were.
+pub fn write_set(files: &[(std::path::PathBuf, Vec<u8>)]) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    for (i, (path, bytes)) in files.iter().enumerate() {
+        if let Err(e) = write_temporary(path, bytes) {
+            for (written, _) in &files[..i] {
+                let _ = std::fs::remove_file(temporary_of(written));
+            }
+            return Err((path.clone(), e));
+        }
+    }
+    for (path, _) in files {
+        std::fs::rename(temporary_of(path), path).map_err(|e| (path.clone(), e))?;
+    }
+    if let Some((path, _)) = files.first() {
+        sync_folder(path);
     }
     Ok(())
 }
@@ -47,7 +87,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Saves the weights in `params` and the layers' state in `state` (the plan's flat layouts), plus any
 /// `extra` buffers of the parameters' layout under a name prefix (the resume file's Adam moments),
 /// with the run's metadata.
-#[allow(clippy::too_many_arguments)]
 pub fn save(
     path: &Path,
     plan: &Plan,
@@ -57,6 +96,11 @@ pub fn save(
     config: &TrainConfig,
     progress: &Progress,
 ) -> Result<(), String> {
+    write_atomically(path, &encode(plan, params, state, extra, config, progress)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A checkpoint's bytes (see [`save`]).
+pub fn encode(plan: &Plan, params: &[f32], state: &[f32], extra: &[(&str, &[f32])], config: &TrainConfig, progress: &Progress) -> Vec<u8> {
     let tensors = plan.param_tensors();
     let mut named: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (prefix, buffer) in std::iter::once(("", params)).chain(extra.iter().copied()) {
@@ -77,7 +121,7 @@ pub fn save(
     ]
     .into_iter()
     .collect();
-    write_atomically(path, &serialize(&mut named, &metadata)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    serialize(&mut named, &metadata)
 }
 
 /// The safetensors encoding with its header's keys in sorted order, so that the same weights and
@@ -131,7 +175,13 @@ impl Checkpoint {
             if view.dtype() != Dtype::F32 {
                 return Err(err(format!("tensor {name} is {:?}, not F32", view.dtype())));
             }
-            tensors.insert(name, (view.shape().to_vec(), bytemuck::pod_collect_to_vec(view.data())));
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+            // A run that diverged is never saved; a checkpoint holding NaN was damaged afterwards, and
+            // resuming from it would train a whole epoch for nothing.
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(err(format!("tensor {name} holds {} (element {i}): the checkpoint is damaged", values[i])));
+            }
+            tensors.insert(name, (view.shape().to_vec(), values));
         }
         Ok(Checkpoint { arch: field("arch")?.clone(), config, progress, tensors })
     }
@@ -152,7 +202,11 @@ impl Checkpoint {
         for t in tensors {
             let name = format!("{prefix}{}", t.name);
             let (shape, values) = self.tensors.get(&name).ok_or_else(|| {
-                format!("the checkpoint has no tensor {name}: it was trained with --arch \"{}\", not \"{}\"", self.arch, plan.spec)
+                if self.arch == plan.spec.to_string() {
+                    format!("the checkpoint has no tensor {name}, which its own tower \"{}\" has: it is damaged or was not written by gpu-siamese", self.arch)
+                } else {
+                    format!("the checkpoint has no tensor {name}: it was trained with --arch \"{}\", not \"{}\"", self.arch, plan.spec)
+                }
             })?;
             if *shape != t.shape {
                 return Err(format!(

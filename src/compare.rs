@@ -18,26 +18,37 @@ pub struct CompareOptions<'p> {
     pub out: Option<&'p Path>,
     /// Instead of the checkpoint's.
     pub threshold: Option<f32>,
-    pub invert: bool,
+    pub polarity: crate::data::Polarity,
     /// Images per forward pass.
     pub batch_size: Option<usize>,
 }
 
 pub fn compare(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &CompareOptions) -> Result<()> {
-    let CompareOptions { images, pairs, out, threshold, invert, batch_size } = *opts;
-    let list: Vec<(PathBuf, PathBuf)> = match (pairs, images) {
-        (None, [a, b]) => vec![(a.clone(), b.clone())],
+    let CompareOptions { images, pairs, out, threshold, polarity, batch_size } = *opts;
+    if let (Some(csv), Some(out)) = (pairs, out) {
+        if std::fs::canonicalize(csv).ok() == std::fs::canonicalize(out).ok() || csv == out {
+            return Err(format!("--out {} is the --pairs file itself: the results would replace the list; choose another --out", out.display()).into());
+        }
+    }
+    let (list, lines): (Vec<(PathBuf, PathBuf)>, Vec<usize>) = match (pairs, images) {
+        (None, [a, b]) => (vec![(a.clone(), b.clone())], vec![0]),
         (None, _) => return Err("compare takes two pictures (compare A.png B.png --checkpoint C), or a CSV of them with --pairs".into()),
         (Some(_), [_, ..]) => return Err("give either two pictures or --pairs, not both".into()),
-        (Some(csv), []) => read_pair_list(csv)?,
+        (Some(csv), []) => read_pair_list(csv)?.into_iter().map(|(a, b, line)| ((a, b), line)).unzip(),
     };
     let threshold = threshold.unwrap_or(trained.threshold());
-    // Every picture decoded on every core; the first that cannot be stops with its name.
+    // Every picture decoded on every core; the first that cannot be stops with its name (and, from a
+    // list, its line).
     let paths: Vec<PathBuf> = list.iter().map(|p| p.0.clone()).chain(list.iter().map(|p| p.1.clone())).collect();
-    let mut pixels: Vec<u8> = decode_all(&paths, trained.input()).into_iter().collect::<std::result::Result<Vec<_>, _>>()?.concat();
-    if invert {
-        pixels.iter_mut().for_each(|v| *v = 255 - *v);
+    let mut pixels = Vec::with_capacity(paths.len() * trained.input().len());
+    for (i, decoded) in decode_all(&paths, trained.input()).into_iter().enumerate() {
+        match (decoded, pairs) {
+            (Ok(bytes), _) => pixels.extend(bytes),
+            (Err(e), Some(csv)) => return Err(format!("{} line {}: {e}", csv.display(), lines[i % list.len()]).into()),
+            (Err(e), None) => return Err(e.into()),
+        }
     }
+    trained.match_polarity(&mut pixels, polarity);
     let count = list.len() as u32;
     let rows: Vec<(u32, u32)> = (0..count).map(|i| (i, count + i)).collect();
     let distances = trained.tower(gpu, kernels, batch_size)?.distances(&pixels, &rows)?;
@@ -63,9 +74,12 @@ pub fn compare(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &CompareOp
     Ok(())
 }
 
-/// The pairs of a CSV file of two picture paths per line; relative paths are taken from its folder.
-fn read_pair_list(csv: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+/// The pairs of a CSV file of two picture paths per line, with their line numbers; relative paths are
+/// taken from its folder.
+fn read_pair_list(csv: &Path) -> Result<Vec<(PathBuf, PathBuf, usize)>> {
     let text = std::fs::read_to_string(csv).map_err(|e| format!("{}: cannot read: {e}", csv.display()))?;
+    // Spreadsheets often save UTF-8 with a byte-order mark, which is not part of the first path.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let base = csv.parent().unwrap_or(Path::new(""));
     let mut pairs = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -79,7 +93,10 @@ fn read_pair_list(csv: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
         let [a, b] = fields.as_slice() else {
             return Err(format!("{} line {}: expected two paths, found {} fields", csv.display(), n + 1, fields.len()).into());
         };
-        pairs.push((base.join(a.trim()), base.join(b.trim())));
+        if let Some(empty) = [a, b].iter().position(|f| f.trim().is_empty()) {
+            return Err(format!("{} line {}: the {} path is empty", csv.display(), n + 1, ["first", "second"][empty]).into());
+        }
+        pairs.push((base.join(a.trim()), base.join(b.trim()), n + 1));
     }
     if pairs.is_empty() {
         return Err(format!("{}: no pairs in it", csv.display()).into());

@@ -54,6 +54,13 @@ pub struct TrainConfig {
     /// Stop when val_loss has not improved for this many epochs, and end on the best weights.
     #[serde(default)]
     pub early_stopping: Option<usize>,
+    /// Never pair an image with itself as a positive pair (the tutorial's create_pairs may).
+    #[serde(default)]
+    pub no_self_pairs: bool,
+    /// The training pictures' background: the mean brightness (0-255) of their borders. Pictures given
+    /// to the model later with the opposite background are inverted to match.
+    #[serde(default)]
+    pub background: Option<f32>,
 }
 
 /// How training batches are drawn.

@@ -23,7 +23,7 @@ pub struct DedupOptions<'p> {
     pub k: usize,
     pub cliques: bool,
     pub out: &'p Path,
-    pub invert: bool,
+    pub polarity: crate::data::Polarity,
     pub batch_size: Option<usize>,
 }
 
@@ -90,13 +90,11 @@ pub fn dedup(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &DedupOption
         return Err("--k 0: each picture needs at least one neighbour to link to".into());
     }
     let input = trained.input();
-    let mut sources = load_sources(opts.folder, "t10k", input, false)?;
+    let mut sources = load_sources(opts.folder, "t10k", input)?;
     if sources.names.len() < 2 {
         return Err(format!("{}: holds {} picture; duplicates need two or more", opts.folder.display(), sources.names.len()).into());
     }
-    if opts.invert {
-        sources.pixels.iter_mut().for_each(|v| *v = 255 - *v);
-    }
+    trained.match_polarity(&mut sources.pixels, opts.polarity);
     let count = sources.names.len();
     let tower = trained.tower(gpu, kernels, opts.batch_size)?;
     let embeddings = tower.embed(&sources.pixels)?;

@@ -25,14 +25,14 @@ pub struct EmbedOptions<'p> {
     pub split: &'p str,
     /// The .npy file; its index goes beside it as .csv.
     pub out: &'p Path,
-    pub invert: bool,
+    pub polarity: crate::data::Polarity,
     /// Images per forward pass.
     pub batch_size: Option<usize>,
 }
 
 /// The pictures `images` names (a folder, an IDX images file or an IDX folder's `split`) as the model
 /// takes them (`input`), each with its source and label.
-pub fn load_sources(images: &Path, split: &str, input: InputShape, invert: bool) -> Result<Sources> {
+pub fn load_sources(images: &Path, split: &str, input: InputShape) -> Result<Sources> {
     let idx_shape_check = |path: &Path, rows: usize, cols: usize| -> Result<()> {
         if [rows, cols, 1] != [input.h, input.w, input.c] {
             return Err(format!(
@@ -67,7 +67,11 @@ pub fn load_sources(images: &Path, split: &str, input: InputShape, invert: bool)
         }
         sources.pixels = set.pixels;
     } else if images.is_dir() {
-        let files = list_images(images)?;
+        let listing = list_images(images)?;
+        if let Some(note) = listing.repeat_note() {
+            eprintln!("note: {note}");
+        }
+        let files = listing.files;
         let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
         let mut skipped = Vec::new();
         for (file, decoded) in files.iter().zip(decode_all(&paths, input)) {
@@ -89,16 +93,14 @@ pub fn load_sources(images: &Path, split: &str, input: InputShape, invert: bool)
     if sources.names.is_empty() {
         return Err(format!("{}: no pictures found (looked for {} files)", images.display(), crate::data::IMAGE_EXTENSIONS.join(", ")).into());
     }
-    if invert {
-        sources.pixels.iter_mut().for_each(|v| *v = 255 - *v);
-    }
     Ok(sources)
 }
 
 /// Embeds the pictures `opts` names with `trained` into a .npy file and its .csv index.
 pub fn embed(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EmbedOptions) -> Result<()> {
-    let EmbedOptions { images, split, out, invert, batch_size } = *opts;
-    let sources = load_sources(images, split, trained.input(), invert)?;
+    let EmbedOptions { images, split, out, polarity, batch_size } = *opts;
+    let mut sources = load_sources(images, split, trained.input())?;
+    trained.match_polarity(&mut sources.pixels, polarity);
     let tower = trained.tower(gpu, kernels, batch_size)?;
     let embeddings = tower.embed(&sources.pixels)?;
     let dim = tower.dim();

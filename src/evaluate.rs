@@ -3,7 +3,7 @@
 //! in N-way K-shot episodes, for `gpu-siamese evaluate`, `compare`, `embed` and `report`.
 
 use crate::checkpoint::Checkpoint;
-use crate::data::{Holdout, ImageSet, Pair};
+use crate::data::{Holdout, ImageSet, Label, Pair};
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{
     best_threshold, equal_error_rate, few_shot, Episodes, retrieval, roc_auc, roc_curve, threshold_for_far, Confusion,
@@ -42,6 +42,14 @@ impl Trained {
             }
         }
         Ok(Trained { path: path.to_path_buf(), checkpoint, plan, params, state })
+    }
+
+    /// Makes pictures given to the model match its training pictures' background, as `polarity` says,
+    /// printing a note when any is inverted.
+    pub fn match_polarity(&self, pixels: &mut [u8], polarity: crate::data::Polarity) {
+        if let Some(note) = crate::data::match_polarity(pixels, self.input(), self.checkpoint.config.background, polarity) {
+            eprintln!("note: {note}");
+        }
     }
 
     /// The distance below which a pair is called "same", calibrated on training pairs when it was saved.
@@ -86,6 +94,8 @@ pub struct EvalOptions {
     pub n_way: Option<usize>,
     pub k_shot: usize,
     pub episodes: usize,
+    /// Never pair a test image with itself (the tutorial's pairs may).
+    pub no_self_pairs: bool,
     /// Seed of the episodes.
     pub seed: u64,
     /// Images per forward pass; None: as many as the adapter binds comfortably.
@@ -149,6 +159,8 @@ pub struct Evaluation {
     pub images: usize,
     pub pairs: usize,
     pub same_pairs: usize,
+    /// Same-class pairs of an image with itself (the tutorial's pairs hold a few).
+    pub self_pairs: usize,
     pub loss: f64,
     pub roc_auc: Option<f64>,
     pub eer: Option<f64>,
@@ -219,7 +231,9 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
     }
 
     let tower = trained.tower(gpu, kernels, opts.batch_size)?;
-    let pair_list = test_pairs(config.seed, &set.labels);
+    let mut pairing = config.clone();
+    pairing.no_self_pairs |= opts.no_self_pairs;
+    let pair_list = test_pairs(&pairing, &set.labels);
     let labels = labels_of(&pair_list);
     let embedded = tower.embed_on_gpu(&set.pixels).map_err(|e| e.to_string())?;
     let distances = tower.pair_distances(&embedded, &pair_rows(&pair_list)).map_err(|e| e.to_string())?;
@@ -231,7 +245,7 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
         None => None,
         Some(target) => {
             let train_seen = run_set(config, train_set, config.train_limit);
-            let calibration = calibration_pairs(config.seed, &train_seen.labels);
+            let calibration = calibration_pairs(&pairing, &train_seen.labels);
             let calibration_labels = labels_of(&calibration);
             let (images, rows) = paired_images(&train_seen, &calibration);
             let calibration_d = tower.distances(&images, &rows).map_err(|e| e.to_string())?;
@@ -254,11 +268,12 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
         checkpoint: trained.path.display().to_string(),
         epoch: trained.checkpoint.progress.epoch,
         data: dir.display().to_string(),
-        class_names: dataset.class_names,
+        class_names: display_names(&dir.display().to_string(), &dataset.class_names),
         class_choice: choice,
         images: set.count,
         pairs: pair_list.len(),
         same_pairs: labels.iter().filter(|&&y| y == 1.0).count(),
+        self_pairs: pair_list.iter().filter(|p| p.a == p.b).count(),
         loss: pair_set_loss(config, &distances, &pair_list),
         roc_auc: roc_auc(&distances, &labels),
         eer: eer.map(|e| e.0),
@@ -279,14 +294,37 @@ pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOpti
 }
 
 /// The evaluation as a table for a terminal.
+/// Names for the labels: class folders' names; for IDX files Fashion-MNIST's when the folder is
+/// Fashion-MNIST's, else "class N".
+pub fn display_names(data: &str, class_names: &[String]) -> Vec<String> {
+    let fashion = data.to_lowercase().contains("fashion");
+    let numbered = class_names.iter().enumerate().all(|(i, n)| *n == i.to_string());
+    class_names
+        .iter()
+        .enumerate()
+        .map(|(l, name)| match () {
+            _ if !numbered => name.clone(),
+            _ if fashion && l < 10 => crate::report::FASHION_MNIST_CLASSES[l].to_string(),
+            _ => format!("class {l}"),
+        })
+        .collect()
+}
+
 pub fn print(e: &Evaluation) {
+    let names = |labels: &[Label]| labels.iter().map(|&l| e.class_names.get(l as usize).cloned().unwrap_or_else(|| l.to_string())).collect::<Vec<_>>().join(", ");
     let choice = match e.class_choice {
         ClassChoice::All => "all classes",
         ClassChoice::Seen => "the classes trained on",
         ClassChoice::HeldOut => "the classes held out of training",
     };
     println!("checkpoint  {} (after epoch {})", e.checkpoint, e.epoch);
-    println!("data        {}: {} test images of {choice} {:?}; {} pairs, {} of them same-class", e.data, e.images, e.classes, e.pairs, e.same_pairs);
+    println!("data        {}: {} test images of {choice} ({}); {} pairs, {} of them same-class", e.data, e.images, names(&e.classes), e.pairs, e.same_pairs);
+    if e.self_pairs > 0 {
+        println!(
+            "            {} of the same-class pairs pair an image with itself, as the tutorial's create_pairs draws them (--no-self-pairs leaves them out)",
+            e.self_pairs
+        );
+    }
     println!("loss        {:.4}", e.loss);
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     println!("ROC AUC     {}", opt(e.roc_auc));
@@ -308,8 +346,14 @@ pub fn print(e: &Evaluation) {
     println!("retrieval   precision@1 {:.4}, MAP@R {:.4} ({} queries)", e.retrieval.precision_at_1, e.retrieval.map_at_r, e.retrieval.queries);
     if let Some(f) = &e.few_shot {
         println!(
-            "{}-way {}-shot  accuracy {:.4} ± {:.4} (95% CI; std {:.4} over {} episodes) on classes {:?}",
-            f.n_way, f.k_shot, f.accuracy, f.ci95, f.std, f.episodes, f.classes
+            "{}-way {}-shot  accuracy {:.4} ± {:.4} (95% CI; std {:.4} over {} episodes) on classes {}",
+            f.n_way,
+            f.k_shot,
+            f.accuracy,
+            f.ci95,
+            f.std,
+            f.episodes,
+            names(&f.classes)
         );
     }
 }

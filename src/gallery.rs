@@ -3,7 +3,7 @@
 //! `embed` output (`.npy` with its `.csv` index beside it), so a gallery is embedded once.
 
 use crate::checkpoint::write_atomically;
-use crate::data::csv_field;
+use crate::data::{csv_field, Polarity};
 use crate::embed::load_sources;
 use crate::evaluate::Trained;
 use crate::gpu::{Gpu, Kernels};
@@ -65,7 +65,7 @@ impl EmbeddingSet {
 
     /// Pictures embedded with `trained`: `paths` are picture files, folders, IDX image files or IDX
     /// folders (their `split`), or one `.npy` embed output.
-    pub fn embed(gpu: &Gpu, kernels: &Kernels, trained: &Trained, paths: &[PathBuf], split: &str, invert: bool, batch: Option<usize>) -> Result<EmbeddingSet> {
+    pub fn embed(gpu: &Gpu, kernels: &Kernels, trained: &Trained, paths: &[PathBuf], split: &str, polarity: Polarity, batch: Option<usize>) -> Result<EmbeddingSet> {
         let dim = trained.plan.embedding_dim;
         if let [one] = paths {
             if one.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
@@ -84,14 +84,12 @@ impl EmbeddingSet {
             if !path.exists() {
                 return Err(format!("{}: no such file or folder", path.display()).into());
             }
-            let found = load_sources(path, split, input, false)?;
+            let found = load_sources(path, split, input)?;
             pixels.extend(found.pixels);
             sources.extend(found.names);
             labels.extend(found.labels);
         }
-        if invert {
-            pixels.iter_mut().for_each(|v| *v = 255 - *v);
-        }
+        trained.match_polarity(&mut pixels, polarity);
         let vectors = trained.tower(gpu, kernels, batch)?.embed(&pixels)?;
         Ok(EmbeddingSet { dim, vectors, sources, labels })
     }
@@ -110,7 +108,7 @@ pub struct SearchOptions<'p> {
     pub json: Option<&'p Path>,
     /// Queries whose results are printed as a table.
     pub show: usize,
-    pub invert: bool,
+    pub polarity: Polarity,
     pub batch_size: Option<usize>,
 }
 
@@ -164,8 +162,8 @@ pub fn search(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &SearchOpti
         }
     }
     let started = Instant::now();
-    let queries = EmbeddingSet::embed(gpu, kernels, trained, opts.queries, opts.split, opts.invert, opts.batch_size)?;
-    let gallery = EmbeddingSet::embed(gpu, kernels, trained, opts.gallery, opts.gallery_split, opts.invert, opts.batch_size)?;
+    let queries = EmbeddingSet::embed(gpu, kernels, trained, opts.queries, opts.split, opts.polarity, opts.batch_size)?;
+    let gallery = EmbeddingSet::embed(gpu, kernels, trained, opts.gallery, opts.gallery_split, opts.polarity, opts.batch_size)?;
     for (set, what) in [(&queries, "queries"), (&gallery, "gallery")] {
         if set.is_empty() {
             return Err(format!("the {what} hold no pictures").into());

@@ -35,6 +35,7 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod search;
+pub mod summary;
 pub mod tower;
 pub mod train;
 pub mod twin;

@@ -60,6 +60,10 @@ struct TrainArgs {
     /// (last.safetensors then holds them), as Keras' EarlyStopping(restore_best_weights=True).
     #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u64).range(1..))]
     early_stopping: Option<u64>,
+    /// Never pair an image with itself as a positive pair, in training, validation and calibration
+    /// (the tutorial's create_pairs may, a few times per epoch; kept by default for its figures).
+    #[arg(long)]
+    no_self_pairs: bool,
     /// The loss' margin (contrastive or triplet). [default: 1]
     #[arg(long)]
     margin: Option<f32>,
@@ -148,8 +152,9 @@ struct TrainArgs {
     /// run in micro-batches anyway. [default: no limit beyond the adapter's]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     memory_budget: Option<u64>,
-    /// Continue the run in DIR from its last finished epoch; it keeps its settings (only --epochs,
-    /// --out and --data may be given).
+    /// Continue the run in folder DIR (the --out of a run; it holds resume.safetensors after the first
+    /// epoch) from its last finished epoch; it keeps its settings (only --epochs, --out and --data may
+    /// be given).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
 }
@@ -184,6 +189,30 @@ struct TwinArgs {
     memory_budget: Option<u64>,
 }
 
+/// Which way round the pictures' brightness is given to the model.
+#[derive(clap::Args)]
+struct PolarityArgs {
+    /// Invert every picture (255 - v). By default a picture is inverted only when its background
+    /// (its border's brightness) is the opposite of the training pictures' (Fashion-MNIST's are light
+    /// on black, most photos dark on light), with a note saying so.
+    #[arg(long, conflicts_with = "no_invert")]
+    invert: bool,
+    /// Invert no picture, whatever its background.
+    #[arg(long)]
+    no_invert: bool,
+}
+
+impl PolarityArgs {
+    fn get(&self) -> gpu_siamese::data::Polarity {
+        use gpu_siamese::data::Polarity;
+        match (self.invert, self.no_invert) {
+            (true, _) => Polarity::Invert,
+            (_, true) => Polarity::Keep,
+            _ => Polarity::Auto,
+        }
+    }
+}
+
 /// What chooses and scores the evaluation's pairs and episodes.
 #[derive(clap::Args)]
 struct EvalArgs {
@@ -213,6 +242,10 @@ struct EvalArgs {
     /// Seed of the few-shot episodes.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Never pair a test image with itself (the tutorial's pairs, which evaluation draws the same way,
+    /// may; a run trained with --no-self-pairs is scored without them anyway).
+    #[arg(long)]
+    no_self_pairs: bool,
     /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
     #[arg(long, value_name = "N")]
     batch_size: Option<usize>,
@@ -223,6 +256,11 @@ impl EvalArgs {
         if let Some(far) = self.target_far.filter(|f| !(0.0..=1.0).contains(f)) {
             return Err(format!("--target-far {far}: a rate between 0 and 1, e.g. 0.01").into());
         }
+        // Each episode's result is kept for the confidence interval: beyond this the figure no longer moves.
+        const MOST_EPISODES: usize = 1_000_000;
+        if self.episodes == 0 || self.episodes > MOST_EPISODES {
+            return Err(format!("--episodes {}: from 1 to {MOST_EPISODES}", self.episodes).into());
+        }
         Ok(EvalOptions {
             data: self.data.clone(),
             classes: self.classes,
@@ -231,6 +269,7 @@ impl EvalArgs {
             n_way: self.n_way,
             k_shot: self.k_shot,
             episodes: self.episodes,
+            no_self_pairs: self.no_self_pairs,
             seed: self.seed,
             batch_size: self.batch_size,
         })
@@ -240,7 +279,17 @@ impl EvalArgs {
 #[derive(Subcommand)]
 enum Command {
     /// List every adapter wgpu can see, with the limits that matter for compute.
-    Adapters,
+    Adapters {
+        /// Only the adapter gpu-siamese would pick, on one line (an error when there is none).
+        #[arg(long)]
+        picked: bool,
+    },
+    /// A tower layer by layer, as Keras' model.summary(): each layer's output shape, parameters and
+    /// memory per image, then a training step's GPU memory at the batch size beside the adapter's limits.
+    Summary {
+        #[command(flatten)]
+        twin: TwinArgs,
+    },
     /// The towers --arch takes by name, each with its spec; with --spec, only the spec a name (or a
     /// spec) stands for.
     Towers {
@@ -280,6 +329,7 @@ enum Command {
         /// Two picture files.
         #[arg(value_name = "IMAGE", num_args = 0..=2)]
         images: Vec<PathBuf>,
+        /// The trained model: a run's best.safetensors (or last.safetensors).
         #[arg(long, value_name = "FILE")]
         checkpoint: PathBuf,
         /// A CSV of pairs: two columns of picture paths (relative ones from the CSV's folder), an
@@ -292,10 +342,8 @@ enum Command {
         /// Use this threshold instead of the checkpoint's.
         #[arg(long)]
         threshold: Option<f32>,
-        /// Invert the pictures (255 - v): for dark objects on light backgrounds, since Fashion-MNIST's
-        /// are light on black.
-        #[arg(long)]
-        invert: bool,
+        #[command(flatten)]
+        polarity: PolarityArgs,
         /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
         #[arg(long, value_name = "N")]
         batch_size: Option<usize>,
@@ -303,21 +351,21 @@ enum Command {
     /// Embeddings of pictures as a NumPy .npy file ([count, dim] float32) with a CSV index of their
     /// sources and labels beside it; batched on the GPU.
     Embed {
+        /// The trained model: a run's best.safetensors (or last.safetensors).
         #[arg(long, value_name = "FILE")]
         checkpoint: PathBuf,
         /// A folder of pictures (searched recursively; a picture's first sub-folder is its label), an
         /// IDX images file, or a folder of IDX files (its --split).
         #[arg(long, value_name = "DIR|IDX")]
         images: PathBuf,
-        /// The split of an IDX folder.
-        #[arg(long, default_value = "t10k", value_parser = ["t10k", "train"])]
+        /// The split of an IDX folder: test (its t10k files) or train.
+        #[arg(long, default_value = "test", value_parser = parse_split)]
         split: String,
         /// The .npy file to write; its index goes beside it as .csv.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// Invert the pictures (255 - v), as for compare.
-        #[arg(long)]
-        invert: bool,
+        #[command(flatten)]
+        polarity: PolarityArgs,
         /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
         #[arg(long, value_name = "N")]
         batch_size: Option<usize>,
@@ -331,6 +379,7 @@ enum Command {
         /// Query pictures, folders, IDX files, or one embed .npy.
         #[arg(value_name = "QUERY", required = true)]
         queries: Vec<PathBuf>,
+        /// The trained model: a run's best.safetensors (or last.safetensors).
         #[arg(long, value_name = "FILE")]
         checkpoint: PathBuf,
         /// The gallery: folders, pictures, IDX files, or one embed .npy.
@@ -345,11 +394,11 @@ enum Command {
         /// Leave each query's own source out of its results (when the queries are in the gallery).
         #[arg(long)]
         skip_self: bool,
-        /// The split of an IDX folder given as queries.
-        #[arg(long, default_value = "t10k", value_parser = ["t10k", "train"])]
+        /// The split of an IDX folder given as queries: test (its t10k files) or train.
+        #[arg(long, default_value = "test", value_parser = parse_split)]
         split: String,
-        /// The split of an IDX folder given as the gallery.
-        #[arg(long, default_value = "train", value_parser = ["t10k", "train"])]
+        /// The split of an IDX folder given as the gallery: test or train.
+        #[arg(long, default_value = "train", value_parser = parse_split)]
         gallery_split: String,
         /// Write every result as CSV (query,query_label,rank,gallery,gallery_label,distance,verdict,itself).
         #[arg(long, value_name = "FILE")]
@@ -360,9 +409,8 @@ enum Command {
         /// Queries whose results are printed.
         #[arg(long, default_value_t = 10, value_name = "N")]
         show: usize,
-        /// Invert the pictures (255 - v), as for compare.
-        #[arg(long)]
-        invert: bool,
+        #[command(flatten)]
+        polarity: PolarityArgs,
         /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
         #[arg(long, value_name = "N")]
         batch_size: Option<usize>,
@@ -375,6 +423,7 @@ enum Command {
         /// The folder of pictures (searched recursively).
         #[arg(value_name = "DIR")]
         folder: PathBuf,
+        /// The trained model: a run's best.safetensors (or last.safetensors).
         #[arg(long, value_name = "FILE")]
         checkpoint: PathBuf,
         /// Use this threshold instead of the checkpoint's.
@@ -389,9 +438,8 @@ enum Command {
         /// Where groups.csv and groups.png go. [default: beside DIR, DIR-dedup]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Invert the pictures (255 - v), as for compare.
-        #[arg(long)]
-        invert: bool,
+        #[command(flatten)]
+        polarity: PolarityArgs,
         /// Images per forward pass. [default: as many as the adapter binds comfortably, up to 256]
         #[arg(long, value_name = "N")]
         batch_size: Option<usize>,
@@ -400,6 +448,7 @@ enum Command {
     /// `images` [batch, h, w, c], NHWC float32 in [0, 1] (bytes / 255); output `embedding`
     /// [batch, dim]. With --pair, also the twin's distance: inputs `a` and `b`, output `distance`.
     Export {
+        /// The trained model: a run's best.safetensors (or last.safetensors).
         #[arg(long, value_name = "FILE")]
         checkpoint: PathBuf,
         /// The tower's ONNX file.
@@ -426,8 +475,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Time training steps on random 28x28 images (kept on the GPU and gathered per step, as in
-    /// training) and print ms per step, and each kernel's time beside the least work it must do.
+    /// Time training steps on random images of the given size (kept on the GPU and gathered per step,
+    /// as in training) and print ms per step, and each kernel's time beside the least work it must do.
     Bench {
         #[command(flatten)]
         twin: TwinArgs,
@@ -457,22 +506,42 @@ enum Command {
     },
 }
 
+/// Mesa's drivers look for a display to present to when wgpu starts, and without `XDG_RUNTIME_DIR` print
+/// "error: XDG_RUNTIME_DIR is invalid or not set" (harmless: compute never presents). A private runtime
+/// folder, made only when none is set, keeps a clean run free of errors it did not mean.
+fn give_mesa_a_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return;
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return };
+    let dir = std::env::temp_dir().join(format!("gpu-siamese-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Only a folder this user owns and no one else can enter, as the XDG specification asks.
+    if std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0) {
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
 fn main() -> ExitCode {
+    // Before any thread starts: the environment is the process's.
+    give_mesa_a_runtime_dir();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Adapters => adapters(),
+        Command::Adapters { picked } => adapters(picked),
         Command::Towers { spec } => towers(spec.as_deref()),
+        Command::Summary { twin } => summary(&twin),
         Command::Train(args) => train(*args),
         Command::Evaluate { checkpoint, eval, json } => evaluate(&checkpoint, &eval, json),
-        Command::Compare { images, checkpoint, pairs, out, threshold, invert, batch_size } => {
-            let opts = CompareOptions { images: &images, pairs: pairs.as_deref(), out: out.as_deref(), threshold, invert, batch_size };
+        Command::Compare { images, checkpoint, pairs, out, threshold, polarity, batch_size } => {
+            let opts = CompareOptions { images: &images, pairs: pairs.as_deref(), out: out.as_deref(), threshold, polarity: polarity.get(), batch_size };
             open_model(&checkpoint).and_then(|(gpu, kernels, trained)| compare::compare(&gpu, &kernels, &trained, &opts))
         }
-        Command::Embed { checkpoint, images, split, out, invert, batch_size } => {
-            let opts = EmbedOptions { images: &images, split: &split, out: &out, invert, batch_size };
+        Command::Embed { checkpoint, images, split, out, polarity, batch_size } => {
+            let opts = EmbedOptions { images: &images, split: &split, out: &out, polarity: polarity.get(), batch_size };
             open_model(&checkpoint).and_then(|(gpu, kernels, trained)| embed::embed(&gpu, &kernels, &trained, &opts))
         }
-        Command::Search { queries, checkpoint, gallery, k, threshold, skip_self, split, gallery_split, csv, json, show, invert, batch_size } => {
+        Command::Search { queries, checkpoint, gallery, k, threshold, skip_self, split, gallery_split, csv, json, show, polarity, batch_size } => {
             let opts = SearchOptions {
                 queries: &queries,
                 gallery: &gallery,
@@ -484,14 +553,14 @@ fn main() -> ExitCode {
                 csv: csv.as_deref(),
                 json: json.as_deref(),
                 show,
-                invert,
+                polarity: polarity.get(),
                 batch_size,
             };
             open_model(&checkpoint).and_then(|(gpu, kernels, trained)| gallery::search(&gpu, &kernels, &trained, &opts).map(|_| ()))
         }
-        Command::Dedup { folder, checkpoint, threshold, k, cliques, out, invert, batch_size } => {
+        Command::Dedup { folder, checkpoint, threshold, k, cliques, out, polarity, batch_size } => {
             let out = out.unwrap_or_else(|| dedup::default_out(&folder));
-            let opts = DedupOptions { folder: &folder, threshold, k, cliques, out: &out, invert, batch_size };
+            let opts = DedupOptions { folder: &folder, threshold, k, cliques, out: &out, polarity: polarity.get(), batch_size };
             open_model(&checkpoint).and_then(|(gpu, kernels, trained)| dedup::dedup(&gpu, &kernels, &trained, &opts).map(|_| ()))
         }
         Command::Export { checkpoint, onnx, pair } => Trained::load(&checkpoint)
@@ -518,12 +587,23 @@ fn main() -> ExitCode {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn adapters() -> Result<()> {
+fn adapters(picked: bool) -> Result<()> {
+    if picked {
+        let gpu = Gpu::new()?;
+        println!("{}, {}", gpu.describe(), if gpu.subgroups { "subgroups" } else { "no subgroups" });
+        return Ok(());
+    }
     let adapters = gpu::list_adapters();
     if adapters.is_empty() {
-        return Err(gpu::NO_ADAPTER_HELP.into());
+        return Err(gpu::GpuError::NoAdapter.into());
     }
-    let chosen = Gpu::new().ok().map(|g| g.info);
+    let chosen = match Gpu::new() {
+        Ok(g) => Some(g.info),
+        Err(e) => {
+            println!("no adapter is picked: {e}");
+            None
+        }
+    };
     for adapter in adapters {
         let info = adapter.get_info();
         let l = adapter.limits();
@@ -551,6 +631,9 @@ fn plan(args: &TwinArgs, input: InputShape) -> Result<Plan> {
     let spec = run::tower(&args.arch, None)?;
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
+    }
+    if input.c == 2 {
+        return Err("--channels 2: pictures are grayscale (1) or RGB (3)".into());
     }
     let mut plan = Plan::new(&spec, input, 2 * args.batch_size, args.seed)?;
     plan.exact = args.exact;
@@ -585,6 +668,9 @@ fn train(args: TrainArgs) -> Result<()> {
     let (config, out) = match &args.resume {
         None => {
             let spec = run::tower(args.arch.as_deref().unwrap_or(TUTORIAL_TOWER), args.embedding_dim)?;
+            if let (Some(arch), Some(dim)) = (&args.arch, args.embedding_dim) {
+                println!("note: --embedding-dim {dim} replaces the units of the last dense layer of --arch \"{arch}\": {spec}");
+            }
             let config = TrainConfig {
                 arch: spec.to_string(),
                 input: {
@@ -613,6 +699,9 @@ fn train(args: TrainArgs) -> Result<()> {
                 lr_schedule: lr_schedule(&args)?,
                 warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
                 early_stopping: args.early_stopping.map(|p| p as usize),
+                no_self_pairs: args.no_self_pairs,
+                // Measured on the training pictures when they are loaded.
+                background: None,
                 augment: Augment { flip: args.flip, shift: args.shift.unwrap_or(0), brightness: args.brightness.unwrap_or(0.0), contrast: args.contrast.unwrap_or(0.0) },
             };
             if !(0.0..=1.0).contains(&config.augment.brightness) || !(0.0..1.0).contains(&config.augment.contrast) {
@@ -626,14 +715,6 @@ fn train(args: TrainArgs) -> Result<()> {
             }
             check_numbers(&config)?;
             let out = args.out.clone().unwrap_or_else(run::default_out_dir);
-            if out.join(train::RESUME_FILE).exists() {
-                return Err(format!(
-                    "{} already holds a run: continue it with --resume {}, or choose another --out",
-                    out.display(),
-                    out.display()
-                )
-                .into());
-            }
             (config, out)
         }
         Some(dir) => {
@@ -663,6 +744,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 (args.lr_schedule.is_some() || args.lr_step_epochs.is_some() || args.lr_step_factor.is_some())
                     .then(|| ("the schedule's flags", "given".to_string(), schedule_name(&config.lr_schedule))),
                 args.warmup_epochs.filter(|&w| w != config.warmup_epochs).map(|w| ("--warmup-epochs", w.to_string(), config.warmup_epochs.to_string())),
+                (args.no_self_pairs && !config.no_self_pairs).then(|| ("--no-self-pairs", "on".to_string(), "off".to_string())),
                 args.early_stopping
                     .filter(|&p| Some(p as usize) != config.early_stopping)
                     .map(|p| ("--early-stopping", p.to_string(), config.early_stopping.map_or("none".into(), |p| p.to_string()))),
@@ -684,12 +766,27 @@ fn train(args: TrainArgs) -> Result<()> {
             }
             check_numbers(&config)?;
             let out = args.out.clone().unwrap_or_else(|| dir.clone());
-            if out != *dir && out.join(train::RESUME_FILE).exists() {
-                return Err(format!("{} already holds another run: choose another --out", out.display()).into());
-            }
             (config, out)
         }
     };
+    // The tower at the asked size, before any data is read: a size no tower takes is refused at once.
+    let [h, w, c] = config.input;
+    let spec = run::tower(&config.arch, None)?;
+    Plan::new(&spec, InputShape { h, w, c }, 2, config.seed).map_err(|e| format!("--arch \"{}\" at --image-size {h}x{w} --channels {c}: {e}", config.arch))?;
+    // The folder is locked before it is looked at, so that two runs started together cannot both find
+    // it free; a new run (or a resumed one written elsewhere) never replaces another run's files.
+    let lock = train::lock_run_folder(&out)?;
+    let same_folder = args.resume.as_ref().is_some_and(|dir| std::fs::canonicalize(dir).ok() == std::fs::canonicalize(&out).ok());
+    let existing = train::run_files_in(&out);
+    if !same_folder && !existing.is_empty() {
+        return Err(format!(
+            "{} already holds a run's files ({}): continue it with --resume {}, or choose another --out",
+            out.display(),
+            existing.join(", "),
+            out.display()
+        )
+        .into());
+    }
     train::install_interrupt_handler();
     let run = train::TrainRun {
         config,
@@ -702,7 +799,11 @@ fn train(args: TrainArgs) -> Result<()> {
         tune: !args.no_tune,
         memory_budget: args.memory_budget.map(|m| m << 20),
     };
-    match train::train(&run)? {
+    let outcome = train::train(&run);
+    // Released before the exit below, which runs no destructors: a folder left with nothing but the
+    // lock goes with it.
+    drop(lock);
+    match outcome? {
         train::Outcome::Finished => Ok(()),
         train::Outcome::Interrupted => std::process::exit(130),
     }
@@ -716,6 +817,20 @@ fn towers(spec: Option<&str>) -> Result<()> {
     for named in gpu_siamese::model::NAMED_TOWERS {
         println!("{} {}\n    {}", named.name, named.spec, named.about);
     }
+    Ok(())
+}
+
+fn summary(args: &TwinArgs) -> Result<()> {
+    let (h, w) = args.image_size.unwrap_or((28, 28));
+    let plan = plan(args, InputShape { h, w, c: args.channels as usize })?;
+    println!("{}", gpu_siamese::summary::layer_table(&plan));
+    let gpu = Gpu::new()?;
+    let kernels = Kernels::new(&gpu);
+    let options = gpu_siamese::twin::TwinOptions { memory_budget: args.memory_budget.map(|m| m << 20), ..gpu_siamese::twin::TwinOptions::new(true) };
+    let adam = gpu_siamese::optimizer::AdamConfig::default();
+    let twin = gpu_siamese::twin::GpuTwin::with_options(&gpu, &kernels, plan.clone(), adam, 1.0, 1, options)?;
+    println!("{}", gpu_siamese::summary::step_memory_line(&gpu, plan.pairs(), twin.memory_bytes(), twin.micro_batches()));
+    println!("adapter: {}", gpu.describe());
     Ok(())
 }
 
@@ -793,10 +908,25 @@ fn sampler(args: &TrainArgs) -> Result<Sampler> {
         return Err("--batch-size is for --sampler pairs; a pk batch is --classes-per-batch x --images-per-class images".into());
     }
     let (p, k) = (args.classes_per_batch.unwrap_or(0), args.images_per_class.unwrap_or(4));
-    if k < 2 || args.classes_per_batch.is_some_and(|p| p < 2) {
-        return Err(format!("--classes-per-batch {p} --images-per-class {k}: a batch needs two classes or more, of two images or more").into());
+    if k < 2 {
+        return Err(format!("--images-per-class {k}: a class-balanced batch needs two images or more of each class (a positive pair)").into());
+    }
+    if args.classes_per_batch.is_some_and(|p| p < 2) {
+        return Err(format!("--classes-per-batch {p}: a class-balanced batch needs two classes or more (a negative pair)").into());
+    }
+    if args.sampler.is_none() && !triplet {
+        println!("note: --classes-per-batch and --images-per-class are the pk sampler's: training on class-balanced batches (--sampler pk)");
     }
     Ok(Sampler::Pk { classes_per_batch: p, images_per_class: k })
+}
+
+/// `--split`: "test" (or "t10k", the files' own name) or "train", as the IDX files name them.
+fn parse_split(text: &str) -> std::result::Result<String, String> {
+    match text {
+        "test" | "t10k" => Ok("t10k".into()),
+        "train" => Ok("train".into()),
+        _ => Err(format!("'{text}': test or train")),
+    }
 }
 
 /// `--image-size`: "64x48" (height x width) or "64".
@@ -819,10 +949,17 @@ fn open_model(checkpoint: &Path) -> Result<(Gpu, Kernels, Trained)> {
 
 fn evaluate(checkpoint: &Path, args: &EvalArgs, json: Option<PathBuf>) -> Result<()> {
     let opts = args.options()?;
+    // Where the results go is checked before the evaluation, not after it.
+    let json = json.unwrap_or_else(|| checkpoint.with_extension("evaluation.json"));
+    if json.is_dir() {
+        return Err(format!("--json {}: a folder; give a file name, e.g. {}", json.display(), json.join("evaluation.json").display()).into());
+    }
+    if let Some(parent) = json.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        return Err(format!("--json {}: no folder {}", json.display(), parent.display()).into());
+    }
     let (gpu, kernels, trained) = open_model(checkpoint)?;
     let evaluation = evaluate::evaluate(&gpu, &kernels, &trained, &opts)?;
     evaluate::print(&evaluation);
-    let json = json.unwrap_or_else(|| checkpoint.with_extension("evaluation.json"));
     write_atomically(&json, serde_json::to_string_pretty(&evaluation)?.as_bytes()).map_err(|e| format!("cannot write {}: {e}", json.display()))?;
     println!("\nwritten: {}", json.display());
     Ok(())

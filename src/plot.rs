@@ -217,6 +217,8 @@ pub struct Axes {
     pub bottom: f32,
     pub x: (f64, f64),
     pub y: (f64, f64),
+    /// Ticks on x at whole numbers only (epochs).
+    pub whole_x: bool,
 }
 
 impl Axes {
@@ -230,7 +232,13 @@ impl Axes {
 
     /// Grid, frame, ticks and their labels, the axis titles and the chart's title.
     pub fn draw(&self, canvas: &mut Canvas, title: &str, x_title: &str, y_title: &str) {
-        let xs = nice_ticks(self.x.0, self.x.1, 6);
+        let mut xs = nice_ticks(self.x.0, self.x.1, 6);
+        if self.whole_x {
+            xs.retain(|x| x.fract() == 0.0);
+            if xs.is_empty() {
+                xs = vec![((self.x.0 + self.x.1) / 2.0).round()];
+            }
+        }
         let ys = nice_ticks(self.y.0, self.y.1, 6);
         let x_step = if xs.len() > 1 { xs[1] - xs[0] } else { 1.0 };
         let y_step = if ys.len() > 1 { ys[1] - ys[0] } else { 1.0 };

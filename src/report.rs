@@ -61,7 +61,7 @@ pub fn report(run: &Path, checkpoint: &Path, opts: &EvalOptions, out: &Path) -> 
     let kernels = Kernels::tuned(&gpu, true);
     let evaluation = evaluate(&gpu, &kernels, &trained, opts)?;
     print(&evaluation);
-    let names = class_names(&evaluation);
+    let names = evaluation.class_names.clone();
     let threshold = trained.threshold();
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let canvases = [
@@ -88,22 +88,6 @@ pub fn report(run: &Path, checkpoint: &Path, opts: &EvalOptions, out: &Path) -> 
     Ok(written)
 }
 
-/// Names for the labels: class folders' names; for IDX files Fashion-MNIST's when the folder is
-/// Fashion-MNIST's, else "class N".
-fn class_names(e: &Evaluation) -> Vec<String> {
-    let fashion = e.data.to_lowercase().contains("fashion");
-    let numbered = e.class_names.iter().enumerate().all(|(i, n)| *n == i.to_string());
-    e.class_names
-        .iter()
-        .enumerate()
-        .map(|(l, name)| match () {
-            _ if !numbered => name.clone(),
-            _ if fashion && l < 10 => FASHION_MNIST_CLASSES[l].to_string(),
-            _ => format!("class {l}"),
-        })
-        .collect()
-}
-
 fn canvas_for(name: &str) -> Canvas {
     let (_, w, h) = PICTURES.iter().find(|p| p.0 == name).expect("a listed picture");
     Canvas::new(*w, *h)
@@ -115,6 +99,17 @@ fn padded(min: f64, max: f64) -> (f64, f64) {
     (min - 0.05 * span, max + 0.05 * span)
 }
 
+/// The 0.5th and 99.5th percentiles of `values`.
+fn bulk(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return (0.0, 1.0);
+    }
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    (at(0.005), at(0.995))
+}
+
 fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
     values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
@@ -122,7 +117,8 @@ fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// Loss and val_loss per epoch (left), pair accuracy per epoch (right).
 fn curves(rows: &[EpochRow]) -> Canvas {
     let mut canvas = canvas_for("curves.png");
-    let epochs = if rows.len() == 1 { (rows[0].epoch - 0.5, rows[0].epoch + 0.5) } else { (rows[0].epoch, rows[rows.len() - 1].epoch) };
+    // Half an epoch either side, so that a short run's points are not on the frame.
+    let epochs = (rows[0].epoch - 0.5, rows[rows.len() - 1].epoch + 0.5);
     // Losses fall and accuracies rise: each key goes in the corner its curves leave free.
     type Series = (&'static str, fn(&EpochRow) -> f64, Colour);
     let panels: [(&str, &str, [Series; 2], f32, bool); 2] = [
@@ -137,7 +133,11 @@ fn curves(rows: &[EpochRow]) -> Canvas {
     ];
     for (title, y_title, series, left, key_on_top) in panels {
         let y = min_max(rows.iter().flat_map(|r| series.iter().map(move |s| (s.1)(r))));
-        let axes = Axes { left, top: 60.0, right: left + 480.0, bottom: 420.0, x: epochs, y: padded(y.0, y.1) };
+        // Room for the key on its side of the curves, so that it hides no point.
+        let (lo, hi) = padded(y.0, y.1);
+        let room = 0.35 * (hi - lo);
+        let y = if key_on_top { (lo, hi + room) } else { (lo - room, hi) };
+        let axes = Axes { left, top: 60.0, right: left + 480.0, bottom: 420.0, x: epochs, y, whole_x: true };
         axes.draw(&mut canvas, title, "epoch", y_title);
         for (_, value, colour) in &series {
             let points: Vec<(f32, f32)> = rows.iter().map(|r| (axes.px(r.epoch), axes.py(value(r)))).collect();
@@ -167,7 +167,7 @@ fn distances(e: &Evaluation, threshold: f32) -> Canvas {
     };
     let (same, different) = (histogram(true), histogram(false));
     let peak = same.iter().chain(&different).fold(0.0f64, |m, &v| m.max(v));
-    let axes = Axes { left: 90.0, top: 60.0, right: 870.0, bottom: 440.0, x: (0.0, top), y: (0.0, peak * 1.1) };
+    let axes = Axes { left: 90.0, top: 60.0, right: 870.0, bottom: 440.0, x: (0.0, top), y: (0.0, peak * 1.1), whole_x: false };
     axes.draw(&mut canvas, "Distances of the test pairs", "distance between the two embeddings", "fraction of the pairs of its kind");
     for (counts, colour) in [(same, PALETTE[0]), (different, PALETTE[1])] {
         for (i, &v) in counts.iter().enumerate() {
@@ -188,7 +188,7 @@ fn distances(e: &Evaluation, threshold: f32) -> Canvas {
 /// The ROC curve, the equal-error point and the calibrated threshold's point.
 fn roc(e: &Evaluation, threshold: f32) -> Canvas {
     let mut canvas = canvas_for("roc.png");
-    let axes = Axes { left: 90.0, top: 60.0, right: 610.0, bottom: 580.0, x: (0.0, 1.0), y: (0.0, 1.0) };
+    let axes = Axes { left: 90.0, top: 60.0, right: 610.0, bottom: 580.0, x: (0.0, 1.0), y: (0.0, 1.0), whole_x: false };
     let title = match e.roc_auc {
         Some(auc) => format!("ROC curve, AUC {auc:.4}"),
         None => "ROC curve (one kind of pair only)".to_string(),
@@ -251,11 +251,18 @@ fn pairs(e: &Evaluation, threshold: f32, input: crate::model::InputShape, names:
             let verdict = if e.distances[i] < threshold { "same" } else { "different" };
             canvas.text(x0 as f32 + 2.0, (y0 + pic_h + 14) as f32, &format!("d {:.3}: {verdict}", e.distances[i]), colour, 1);
             let (la, lb) = (e.set.labels[pair.a as usize] as usize, e.set.labels[pair.b as usize] as usize);
-            let truth = if la == lb { names[la].clone() } else { format!("{} / {}", names[la], names[lb]) };
-            // Cut to the cell's width.
+            // The classes, on two lines when both do not fit on one; each cut to the cell's width.
             let fits = (cell_w / crate::plot::GLYPH) as usize - 1;
-            let truth: String = if truth.chars().count() > fits { truth.chars().take(fits - 2).chain("..".chars()).collect() } else { truth };
-            canvas.text(x0 as f32 + 2.0, (y0 + pic_h + 28) as f32, &truth, GREY, 1);
+            let cut = |t: String| if t.chars().count() > fits { t.chars().take(fits - 2).chain("..".chars()).collect() } else { t };
+            let both = format!("{} / {}", names[la], names[lb]);
+            let lines = match () {
+                _ if la == lb => vec![names[la].clone()],
+                _ if both.chars().count() <= fits => vec![both],
+                _ => vec![format!("{} /", names[la]), names[lb].clone()],
+            };
+            for (n, line) in lines.into_iter().enumerate() {
+                canvas.text(x0 as f32 + 2.0, (y0 + pic_h + 28 + 12 * n as u32) as f32, &cut(line), GREY, 1);
+            }
         }
         y += cell_h * chosen.len().div_ceil(COLUMNS).max(1) as u32 + 10;
     }
@@ -321,12 +328,16 @@ pub fn pca_2d(embeddings: &[f32], dim: usize) -> (Vec<[f64; 2]>, [f64; 2]) {
 fn embeddings(e: &Evaluation, dim: usize, names: &[String]) -> Canvas {
     let mut canvas = canvas_for("embeddings.png");
     let (coords, explained) = pca_2d(&e.embeddings, dim);
-    let x = min_max(coords.iter().map(|c| c[0]));
-    let y = min_max(coords.iter().map(|c| c[1]));
-    let axes = Axes { left: 90.0, top: 60.0, right: 770.0, bottom: 740.0, x: padded(x.0, x.1), y: padded(y.0, y.1) };
+    // The view holds the bulk (the 0.5th to 99.5th percentile on each axis): a few outliers would
+    // otherwise squeeze the clusters into a corner. Points outside are drawn on the frame's edge.
+    let x = bulk(coords.iter().map(|c| c[0]));
+    let y = bulk(coords.iter().map(|c| c[1]));
+    let axes = Axes { left: 90.0, top: 60.0, right: 770.0, bottom: 740.0, x: padded(x.0, x.1), y: padded(y.0, y.1), whole_x: false };
+    let outside = coords.iter().filter(|c| c[0] < axes.x.0 || c[0] > axes.x.1 || c[1] < axes.y.0 || c[1] > axes.y.1).count();
+    let title = if outside == 0 { "Test embeddings, PCA".to_string() } else { format!("Test embeddings, PCA ({outside} outliers on the edge)") };
     axes.draw(
         &mut canvas,
-        "Test embeddings, PCA",
+        &title,
         &format!("first principal component ({:.0}% of the variance)", 100.0 * explained[0]),
         &format!("second principal component ({:.0}%)", 100.0 * explained[1]),
     );
@@ -337,7 +348,8 @@ fn embeddings(e: &Evaluation, dim: usize, names: &[String]) -> Canvas {
     // Small sets get larger dots.
     let radius = if coords.len() < 2000 { 3.5 } else { 2.0 };
     for (c, &label) in coords.iter().zip(&e.set.labels) {
-        canvas.disc(axes.px(c[0]), axes.py(c[1]), radius, colour_of(label), 0.6);
+        let (x, y) = (c[0].clamp(axes.x.0, axes.x.1), c[1].clamp(axes.y.0, axes.y.1));
+        canvas.disc(axes.px(x), axes.py(y), radius, colour_of(label), 0.6);
     }
     for (i, &class) in e.classes.iter().enumerate() {
         let row = 70.0 + 18.0 * i as f32;

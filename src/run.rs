@@ -3,7 +3,7 @@
 //! calibration), its batches and what they minimise, and where its files go.
 
 use crate::config::{LossKind, Sampler, TrainConfig};
-use crate::data::{class_balanced_batches, load_dataset, make_pairs, shuffle, DataKind, Dataset, FolderOptions, Holdout, ImageSet, Label, Pair};
+use crate::data::{class_balanced_batches, load_dataset, make_pairs_with, shuffle, DataKind, Dataset, FolderOptions, Holdout, ImageSet, Label, Pair};
 use crate::metrics::{contrastive_loss, triplet_loss};
 use crate::model::{InputShape, TowerSpec};
 use crate::objective::Objective;
@@ -57,15 +57,15 @@ pub fn run_set(config: &TrainConfig, set: ImageSet, limit: Option<usize>) -> Ima
 
 /// The pairs a set is scored on: the tutorial's, drawn once from the seed (every epoch and every run
 /// scores the same pairs).
-pub fn test_pairs(seed: u64, labels: &[Label]) -> Vec<Pair> {
-    make_pairs(labels, &mut rng(seed, TEST_PAIRS))
+pub fn test_pairs(config: &TrainConfig, labels: &[Label]) -> Vec<Pair> {
+    make_pairs_with(labels, &mut rng(config.seed, TEST_PAIRS), !config.no_self_pairs)
 }
 
 /// The training pairs the distance threshold is calibrated on: a fixed sample of at most
 /// `CALIBRATION_PAIRS`, and at most a quarter of a small set.
-pub fn calibration_pairs(seed: u64, train_labels: &[Label]) -> Vec<Pair> {
-    let mut pairs = make_pairs(train_labels, &mut rng(seed, CALIBRATION));
-    shuffle(&mut pairs, &mut rng(seed, CALIBRATION));
+pub fn calibration_pairs(config: &TrainConfig, train_labels: &[Label]) -> Vec<Pair> {
+    let mut pairs = make_pairs_with(train_labels, &mut rng(config.seed, CALIBRATION), !config.no_self_pairs);
+    shuffle(&mut pairs, &mut rng(config.seed, CALIBRATION));
     pairs.truncate(CALIBRATION_PAIRS.min(pairs.len().div_ceil(4)));
     pairs
 }
@@ -80,7 +80,7 @@ pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[Label], epoch:
         let images = class_balanced_batches(labels, p, k, steps, &mut epoch_rng);
         return images.chunks(rows).flat_map(|x| (0..rows / 2).map(move |i| Pair { a: x[i], b: x[rows / 2 + i], label: 0.0 })).collect();
     }
-    let mut pairs = if config.resample_pairs { make_pairs(labels, &mut epoch_rng) } else { base.to_vec() };
+    let mut pairs = if config.resample_pairs { make_pairs_with(labels, &mut epoch_rng, !config.no_self_pairs) } else { base.to_vec() };
     shuffle(&mut pairs, &mut epoch_rng);
     pairs
 }
@@ -164,7 +164,7 @@ pub fn labels_of(pairs: &[Pair]) -> Vec<f32> {
 /// dataset is made into the run's input shape.
 pub fn run_dataset(config: &TrainConfig, data: Option<&Path>, holdout: Holdout) -> Result<(Dataset, Vec<Label>), String> {
     let [h, w, c] = config.input;
-    let folder = FolderOptions { shape: InputShape { h, w, c }, test_fraction: config.test_fraction, seed: config.seed };
+    let folder = FolderOptions { shape: InputShape { h, w, c }, test_fraction: config.test_fraction, seed: config.seed, idx_limits: [config.train_limit, config.test_limit] };
     load_dataset(data, &folder, holdout)
 }
 
@@ -241,6 +241,8 @@ mod tests {
             lr_schedule: Default::default(),
             warmup_epochs: 0.0,
             early_stopping: None,
+            no_self_pairs: false,
+            background: None,
         }
     }
 
@@ -248,7 +250,7 @@ mod tests {
     fn epochs_shuffle_the_same_pairs_unless_resampled() {
         let labels: Vec<Label> = (0..50).map(|i| i % 5).collect();
         let mut c = config();
-        let base = make_pairs(&labels, &mut rng(c.seed, TRAIN_PAIRS));
+        let base = crate::data::make_pairs(&labels, &mut rng(c.seed, TRAIN_PAIRS));
         let (e0, e1) = (epoch_pairs(&c, &base, &labels, 0, 0), epoch_pairs(&c, &base, &labels, 1, 0));
         assert_ne!(e0, e1, "each epoch has its own order");
         assert_eq!(e0, epoch_pairs(&c, &base, &labels, 0, 0), "an epoch's order depends only on the seed and the epoch");

@@ -209,6 +209,15 @@ impl DeviceEmbeddings {
 /// buffer the adapter binds and whose buffers together stay within the memory budget.
 fn fitting_plan(gpu: &Gpu, spec: &TowerSpec, input: InputShape, batch: Option<usize>) -> Result<Plan, TooLarge> {
     let wanted = batch.unwrap_or(DEFAULT_BATCH).max(2).div_ceil(2) * 2;
+    let one = Plan::new(spec, input, 2, 0).map_err(|e| TooLarge(e.to_string()))?;
+    if one.param_len as u64 * 4 > gpu.max_binding_bytes() {
+        return Err(TooLarge(format!(
+            "the tower's {} parameters take {:.0} MiB, more than this adapter binds at once ({:.0} MiB)",
+            one.trainable_params(),
+            one.param_len as f64 * 4.0 / 1048576.0,
+            gpu.max_binding_bytes() as f64 / 1048576.0
+        )));
+    }
     let fits = |plan: &Plan| {
         let lens = std::iter::once(plan.batch * plan.input.len()).chain(plan.layers.iter().map(|l| l.output_len));
         let largest = lens.clone().max().unwrap_or(0) as u64 * 4;

@@ -2,9 +2,9 @@
 //! an epoch loop that submits whole steps without waiting, validation on fixed test pairs, metrics.csv,
 //! and checkpoints that a run resumes from bit for bit.
 
-use crate::checkpoint::{save, Checkpoint, Progress};
+use crate::checkpoint::{encode, write_set, Checkpoint, Progress};
 use crate::config::{LossKind, Sampler, TrainConfig};
-use crate::data::{make_pairs, DataKind, Holdout};
+use crate::data::{make_pairs_with, DataKind, Holdout};
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{accuracy_at, best_threshold};
 use crate::model::{glorot_uniform, Plan, TowerSpec};
@@ -15,7 +15,7 @@ use crate::tower::{GpuTower, Weights};
 use crate::optimizer::Schedule;
 use crate::twin::{GpuTwin, TwinOptions};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::Write;
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -25,6 +25,10 @@ pub const METRICS_FILE: &str = "metrics.csv";
 pub const LAST_FILE: &str = "last.safetensors";
 pub const BEST_FILE: &str = "best.safetensors";
 pub const RESUME_FILE: &str = "resume.safetensors";
+/// Held locked by a `train` for its whole life, holding its process id: one run writes a folder at a time.
+pub const LOCK_FILE: &str = ".train.lock";
+/// The files that make a folder a run's.
+pub const RUN_FILES: [&str; 4] = [METRICS_FILE, LAST_FILE, BEST_FILE, RESUME_FILE];
 const METRICS_HEADER: &str = "epoch,loss,val_loss,val_acc,threshold,val_acc_at_threshold,seconds";
 
 /// Steps submitted between two reads of the losses (which wait for the GPU): the progress display's
@@ -71,17 +75,9 @@ pub fn install_interrupt_handler() {
     });
 }
 
-fn append_metrics(path: &Path, line: &str) -> Result<(), String> {
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    writeln!(file, "{line}").map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// Keeps metrics.csv's header and its rows for epochs up to `epochs` (a resumed run rewrites the rest).
-fn keep_metrics(from: &Path, to: &Path, epochs: usize) -> Result<(), String> {
+/// Keeps metrics.csv's header and its rows for epochs up to `epochs` (a resumed run rewrites the rest),
+/// and returns what it wrote.
+fn keep_metrics(from: &Path, to: &Path, epochs: usize) -> Result<String, String> {
     let old = std::fs::read_to_string(from).unwrap_or_default();
     let mut kept = vec![METRICS_HEADER.to_string()];
     kept.extend(
@@ -90,8 +86,86 @@ fn keep_metrics(from: &Path, to: &Path, epochs: usize) -> Result<(), String> {
             .filter(|l| l.split(',').next().and_then(|e| e.parse::<usize>().ok()).is_some_and(|e| e <= epochs))
             .map(str::to_string),
     );
-    crate::checkpoint::write_atomically(to, (kept.join("\n") + "\n").as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", to.display()))
+    let text = kept.join("\n") + "\n";
+    crate::checkpoint::write_atomically(to, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+    Ok(text)
+}
+
+/// The lowest val_loss in metrics.csv's rows and its epoch (none: infinity, epoch 0).
+fn best_in_metrics(text: &str) -> (f64, usize) {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut fields = l.split(',');
+            let epoch = fields.next()?.parse::<usize>().ok()?;
+            let val_loss = fields.nth(1)?.parse::<f64>().ok()?;
+            Some((val_loss, epoch))
+        })
+        .fold((f64::INFINITY, 0), |best, row| if row.0 < best.0 { row } else { best })
+}
+
+/// A run folder held by this process: the lock is released when it is dropped (or the process ends,
+/// however it ends).
+pub struct RunFolderLock {
+    file: Option<std::fs::File>,
+    folder: PathBuf,
+    /// Whether this run made the folder: one it leaves holding nothing but the lock is removed.
+    created: bool,
+}
+
+impl Drop for RunFolderLock {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if self.created {
+            let only_lock = std::fs::read_dir(&self.folder).map(|entries| entries.flatten().all(|e| e.file_name() == LOCK_FILE)).unwrap_or(false);
+            if only_lock {
+                let _ = std::fs::remove_file(self.folder.join(LOCK_FILE));
+                let _ = std::fs::remove_dir(&self.folder);
+            }
+        }
+    }
+}
+
+/// Creates `out` if needed and takes its lock; a folder another `train` holds is refused at once,
+/// naming that process.
+pub fn lock_run_folder(out: &Path) -> Result<RunFolderLock, String> {
+    let created = !out.exists();
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let path = out.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // The holder's id, for the message a second run gets.
+            let _ = file.set_len(0).and_then(|_| write!(file, "{}", std::process::id())).and_then(|_| file.flush());
+            // Temporaries a crashed run left behind take space and mean nothing.
+            for name in RUN_FILES {
+                let _ = std::fs::remove_file(crate::checkpoint::temporary_of(&out.join(name)));
+            }
+            Ok(RunFolderLock { file: Some(file), folder: out.to_path_buf(), created })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(format!(
+                "{} is being written by another train (process {}): wait for it to end, or choose another --out",
+                out.display(),
+                if holder.is_empty() { "unknown" } else { holder }
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// The run files `out` already holds.
+pub fn run_files_in(out: &Path) -> Vec<&'static str> {
+    RUN_FILES.into_iter().filter(|name| out.join(name).exists()).collect()
 }
 
 /// The pairs in step `step` of an epoch over `total` pairs: the batch size, less in a last, partial batch.
@@ -139,13 +213,16 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     config.data = Some(std::fs::canonicalize(&dataset.dir).unwrap_or(dataset.dir.clone()).display().to_string());
     let (train_set, test_set) = (run_set(&config, dataset.train, config.train_limit), run_set(&config, dataset.test, config.test_limit));
     settle_sampler(&mut config, &train_set)?;
+    if config.background.is_none() {
+        config.background = Some(crate::data::background_of(&train_set.pixels, train_set.shape()));
+    }
     let config = &config;
     if !config.holdout_classes.is_empty() {
         let names: Vec<&str> = config.holdout_classes.iter().map(|&l| config.class_names[l as usize].as_str()).collect();
         println!("classes {} held out of training and validation", names.join(", "));
     }
     println!(
-        "training on {} images of {} classes, validating on {} images of {}",
+        "training on {} images of {} classes, validating on {} images of {} classes",
         train_set.count,
         train_set.class_list().len(),
         test_set.count,
@@ -160,9 +237,9 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     plan.exact = config.exact;
     let adam = AdamConfig { learning_rate: config.learning_rate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon };
 
-    let base_train_pairs = make_pairs(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS));
-    let test_pairs = test_pairs(config.seed, &test_set.labels);
-    let calibration_pairs = calibration_pairs(config.seed, &train_set.labels);
+    let base_train_pairs = make_pairs_with(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS), !config.no_self_pairs);
+    let test_pairs = test_pairs(config, &test_set.labels);
+    let calibration_pairs = calibration_pairs(config, &train_set.labels);
     if config.sampler == Sampler::Pairs && config.batch_size > base_train_pairs.len() {
         return Err(format!(
             "--batch-size {}: more than the {} training pairs of an epoch; at most {}",
@@ -173,7 +250,21 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     }
     let steps_per_epoch = steps_per_epoch(config, base_train_pairs.len(), train_set.count);
     if !config.augment.is_off() {
-        println!("augmenting training images: {:?}", config.augment);
+        let a = &config.augment;
+        let mut parts = Vec::new();
+        if a.flip {
+            parts.push("flipped left-right at random".to_string());
+        }
+        if a.shift > 0 {
+            parts.push(format!("shifted up to {} pixels", a.shift));
+        }
+        if a.brightness > 0.0 {
+            parts.push(format!("brightness +-{}", a.brightness));
+        }
+        if a.contrast > 0.0 {
+            parts.push(format!("contrast x(1 +- {})", a.contrast));
+        }
+        println!("augmenting training images: {}", parts.join(", "));
     }
 
     let options = TwinOptions { objective: objective(config), memory_budget: run.memory_budget, ..TwinOptions::new(true) };
@@ -192,6 +283,8 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let tower = GpuTower::new(&gpu, &kernels, &plan, weights, None).map_err(|e| e.to_string())?;
     let test_rows = pair_rows(&test_pairs);
     let (calibration_images, calibration_rows) = paired_images(&train_set, &calibration_pairs);
+    println!("{}", crate::summary::layer_table(&plan));
+    println!("{}", crate::summary::step_memory_line(&gpu, config.batch_size, twin.memory_bytes(), twin.micro_batches()));
     if twin.micro_batches() > 1 {
         println!(
             "each step runs in {} micro-batches of up to {} pairs: the batch's activations are more than {} (the same results as one batch, bit for bit)",
@@ -207,35 +300,44 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     // Where the run starts: fresh weights, or the resumed run's state.
     std::fs::create_dir_all(&run.out).map_err(|e| format!("cannot create {}: {e}", run.out.display()))?;
     let metrics_path = run.out.join(METRICS_FILE);
+    let mut metrics_text;
     let ((start_epoch, mut best_val_loss), mut best_epoch) = match &run.resume {
         Some(from) => {
             let state = Checkpoint::load(&from.join(RESUME_FILE))?;
             twin.set_params(&state.flat(&plan, "")?);
             twin.set_state(&state.state(&plan)?);
             twin.set_adam_state(&state.flat(&plan, "adam.m.")?, &state.flat(&plan, "adam.v.")?, state.progress.step);
-            let best_progress = Checkpoint::load(&from.join(BEST_FILE)).map(|c| c.progress).ok();
-            let best = best_progress.as_ref().map_or(f64::INFINITY, |p| p.val_loss);
-            if from != &run.out {
+            let epochs = state.progress.epoch;
+            // resume.safetensors is renamed last: a best.safetensors from a later epoch belongs to an
+            // epoch whose set was not completed (that epoch is redone, to the same bits), and then
+            // metrics.csv's rows up to the resumed epoch say which was best.
+            let best_progress = Checkpoint::load(&from.join(BEST_FILE)).map(|c| c.progress).ok().filter(|p| p.epoch <= epochs);
+            metrics_text = keep_metrics(&from.join(METRICS_FILE), &metrics_path, epochs)?;
+            let (best, best_epoch) = match &best_progress {
+                Some(p) => (p.val_loss, p.epoch),
+                None => best_in_metrics(&metrics_text),
+            };
+            if from != &run.out && best_progress.is_some() {
                 if let Ok(bytes) = std::fs::read(from.join(BEST_FILE)) {
                     crate::checkpoint::write_atomically(&run.out.join(BEST_FILE), &bytes).map_err(|e| e.to_string())?;
                 }
             }
-            keep_metrics(&from.join(METRICS_FILE), &metrics_path, state.progress.epoch)?;
-            println!("resuming {} after epoch {} (step {})", from.display(), state.progress.epoch, state.progress.step);
-            ((state.progress.epoch, best), best_progress.map_or(0, |p| p.epoch))
+            println!("resuming {} after epoch {epochs} (step {})", from.display(), state.progress.step);
+            ((epochs, best), best_epoch)
         }
         None => {
             twin.set_params(&glorot_uniform(&plan, config.seed));
-            keep_metrics(Path::new(""), &metrics_path, 0)?;
+            // Written with the first epoch's files: a run stopped before then leaves the folder empty.
+            metrics_text = format!("{METRICS_HEADER}\n");
             ((0, f64::INFINITY), 0)
         }
     };
     let batches = match config.sampler {
         Sampler::Pairs => format!("{} training pairs, batch {}", base_train_pairs.len(), config.batch_size),
         Sampler::Pk { classes_per_batch: p, images_per_class: k } => format!(
-            "class-balanced batches of {p} classes x {k} images, every {} of each used ({:?} loss)",
+            "class-balanced batches of {p} classes x {k} images, every {} of each used ({} loss)",
             if config.loss == LossKind::Triplet { "triplet" } else { "pair" },
-            config.loss
+            if config.loss == LossKind::Triplet { "triplet" } else { "contrastive" }
         ),
     };
     println!(
@@ -265,7 +367,10 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         }
     }
 
-    let bar_style = ProgressStyle::with_template("Epoch {prefix}  {pos}/{len} {bar:20} {elapsed} {per_sec} - {msg}")
+    // Keras' bar: steps, elapsed, the time left, ms per step and the epoch's running loss. Piped output
+    // (no terminal, no bar) gets a plain line every tenth of an epoch instead.
+    let piped = !std::io::stdout().is_terminal();
+    let bar_style = ProgressStyle::with_template("Epoch {prefix}  {pos}/{len} {bar:20} {elapsed} (ETA {eta}) - {msg}")
         .expect("progress template")
         .progress_chars("━━ ");
     for epoch in start_epoch..config.epochs {
@@ -277,14 +382,18 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         let mut losses: Vec<f32> = Vec::with_capacity(steps_per_epoch);
         for s in 0..steps_per_epoch {
             if interrupted_flag().load(Ordering::SeqCst) {
-                bar.abandon();
+                bar.finish_and_clear();
                 gpu.wait();
-                println!(
-                    "interrupted in epoch {}: its work is dropped; {} holds the run as of epoch {epoch}. Continue with --resume {}",
-                    epoch + 1,
-                    run.out.display(),
-                    run.out.display()
-                );
+                if epoch == 0 {
+                    println!("interrupted in epoch 1: nothing was saved yet; run the same command again to start over");
+                } else {
+                    println!(
+                        "interrupted in epoch {}: its work is dropped; {} holds the run as of epoch {epoch}. Continue with --resume {}",
+                        epoch + 1,
+                        run.out.display(),
+                        run.out.display()
+                    );
+                }
                 return Ok(Outcome::Interrupted);
             }
             train_feed.train_step(&gpu, &mut twin, s * config.batch_size, pairs_in_step(s, config.batch_size, pairs.len()));
@@ -292,9 +401,18 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
                 let done = losses.len() as u64;
                 losses.extend(twin.read_losses(first_step + done, (s as u64 + 1 - done) as usize));
                 check_finite(&losses, epoch, first_step, &run.out)?;
-                let recent = &losses[losses.len().saturating_sub(SYNC_EVERY as usize * 4)..];
+                // The running mean over the epoch's pairs so far: at the end, the epoch's loss.
+                let weights = (0..losses.len()).map(|i| pairs_in_step(i, config.batch_size, pairs.len()) as f64);
+                let done_pairs: f64 = weights.clone().sum();
+                let running = losses.iter().zip(weights).map(|(&l, w)| l as f64 * w).sum::<f64>() / done_pairs;
+                let ms = 1e3 * started.elapsed().as_secs_f64() / (s + 1) as f64;
                 bar.set_position(s as u64 + 1);
-                bar.set_message(format!("loss: {:.4}", recent.iter().sum::<f32>() / recent.len() as f32));
+                bar.set_message(format!("{ms:.0}ms/step - loss: {running:.4}"));
+                let tenth = steps_per_epoch.div_ceil(10).max(1);
+                if piped && s + 1 < steps_per_epoch && (s + 1) / tenth > done as usize / tenth {
+                    let left = ms * (steps_per_epoch - s - 1) as f64 / 1e3;
+                    println!("Epoch {}/{}  {}/{steps_per_epoch} - {ms:.0}ms/step - ETA {left:.0}s - loss: {running:.4}", epoch + 1, config.epochs, s + 1);
+                }
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
@@ -341,25 +459,42 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
                 run.out.display()
             ));
         }
-        if val_loss < best_val_loss {
+        let improved = val_loss < best_val_loss;
+        if improved {
             best_val_loss = val_loss;
             best_epoch = epoch + 1;
-            save(&run.out.join(BEST_FILE), &plan, &params, &state, &[], config, &progress)?;
         }
         let stop = config.early_stopping.is_some_and(|patience| epoch + 1 >= best_epoch + patience);
-        if stop {
-            // As Keras' restore_best_weights: the run ends on the best epoch's weights.
-            let best = std::fs::read(run.out.join(BEST_FILE)).map_err(|e| format!("cannot read {}: {e}", run.out.join(BEST_FILE).display()))?;
-            crate::checkpoint::write_atomically(&run.out.join(LAST_FILE), &best).map_err(|e| format!("cannot write {}: {e}", run.out.join(LAST_FILE).display()))?;
-        } else {
-            save(&run.out.join(LAST_FILE), &plan, &params, &state, &[], config, &progress)?;
-        }
+        // The epoch's files go to disk as one set (metrics.csv, best, last, then resume.safetensors, which
+        // marks it complete): a write that fails (a full disk) leaves the folder as the last epoch left it.
         let (m, v) = twin.read_adam();
-        save(&run.out.join(RESUME_FILE), &plan, &params, &state, &[("adam.m.", &m), ("adam.v.", &v)], config, &progress)?;
-        append_metrics(
-            &metrics_path,
-            &format!("{},{loss:.6},{val_loss:.6},{val_acc:.6},{threshold:.6},{val_acc_at_threshold:.6},{seconds:.2}", epoch + 1),
-        )?;
+        let mut files = Vec::new();
+        metrics_text.push_str(&format!(
+            "{},{loss:.6},{val_loss:.6},{val_acc:.6},{threshold:.6},{val_acc_at_threshold:.6},{seconds:.2}\n",
+            epoch + 1
+        ));
+        files.push((metrics_path.clone(), metrics_text.clone().into_bytes()));
+        let snapshot = encode(&plan, &params, &state, &[], config, &progress);
+        if improved {
+            files.push((run.out.join(BEST_FILE), snapshot.clone()));
+        }
+        // As Keras' restore_best_weights, a run that stops early ends on the best epoch's weights.
+        let last = if stop && !improved {
+            std::fs::read(run.out.join(BEST_FILE)).map_err(|e| format!("cannot read {}: {e}", run.out.join(BEST_FILE).display()))?
+        } else {
+            snapshot
+        };
+        files.push((run.out.join(LAST_FILE), last));
+        files.push((run.out.join(RESUME_FILE), encode(&plan, &params, &state, &[("adam.m.", &m), ("adam.v.", &v)], config, &progress)));
+        write_set(&files).map_err(|(path, e)| {
+            format!(
+                "cannot save epoch {}: cannot write {}: {e}. {} still holds the run as of epoch {epoch}, unchanged; free some space and continue with --resume {}",
+                epoch + 1,
+                path.display(),
+                run.out.display(),
+                run.out.display()
+            )
+        })?;
         if stop {
             println!(
                 "stopping early: val_loss has not improved for {} epochs; last.safetensors holds the best epoch's weights (epoch {best_epoch}, val_loss {best_val_loss:.4})",
@@ -368,7 +503,28 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
             break;
         }
     }
+    print_ending(&run.out, &metrics_text, best_epoch);
     Ok(Outcome::Finished)
+}
+
+/// What a finished run leaves and what to do next: the best epoch's figures, the files, the command.
+fn print_ending(out: &Path, metrics_text: &str, best_epoch: usize) {
+    let row = metrics_text.lines().skip(1).find(|l| l.split(',').next().and_then(|e| e.parse::<usize>().ok()) == Some(best_epoch));
+    if let Some(fields) = row.map(|r| r.split(',').collect::<Vec<_>>()).filter(|f| f.len() >= 6) {
+        let number = |i: usize| fields[i].parse::<f64>().unwrap_or(f64::NAN);
+        println!(
+            "\nbest epoch {best_epoch}: val_loss {:.4}, test pair accuracy {:.4} at the best threshold, {:.4} at the threshold calibrated on training pairs ({:.4})",
+            number(2),
+            number(3),
+            number(5),
+            number(4)
+        );
+    }
+    println!(
+        "written to {}: best.safetensors (the lowest val_loss), last.safetensors, resume.safetensors, metrics.csv",
+        out.display()
+    );
+    println!("next: gpu-siamese evaluate --checkpoint {}", out.join(BEST_FILE).display());
 }
 
 fn check_finite(losses: &[f32], epoch: usize, first_step: u64, out: &Path) -> Result<(), String> {

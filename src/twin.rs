@@ -329,6 +329,13 @@ impl<'a> GpuTwin<'a> {
     }
 
     /// How many micro-batches a step runs in (1: the whole batch at once).
+    /// Bytes of GPU memory the twin's buffers take (the step's working set; the dataset's images, when
+    /// resident, come on top).
+    pub fn memory_bytes(&self) -> u64 {
+        let named = [&self.inputs, &self.labels, &self.distances, &self.params, &self.state, &self.grads, &self.adam_m, &self.adam_v, &self.losses];
+        named.into_iter().chain(&self.activations).chain(&self._scratch).map(|b| b.size()).sum()
+    }
+
     pub fn micro_batches(&self) -> usize {
         self.micros.len()
     }
@@ -601,7 +608,7 @@ fn micro_size(gpu: &Gpu, plan: &Plan, fusion: &Fusion, options: &TwinOptions) ->
     let mib = |bytes: u64| bytes as f64 / 1048576.0;
     // What does not shrink with micro-batches: the parameters and Adam's moments, the state, the
     // partial sums, the whole batch's labels and distances, a batch objective's matrices.
-    let mut fixed = vec![("the weight-gradient partial sums".to_string(), 0usize)];
+    let mut fixed = vec![("the parameters (and each of their gradients and Adam moments)".to_string(), plan.param_len)];
     for i in 0..plan.layers.len() {
         if let Some(len) = partials_len(plan, fusion, i) {
             fixed.push((format!("layer {}'s weight-gradient partial sums", i + 1), len));

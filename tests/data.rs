@@ -141,3 +141,25 @@ fn pairs_are_the_tutorials() {
     let distinct_partners: std::collections::BTreeSet<u32> = pairs.iter().map(|p| p.b).collect();
     assert!(distinct_partners.len() > 200, "{} distinct partners", distinct_partners.len());
 }
+
+#[test]
+fn without_self_pairs_no_image_is_its_own_partner() {
+    // 300 images of 10 classes: the tutorial's draw pairs an image with itself about once per class
+    // size; --no-self-pairs never does, and still draws over the whole class.
+    let labels: Vec<u32> = (0..300).map(|i| (i * 7) % 10).collect();
+    let tutorial = make_pairs(&labels, &mut ChaCha8Rng::seed_from_u64(1));
+    assert!(tutorial.iter().any(|p| p.a == p.b), "the tutorial's pairs hold self-pairs");
+    let pairs = gpu_siamese::data::make_pairs_with(&labels, &mut ChaCha8Rng::seed_from_u64(1), false);
+    assert_eq!(pairs.len(), 2 * labels.len());
+    assert!(pairs.iter().all(|p| p.a != p.b));
+    for two in pairs.chunks(2) {
+        assert_eq!(labels[two[0].b as usize], labels[two[0].a as usize]);
+        assert_ne!(labels[two[1].b as usize], labels[two[1].a as usize]);
+    }
+    let partners: std::collections::BTreeSet<u32> = pairs.iter().filter(|p| p.label == 1.0).map(|p| p.b).collect();
+    assert!(partners.len() > 150, "{} distinct positive partners", partners.len());
+    // A class of one image can only pair with itself.
+    let lonely = [0u32, 1, 1, 1];
+    let pairs = gpu_siamese::data::make_pairs_with(&lonely, &mut ChaCha8Rng::seed_from_u64(3), false);
+    assert_eq!((pairs[0].a, pairs[0].b), (0, 0));
+}

@@ -29,7 +29,7 @@ fn pictures(dir: &Path, class: &str, count: usize, first_level: u8) {
 }
 
 fn options(seed: u64) -> FolderOptions {
-    FolderOptions { shape: InputShape { h: 8, w: 8, c: 1 }, test_fraction: 0.25, seed }
+    FolderOptions { shape: InputShape { h: 8, w: 8, c: 1 }, test_fraction: 0.25, seed, idx_limits: [None, None] }
 }
 
 /// Each picture's grey level, by set, as (label, level) sorted.
@@ -113,7 +113,7 @@ fn bad_folders_are_reported_not_fatal_where_they_can_be_skipped() {
     RgbImage::from_pixel(31, 17, image::Rgb([10, 200, 30])).save(dir.join("good/wide colour.jpg")).unwrap();
     pictures(&dir, "ok", 4, 120);
     DynamicImage::ImageLuma8(GrayImage::new(3, 3)).save(dir.join("loose.png")).unwrap();
-    let (d, _) = load_dataset(Some(&dir), &FolderOptions { shape: InputShape { h: 8, w: 8, c: 3 }, test_fraction: 0.25, seed: 0 }, Holdout::Names(&[])).unwrap();
+    let (d, _) = load_dataset(Some(&dir), &FolderOptions { shape: InputShape { h: 8, w: 8, c: 3 }, test_fraction: 0.25, seed: 0, idx_limits: [None, None] }, Holdout::Names(&[])).unwrap();
     let notes = d.notes.join("\n");
     assert!(notes.contains("1 pictures outside any class folder are not used"), "{notes}");
     assert!(notes.contains("skipped 2 of 14 pictures that could not be read") && notes.contains("notes.png") && notes.contains("cut.png"), "{notes}");
@@ -137,7 +137,7 @@ fn the_shipped_example_is_found_and_decoded() {
     let scan = scan_folders(Path::new(EXAMPLE)).unwrap();
     assert_eq!(scan.class_names, ["ankle boot", "bag", "sandale été", "sneaker", "t-shirt", "trouser"]);
     assert!(scan.train.iter().all(|c| c.len() == 50));
-    let (d, _) = load_dataset(Some(Path::new(EXAMPLE)), &FolderOptions { shape: InputShape { h: 32, w: 32, c: 3 }, test_fraction: 0.2, seed: 0 }, Holdout::Names(&[])).unwrap();
+    let (d, _) = load_dataset(Some(Path::new(EXAMPLE)), &FolderOptions { shape: InputShape { h: 32, w: 32, c: 3 }, test_fraction: 0.2, seed: 0, idx_limits: [None, None] }, Holdout::Names(&[])).unwrap();
     assert!(d.notes.is_empty(), "{:?}", d.notes);
     assert_eq!((d.train.count, d.test.count, d.train.image_len()), (240, 60, 32 * 32 * 3));
 }

@@ -114,7 +114,7 @@ fn folders_list_pictures_with_their_class_in_order() {
         save(&picture, &dir.join(folder).join(name), format);
     }
     std::fs::write(dir.join("shoes/readme.txt"), "not listed").unwrap();
-    let files = list_images(&dir).unwrap();
+    let files = list_images(&dir).unwrap().files;
     let found: Vec<(String, Option<String>)> = files
         .iter()
         .map(|f| (f.path.strip_prefix(&dir).unwrap().to_string_lossy().to_string(), f.class.clone()))

@@ -119,6 +119,21 @@ fn compare_and_embed_agree_on_pictures_and_idx_images() {
     let distance: f64 = text.split_whitespace().nth(1).unwrap().trim_end_matches(':').parse().unwrap();
     assert!(text.contains("same") || text.contains("different"));
 
+    // The same picture inverted (a dark garment on white, as a photo would be): the checkpoint knows its
+    // training pictures were light on black, so compare inverts it back, says so, and finds it identical.
+    let inverted: Vec<u8> = subset_image(0).iter().map(|v| 255 - v).collect();
+    let on_white = dir.join("a on white.png");
+    DynamicImage::ImageLuma8(GrayImage::from_raw(28, 28, inverted).unwrap()).save_with_format(&on_white, ImageFormat::Png).unwrap();
+    let o = run("compare", &[on_white.to_str().unwrap(), &a, "--checkpoint", &ckpt]);
+    assert!(o.status.success());
+    let note = String::from_utf8_lossy(&o.stderr);
+    assert!(note.contains("inverted 1 of 2 pictures") && note.contains("--no-invert"), "{note}");
+    // Identical inputs: the distance's floor, sqrt(1e-7), as Keras' epsilon gives.
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("distance 0.0003: same"), "{}", String::from_utf8_lossy(&o.stdout));
+    let kept = ok("compare", &[on_white.to_str().unwrap(), &a, "--checkpoint", &ckpt, "--no-invert"]);
+    let kept_distance: f64 = kept.split_whitespace().nth(1).unwrap().trim_end_matches(':').parse().unwrap();
+    assert!(kept_distance > 0.05, "taken as it is, it is another picture: {kept}");
+
     // embed on the IDX file: the same distance from the embeddings.
     let npy = dir.join("test.npy");
     let images = format!("{SUBSET}/t10k-images-idx3-ubyte.gz");
@@ -381,4 +396,16 @@ fn export_writes_onnx_models_of_the_checkpoint() {
     }
     let e = failure("export", &["--checkpoint", dir.join("missing.safetensors").to_str().unwrap(), "--onnx", onnx.to_str().unwrap()]);
     assert!(e.contains("missing.safetensors"), "{e}");
+}
+
+#[test]
+fn summary_shows_each_layer_and_the_steps_memory() {
+    let text = ok("summary", &["--arch", "small", "--batch-size", "64"]);
+    for wanted in ["layer", "output", "parameters", "input", "28x28x1", "flatten", "(a view)", "trainable parameters", "a training step of 64 pairs", "GPU memory"] {
+        assert!(text.contains(wanted), "{wanted:?} in:\n{text}");
+    }
+    // The small tower's parameters, as Keras counts them for the same layers.
+    let spec: gpu_siamese::model::TowerSpec = gpu_siamese::model::SMALL_TOWER.parse().unwrap();
+    let plan = gpu_siamese::model::Plan::new(&spec, gpu_siamese::model::InputShape::FASHION_MNIST, 2, 0).unwrap();
+    assert!(text.contains(&format!("{} trainable parameters", plan.trainable_params())), "{text}");
 }

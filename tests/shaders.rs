@@ -91,3 +91,20 @@ fn what_the_prelude_declares_no_shader_declares_again() {
     let fields = PRELUDE[step..step + PRELUDE[step..].find('}').unwrap()].matches(':').count();
     assert_eq!(fields * 4, std::mem::size_of::<gpu_siamese::gpu::StepUniform>(), "Step has StepUniform's size");
 }
+
+#[test]
+fn every_kernel_binds_no_more_storage_buffers_than_an_adapter_is_asked_for() {
+    // Mesa's GL driver offers 16 storage buffers per shader stage, WebGPU's defaults 8: a kernel needing
+    // more would fail there (and on GPUs like them) while every Vulkan test passed.
+    let most = all_kernels().into_iter().map(|k| (k.storage_buffers(), k.entry)).max().unwrap();
+    for kernel in all_kernels() {
+        assert!(
+            kernel.storage_buffers() <= gpu_siamese::gpu::MOST_STORAGE_BUFFERS,
+            "{} binds {} storage buffers",
+            kernel.entry,
+            kernel.storage_buffers()
+        );
+    }
+    eprintln!("the most storage buffers a kernel binds: {} ({})", most.0, most.1);
+    assert!(most.0 >= 5, "the count sees the bindings: {most:?}");
+}

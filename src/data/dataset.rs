@@ -13,7 +13,7 @@
 //! classes with fewer than two pictures (no positive pair) are left out, by name; an empty dataset
 //! stops with the path.
 
-use super::{find_fashion_mnist, list_images, load_image, load_split, DataError, ImageFile, ImageSet, Label};
+use super::{find_fashion_mnist, idx_notes, list_images, load_image, load_split_prefix, DataError, ImageFile, ImageSet, Label, Listing};
 use crate::model::InputShape;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -46,6 +46,9 @@ pub struct FolderOptions {
     pub test_fraction: f64,
     /// Seed of that draw.
     pub seed: u64,
+    /// The most training and test images read from IDX files (their first ones; the rest of the files
+    /// is not read): `--train-limit` and `--test-limit`.
+    pub idx_limits: [Option<usize>; 2],
 }
 
 /// The classes of a folder dataset and their pictures, before any is decoded.
@@ -60,6 +63,8 @@ pub struct FolderScan {
     pub split_given: bool,
     /// Pictures lying outside any class folder, which are not used.
     pub loose: usize,
+    /// Paths not followed because links led to a folder or picture already met (see [`Listing`]).
+    pub repeated: Listing,
 }
 
 /// Whether `dir` holds MNIST-layout IDX files.
@@ -72,10 +77,12 @@ pub fn scan_folders(root: &Path) -> Result<FolderScan, DataError> {
     let sub = |name: &str| root.join(name);
     let split_given = sub("train").is_dir() && sub("test").is_dir();
     let (train_root, test_root) = if split_given { (sub("train"), Some(sub("test"))) } else { (root.to_path_buf(), None) };
-    let group = |dir: &Path| -> Result<(Vec<ImageFile>, usize), DataError> {
-        let files = list_images(dir)?;
-        let loose = files.iter().filter(|f| f.class.is_none()).count();
-        Ok((files.into_iter().filter(|f| f.class.is_some()).collect(), loose))
+    let mut repeated = Listing::default();
+    let mut group = |dir: &Path| -> Result<(Vec<ImageFile>, usize), DataError> {
+        let listing = list_images(dir)?;
+        repeated.repeated.extend(listing.repeated);
+        let loose = listing.files.iter().filter(|f| f.class.is_none()).count();
+        Ok((listing.files.into_iter().filter(|f| f.class.is_some()).collect(), loose))
     };
     let (train_files, mut loose) = group(&train_root)?;
     let test_files = match &test_root {
@@ -112,7 +119,7 @@ pub fn scan_folders(root: &Path) -> Result<FolderScan, DataError> {
         }
         per_class
     };
-    Ok(FolderScan { root: root.to_path_buf(), train: by_class(train_files), test: by_class(test_files), class_names: class_names.clone(), split_given, loose })
+    Ok(FolderScan { root: root.to_path_buf(), train: by_class(train_files), test: by_class(test_files), class_names: class_names.clone(), split_given, loose, repeated })
 }
 
 /// Turns `--holdout-classes` tokens into labels: a class's name, or else its label's number.
@@ -154,6 +161,7 @@ pub fn load_folders(scan: &FolderScan, opts: &FolderOptions, holdout: &[Label]) 
     if scan.loose > 0 {
         notes.push(format!("{} pictures outside any class folder are not used", scan.loose));
     }
+    notes.extend(scan.repeated.repeat_note());
     // (class, path, whether the dataset puts it in its test set)
     let mut listed: Vec<(usize, &PathBuf, bool)> = Vec::new();
     for c in 0..classes {
@@ -161,6 +169,18 @@ pub fn load_folders(scan: &FolderScan, opts: &FolderOptions, holdout: &[Label]) 
         listed.extend(scan.test[c].iter().map(|p| (c, p, true)));
     }
     let paths: Vec<PathBuf> = listed.iter().map(|(_, p, _)| (*p).clone()).collect();
+    // The decoded set stays in memory: refuse what cannot fit before decoding any of it.
+    let bytes = paths.len() as u64 * opts.shape.len() as u64;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    if let Some(free) = super::available_memory().filter(|&free| bytes > free / 10 * 8) {
+        return Err(format!(
+            "{}: {} pictures at {}x{}x{} take {:.1} GiB decoded, more than this machine has free ({:.1} GiB): use a smaller --image-size",
+            scan.root.display(), paths.len(), opts.shape.h, opts.shape.w, opts.shape.c, gib(bytes), gib(free)
+        ));
+    }
+    if bytes > 1 << 28 {
+        eprintln!("decoding {} pictures at {}x{}x{}: {:.1} GiB in memory", paths.len(), opts.shape.h, opts.shape.w, opts.shape.c, gib(bytes));
+    }
     let decoded = decode_all(&paths, opts.shape);
     let failures: Vec<String> = decoded.iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())).collect();
     if !failures.is_empty() {
@@ -223,13 +243,34 @@ pub fn load_folders(scan: &FolderScan, opts: &FolderOptions, holdout: &[Label]) 
 
 /// Fashion-MNIST's (or another IDX folder's) training and test sets, as a dataset.
 pub fn idx_dataset(dir: &Path) -> Result<Dataset, String> {
-    let load = || -> Result<(ImageSet, ImageSet), DataError> { Ok((load_split(dir, "train")?, load_split(dir, "t10k")?)) };
+    idx_dataset_prefix(dir, [None, None])
+}
+
+/// The same, reading at most the first `limits` training and test images.
+pub fn idx_dataset_prefix(dir: &Path, limits: [Option<usize>; 2]) -> Result<Dataset, String> {
+    let load = || -> Result<(ImageSet, ImageSet), DataError> { Ok((load_split_prefix(dir, "train", limits[0])?, load_split_prefix(dir, "t10k", limits[1])?)) };
     let (train, test) = load().map_err(|e| e.to_string())?;
     if (train.rows, train.cols) != (test.rows, test.cols) {
         return Err(format!("{}: training images are {}x{} but test images {}x{}", dir.display(), train.rows, train.cols, test.rows, test.cols));
     }
     let classes = train.classes().max(test.classes());
-    Ok(Dataset { kind: DataKind::Idx, dir: dir.to_path_buf(), train, test, class_names: (0..classes).map(|c| c.to_string()).collect(), notes: vec![] })
+    // Classes are numbered from 0: a stray label (255 among 0-9, say) would make classes out of nothing.
+    let mut present = vec![false; classes];
+    for &l in train.labels.iter().chain(&test.labels) {
+        present[l as usize] = true;
+    }
+    if let Some(missing) = present.iter().position(|&p| !p) {
+        let (set, name) = if train.labels.iter().any(|&l| l as usize >= missing) { (&train, "train") } else { (&test, "t10k") };
+        let index = set.labels.iter().position(|&l| l as usize > missing).unwrap_or(0);
+        return Err(format!(
+            "{}: the labels are not numbered 0 to {} without gaps: no image has label {missing}, while {name} image {index} has label {} \
+             (classes are numbered 0, 1, 2, ...)",
+            dir.display(),
+            classes - 1,
+            set.labels[index]
+        ));
+    }
+    Ok(Dataset { kind: DataKind::Idx, dir: dir.to_path_buf(), train, test, class_names: (0..classes).map(|c| c.to_string()).collect(), notes: idx_notes(dir) })
 }
 
 /// Classes held out, as the user names them or as a checkpoint stores them.
@@ -266,7 +307,7 @@ pub fn load_dataset(explicit: Option<&Path>, folder: &FolderOptions, holdout: Ho
         Some(dir) => dir.to_path_buf(),
         None => find_fashion_mnist(None)?,
     };
-    let dataset = idx_dataset(&dir)?;
+    let dataset = idx_dataset_prefix(&dir, folder.idx_limits)?;
     let labels = holdout.resolve(&dataset.class_names)?;
     Ok((dataset, labels))
 }

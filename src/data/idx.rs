@@ -19,6 +19,21 @@ pub struct IdxArray {
 /// Reads an IDX file of unsigned bytes, checking its header against its contents. Memory grows only as
 /// data actually arrives, so a header claiming absurd dimensions cannot make it allocate gigabytes.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
+    read_idx_prefix(path, None)
+}
+
+/// The memory this machine has free for new data, where it says (Linux's MemAvailable).
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// As [`read_idx`], but of the first `items` entries along the first dimension at most: the rest of the
+/// file is not read (nor decompressed), so a limit keeps a huge or hostile file cheap. What is read
+/// must fit in the memory the machine has free.
+pub fn read_idx_prefix(path: &Path, items: Option<usize>) -> Result<IdxArray, DataError> {
     let err = |message: String| DataError::new(path, message);
     let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
     let mut reader = BufReader::new(file);
@@ -62,9 +77,24 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
         dims.push(u32::from_be_bytes(d) as usize);
     }
     let expected = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).filter(|&n| n <= MAX_DATA_BYTES);
-    let Some(expected) = expected else {
+    let Some(mut expected) = expected else {
         return Err(err(format!("absurd dimensions {dims:?}: more than {MAX_DATA_BYTES} bytes of data")));
     };
+    let whole = match items {
+        Some(items) if items < dims[0] => {
+            expected = expected / dims[0] as u64 * items as u64;
+            dims[0] = items;
+            false
+        }
+        _ => true,
+    };
+    if let Some(free) = available_memory().filter(|&free| expected > free / 10 * 8) {
+        return Err(err(format!(
+            "its header {dims:?} promises {:.1} GiB of data, more than this machine has free ({:.1} GiB): read fewer images (--train-limit, --test-limit)",
+            expected as f64 / (1u64 << 30) as f64,
+            free as f64 / (1u64 << 30) as f64
+        )));
+    }
     let mut data = Vec::new();
     (&mut source)
         .take(expected)
@@ -75,6 +105,9 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
             "truncated: the header {dims:?} promises {expected} data bytes, {what} holds {}",
             data.len()
         )));
+    }
+    if !whole {
+        return Ok(IdxArray { dims, data });
     }
     let mut extra = [0u8; 1];
     match source.read(&mut extra) {

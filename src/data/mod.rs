@@ -6,15 +6,17 @@ mod dataset;
 mod folder;
 mod idx;
 mod image_file;
+mod polarity;
 mod pairs;
 
 pub use augment::Augment;
 pub use csv::{csv_field, parse_csv_line};
-pub use dataset::{decode_all, idx_dataset, is_idx_folder, load_dataset, load_folders, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
-pub use folder::{is_image_name, list_images, ImageFile, IMAGE_EXTENSIONS};
-pub use idx::{read_idx, IdxArray};
+pub use dataset::{decode_all, idx_dataset, idx_dataset_prefix, is_idx_folder, load_dataset, load_folders, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
+pub use folder::{is_image_name, list_images, ImageFile, Listing, IMAGE_EXTENSIONS};
+pub use idx::{available_memory, read_idx, read_idx_prefix, IdxArray};
 pub use image_file::{load_image, to_input};
-pub use pairs::{class_balanced_batches, make_pairs, shuffle, Pair};
+pub use polarity::{background_of, border_mean, match_polarity, Polarity};
+pub use pairs::{class_balanced_batches, make_pairs, make_pairs_with, shuffle, Pair};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -122,19 +124,34 @@ fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
     [format!("{stem}.gz"), stem.to_string()].into_iter().map(|name| dir.join(name)).find(|p| p.is_file())
 }
 
+/// A note when a folder holds a split's file both compressed and not (after `gunzip -k`, say): the
+/// compressed one is read.
+pub fn idx_notes(dir: &Path) -> Vec<String> {
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+        .iter()
+        .filter(|stem| dir.join(stem).is_file() && dir.join(format!("{stem}.gz")).is_file())
+        .map(|stem| format!("{} holds both {stem} and {stem}.gz: reading {stem}.gz", dir.display()))
+        .collect()
+}
+
 /// Loads the `train` or `t10k` split of an MNIST-layout folder.
 pub fn load_split(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
+    load_split_prefix(dir, split, None)
+}
+
+/// Loads the first `limit` images (all without one) of a split; the rest of its files is not read.
+pub fn load_split_prefix(dir: &Path, split: &str, limit: Option<usize>) -> Result<ImageSet, DataError> {
     let images_stem = format!("{split}-images-idx3-ubyte");
     let labels_stem = format!("{split}-labels-idx1-ubyte");
     let images_path = find_file(dir, &images_stem)
         .ok_or_else(|| DataError::new(&dir.join(&images_stem), "not found (looked for .gz and uncompressed)"))?;
     let labels_path = find_file(dir, &labels_stem)
         .ok_or_else(|| DataError::new(&dir.join(&labels_stem), "not found (looked for .gz and uncompressed)"))?;
-    let images = read_idx(&images_path)?;
+    let images = read_idx_prefix(&images_path, limit)?;
     if images.dims.len() != 3 {
         return Err(DataError::new(&images_path, format!("expected images [count, rows, cols], found {} dimensions", images.dims.len())));
     }
-    let labels = read_idx(&labels_path)?;
+    let labels = read_idx_prefix(&labels_path, limit)?;
     if labels.dims.len() != 1 {
         return Err(DataError::new(&labels_path, format!("expected labels [count], found {} dimensions", labels.dims.len())));
     }
@@ -157,6 +174,11 @@ pub fn load_split(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
 /// The first candidate folder for Fashion-MNIST that exists, or an error saying where it looked and how
 /// to get it.
 pub fn find_fashion_mnist(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let (None, Some(dir)) = (explicit, std::env::var_os("GPU_SIAMESE_DATA")) {
+        if !Path::new(&dir).is_dir() {
+            return Err(format!("GPU_SIAMESE_DATA={}: no such folder (unset it to use the default places)", Path::new(&dir).display()));
+        }
+    }
     let candidates = fashion_mnist_candidates(explicit);
     if let Some(dir) = candidates.iter().find(|d| d.is_dir()) {
         return Ok(dir.clone());

@@ -11,14 +11,30 @@ pub struct Pair {
     pub label: f32,
 }
 
+/// The tutorial's `create_pairs`: for every image, one pair with an image of its class (which may be
+/// itself, as the tutorial draws it) and one with an image of another class.
 pub fn make_pairs(labels: &[super::Label], rng: &mut impl Rng) -> Vec<Pair> {
+    make_pairs_with(labels, rng, true)
+}
+
+/// As [`make_pairs`]; without `self_pairs`, a positive pair's second image is never the first itself
+/// (where its class has another image).
+pub fn make_pairs_with(labels: &[super::Label], rng: &mut impl Rng, self_pairs: bool) -> Vec<Pair> {
     let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
     let by_class: Vec<Vec<u32>> =
         (0..classes).map(|c| (0..labels.len() as u32).filter(|&i| labels[i as usize] as usize == c).collect()).collect();
     let mut pairs = Vec::with_capacity(2 * labels.len());
     for (i, &label) in labels.iter().enumerate() {
         let same = &by_class[label as usize];
-        pairs.push(Pair { a: i as u32, b: same[rng.random_range(0..same.len())], label: 1.0 });
+        let b = if self_pairs || same.len() < 2 {
+            same[rng.random_range(0..same.len())]
+        } else {
+            // Uniform over the class's other images: skip the image's own place in the list.
+            let own = same.binary_search(&(i as u32)).expect("an image is in its class's list");
+            let r = rng.random_range(0..same.len() - 1);
+            same[if r >= own { r + 1 } else { r }]
+        };
+        pairs.push(Pair { a: i as u32, b, label: 1.0 });
         // Uniform over the images of other classes, as np.random.choice(np.where(labels != label)[0]).
         let others = labels.len() - same.len();
         if others == 0 {

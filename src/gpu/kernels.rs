@@ -51,7 +51,32 @@ impl Kernel {
     pub fn needs_subgroups(self) -> bool {
         self.files.iter().any(|(_, source)| source.contains("subgroup"))
     }
+
+    /// How many storage buffers the entry point binds: an adapter offers a fixed number per shader
+    /// stage (16 on Mesa's GL driver, 8 where WebGPU's defaults hold).
+    pub fn storage_buffers(self) -> u32 {
+        let source = module_source(&self.source());
+        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}: {}", self.module, e.emit_to_string(&source)));
+        let capabilities = if self.needs_subgroups() { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{} does not validate: {e:?}", self.module));
+        let index = module.entry_points.iter().position(|e| e.name == self.entry).unwrap_or_else(|| panic!("{} lacks {}", self.module, self.entry));
+        let used = info.get_entry_point(index);
+        module
+            .global_variables
+            .iter()
+            .filter(|(handle, var)| matches!(var.space, naga::AddressSpace::Storage { .. }) && !used[*handle].is_empty())
+            .count() as u32
+    }
 }
+
+/// The most storage buffers any kernel may bind (a test holds every kernel to it): WebGPU's default per
+/// shader stage, which Mesa's GL driver (16) and every Vulkan, Metal and DX12 adapter exceed. An adapter
+/// offering fewer is refused when it is opened, rather than failing in the middle of a run.
+pub const MOST_STORAGE_BUFFERS: u32 = 8;
 
 impl PartialEq for Kernel {
     fn eq(&self, other: &Kernel) -> bool {

@@ -4,7 +4,7 @@ mod kernels;
 pub mod ops;
 pub mod tune;
 
-pub use kernels::{all_kernels, module_source, record, submit, Dispatch, Kernel, Kernels, Region, Work, PRELUDE, WORKGROUP_SIZE};
+pub use kernels::{all_kernels, module_source, record, submit, Dispatch, Kernel, Kernels, Region, Work, MOST_STORAGE_BUFFERS, PRELUDE, WORKGROUP_SIZE};
 pub use ops::StepUniform;
 
 use std::fmt;
@@ -15,23 +15,40 @@ pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. gpu-siamese needs a Vul
 on a machine without a GPU, install the software Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`, \
 or `make deps` in this repository) and run again. `gpu-siamese adapters` lists what wgpu can see.";
 
+/// The same for the GL backend alone, which on a machine without a GPU is Mesa's llvmpipe through EGL.
+pub const NO_GL_ADAPTER_HELP: &str = "no GL adapter found. On a machine without a GPU, install Mesa's GL driver and EGL \
+(Debian/Ubuntu: `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`, or `make deps` in this repository) and run again";
+
 #[derive(Debug)]
 pub enum GpuError {
     NoAdapter,
     NoMatchingAdapter { wanted: String, available: Vec<String> },
     Device(wgpu::RequestDeviceError),
+    TooFewStorageBuffers { adapter: String, offered: u32 },
 }
 
 impl fmt::Display for GpuError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
-            GpuError::NoAdapter => f.write_str(NO_ADAPTER_HELP),
+            GpuError::NoAdapter => match std::env::var("WGPU_BACKEND") {
+                Ok(backends) if backends.to_lowercase().split(',').any(|b| b.trim() == "gl") && !backends.to_lowercase().contains("vulkan") => {
+                    write!(f, "{NO_GL_ADAPTER_HELP} (WGPU_BACKEND={backends})")
+                }
+                Ok(backends) => write!(f, "{NO_ADAPTER_HELP} (WGPU_BACKEND={backends} limits the backends looked at)"),
+                Err(_) => f.write_str(NO_ADAPTER_HELP),
+            },
             GpuError::NoMatchingAdapter { wanted, available } => write!(
                 f,
                 "WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: {}",
                 if available.is_empty() { "none".to_string() } else { available.join("; ") }
             ),
             GpuError::Device(e) => write!(f, "the adapter refused to open a device: {e}"),
+            GpuError::TooFewStorageBuffers { adapter, offered } => write!(
+                f,
+                "{adapter} offers {offered} storage buffers per compute shader; gpu-siamese's kernels bind up to \
+                 {MOST_STORAGE_BUFFERS}. Pick another adapter (gpu-siamese adapters lists them; WGPU_ADAPTER_NAME or \
+                 WGPU_BACKEND choose)"
+            ),
         }
     }
 }
@@ -110,6 +127,9 @@ impl Gpu {
     pub fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
         let limits = adapter.limits();
         let info = adapter.get_info();
+        if limits.max_storage_buffers_per_shader_stage < MOST_STORAGE_BUFFERS {
+            return Err(GpuError::TooFewStorageBuffers { adapter: describe(&info), offered: limits.max_storage_buffers_per_shader_stage });
+        }
         let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size >= 8
             && std::env::var_os("GPU_SIAMESE_NO_SUBGROUPS").is_none();

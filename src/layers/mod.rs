@@ -39,9 +39,9 @@ impl Shape {
     pub fn vector(c: usize) -> Shape {
         Shape { h: 1, w: 1, c, flat: true }
     }
-    /// Values per image.
+    /// Values per image (saturating: a plan refuses a shape this large).
     pub fn len(&self) -> usize {
-        self.h * self.w * self.c
+        self.h.saturating_mul(self.w).saturating_mul(self.c)
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -89,8 +89,9 @@ impl TensorSpec {
     pub fn new(name: &'static str, shape: Vec<usize>, init: Init) -> TensorSpec {
         TensorSpec { name, shape, init }
     }
+    /// Values in the tensor (saturating: a plan refuses a tensor this large).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

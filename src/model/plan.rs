@@ -62,6 +62,12 @@ pub struct Plan {
     pub seed: u64,
 }
 
+/// The most values one image may have at the input or at any layer's output (1 GiB of f32s), and the
+/// most parameters a tower may have (2 GiB of f32s): beyond these no adapter binds the buffers, and a
+/// crafted tower or checkpoint would have the host allocate without end before anything else failed.
+pub const MAX_VALUES_PER_IMAGE: u64 = 1 << 28;
+pub const MAX_PARAMS: u64 = 1 << 29;
+
 /// A spec that cannot be laid out for the given input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanError(pub String);
@@ -92,6 +98,16 @@ impl Plan {
         if batch == 0 || !batch.is_multiple_of(2) {
             return Err(PlanError(format!("the twin's batch holds both images of each pair, so it must be even and above 0, not {batch}")));
         }
+        let values = [input.h, input.w, input.c].iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).unwrap_or(u64::MAX);
+        if values == 0 || values > MAX_VALUES_PER_IMAGE {
+            return Err(PlanError(format!(
+                "an input of {}x{}x{} is {}; a tower takes from 1 up to {MAX_VALUES_PER_IMAGE} values per image",
+                input.h,
+                input.w,
+                input.c,
+                if values == 0 { "empty".to_string() } else { format!("{values} values") }
+            )));
+        }
         let mut shape = Shape::map(input.h, input.w, input.c);
         let mut layers = Vec::new();
         let (mut param_len, mut state_len) = (0, 0);
@@ -99,9 +115,28 @@ impl Plan {
             let op = layer
                 .plan(shape, &PlanContext { index, batch, seed })
                 .map_err(|what| PlanError(format!("layer {} ({layer}): {what}", index + 1)))?;
-            let sizes = |tensors: Vec<crate::layers::TensorSpec>| tensors.iter().map(|t| t.len()).sum();
-            let params = take(&mut param_len, sizes(op.params()));
-            let state = take(&mut state_len, sizes(op.state()));
+            let sizes = |tensors: Vec<crate::layers::TensorSpec>| tensors.iter().map(|t| t.len() as u64).sum::<u64>();
+            let (layer_params, layer_state) = (sizes(op.params()), sizes(op.state()));
+            let per_image = op.output().len() as u64;
+            if per_image > MAX_VALUES_PER_IMAGE {
+                return Err(PlanError(format!(
+                    "layer {} ({layer}) outputs {per_image} values per {}x{}x{} image ({} MiB), more than the {MAX_VALUES_PER_IMAGE} a tower may",
+                    index + 1,
+                    input.h,
+                    input.w,
+                    input.c,
+                    (per_image * 4) >> 20
+                )));
+            }
+            if param_len as u64 + layer_params + state_len as u64 + layer_state > MAX_PARAMS {
+                return Err(PlanError(format!(
+                    "layer {} ({layer}) has {} parameters, which makes more than the {MAX_PARAMS} a tower may have (2 GiB)",
+                    index + 1,
+                    layer_params + layer_state
+                )));
+            }
+            let params = take(&mut param_len, layer_params as usize);
+            let state = take(&mut state_len, layer_state as usize);
             shape = op.output();
             layers.push(PlannedLayer { output_len: op.output_len(), op, params, state });
         }

@@ -141,11 +141,13 @@ impl<'a> Args<'a> {
         self.positive_part(i, self.get(i), what)
     }
 
-    /// `part` of argument `i` (the `3` of `3x5`) as a whole number above 0.
+    /// `part` of argument `i` (the `3` of `3x5`) as a whole number above 0 (and at most 2^24: no layer
+    /// has more units, filters or taps than that, and sizes multiplied together must stay countable).
     pub fn positive_part(&self, i: usize, part: &str, what: &str) -> Result<usize, SpecError> {
+        const MOST: usize = 1 << 24;
         match part.parse::<usize>() {
-            Ok(v) if v > 0 => Ok(v),
-            _ => Err(self.error_at_offset(self.items[i].0, part, format!("{what} must be a whole number above 0"))),
+            Ok(v) if v > 0 && v <= MOST => Ok(v),
+            _ => Err(self.error_at_offset(self.items[i].0, part, format!("{what} must be a whole number from 1 to {MOST}"))),
         }
     }
 }

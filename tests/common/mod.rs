@@ -2,7 +2,7 @@
 //! the error measure every comparison uses.
 #![allow(dead_code)]
 
-use gpu_siamese::gpu::{submit, Dispatch, Gpu, Kernels, NO_ADAPTER_HELP};
+use gpu_siamese::gpu::{submit, Dispatch, Gpu, Kernels};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 pub fn gpu() -> &'static (Gpu, Kernels) {
     static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
     GPU.get_or_init(|| {
-        let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}\n({NO_ADAPTER_HELP})"));
+        let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
         eprintln!("adapter: {}", gpu.describe());
         let kernels = Kernels::new(&gpu);
         (gpu, kernels)
