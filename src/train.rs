@@ -218,7 +218,8 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     }
     let config = &config;
     if !config.holdout_classes.is_empty() {
-        let names: Vec<&str> = config.holdout_classes.iter().map(|&l| config.class_names[l as usize].as_str()).collect();
+        let shown = crate::evaluate::display_names(config.data.as_deref().unwrap_or(""), &config.class_names);
+        let names: Vec<String> = config.holdout_classes.iter().map(|&l| format!("{l} ({})", shown[l as usize])).collect();
         println!("classes {} held out of training and validation", names.join(", "));
     }
     println!(
