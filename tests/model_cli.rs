@@ -232,7 +232,7 @@ fn held_out_classes_are_never_trained_on_and_scored_few_shot() {
     let out = temp_dir("holdout");
     let args = ["--data", SUBSET, "--train-limit", "1000", "--test-limit", "300", "--epochs", "2", "--batch-size", "32", "--holdout-classes", "9,5,7,8", "--out"];
     let text = ok("train", &[&args[..], &[out.to_str().unwrap()]].concat());
-    assert!(text.contains("classes 5, 7, 8, 9 held out of training and validation"), "{text}");
+    assert!(text.contains("classes 5 (Sandal), 7 (Sneaker), 8 (Bag), 9 (Ankle boot) held out of training and validation"), "{text}");
     assert!(text.contains("images of 6 classes, validating on"), "{text}");
     let saved = Checkpoint::load(&out.join("best.safetensors")).unwrap();
     assert_eq!(saved.config.holdout_classes, [5, 7, 8, 9]);
