@@ -68,7 +68,7 @@ pub fn load_sources(images: &Path, split: &str, input: InputShape) -> Result<Sou
         sources.pixels = set.pixels;
     } else if images.is_dir() {
         let listing = list_images(images)?;
-        if let Some(note) = listing.repeat_note() {
+        if let Some(note) = crate::data::repeat_note(&listing.repeated) {
             eprintln!("note: {note}");
         }
         let files = listing.files;

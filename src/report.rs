@@ -23,16 +23,26 @@ pub struct EpochRow {
     pub loss: f64,
     pub val_loss: f64,
     pub val_acc: f64,
+    pub threshold: f64,
     pub val_acc_at_threshold: f64,
 }
 
 /// A run's metrics.csv, its columns found by name.
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e} (a run folder holds it after its first epoch)", path.display()))?;
+    let rows = parse_metrics(&text, path)?;
+    if rows.is_empty() {
+        return Err(format!("{}: no epochs in it yet", path.display()));
+    }
+    Ok(rows)
+}
+
+/// The rows of metrics.csv's `text` (none when it holds only its header); `path` names it in errors.
+pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<EpochRow>, String> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let column = |name: &str| header.iter().position(|&h| h == name).ok_or_else(|| format!("{}: no column '{name}' in its header", path.display()));
-    let columns = [column("epoch")?, column("loss")?, column("val_loss")?, column("val_acc")?, column("val_acc_at_threshold")?];
+    let columns = [column("epoch")?, column("loss")?, column("val_loss")?, column("val_acc")?, column("threshold")?, column("val_acc_at_threshold")?];
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(',').collect();
@@ -44,11 +54,9 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>, String> {
             loss: value(columns[1])?,
             val_loss: value(columns[2])?,
             val_acc: value(columns[3])?,
-            val_acc_at_threshold: value(columns[4])?,
+            threshold: value(columns[4])?,
+            val_acc_at_threshold: value(columns[5])?,
         });
-    }
-    if rows.is_empty() {
-        return Err(format!("{}: no epochs in it yet", path.display()));
     }
     Ok(rows)
 }
@@ -389,7 +397,7 @@ mod tests {
         let path = dir.join("metrics.csv");
         std::fs::write(&path, "epoch,loss,val_loss,val_acc,threshold,val_acc_at_threshold,seconds\n1,0.2,0.19,0.7,0.5,0.69,3.5\n2,0.18,0.17,0.75,0.5,0.74,3.4\n").unwrap();
         let rows = read_metrics(&path).unwrap();
-        assert_eq!(rows[1], EpochRow { epoch: 2.0, loss: 0.18, val_loss: 0.17, val_acc: 0.75, val_acc_at_threshold: 0.74 });
+        assert_eq!(rows[1], EpochRow { epoch: 2.0, loss: 0.18, val_loss: 0.17, val_acc: 0.75, threshold: 0.5, val_acc_at_threshold: 0.74 });
         std::fs::write(&path, "epoch,loss\n1,0.2\n").unwrap();
         assert!(read_metrics(&path).unwrap_err().contains("no column 'val_loss'"));
         std::fs::write(&path, "epoch,loss,val_loss,val_acc,threshold,val_acc_at_threshold,seconds\n1,x,0.19,0.7,0.5,0.69,3.5\n").unwrap();

@@ -13,6 +13,7 @@ use crate::run::*;
 use crate::feed::PairFeed;
 use crate::tower::{GpuTower, Weights};
 use crate::optimizer::Schedule;
+use crate::report::{parse_metrics, EpochRow};
 use crate::twin::{GpuTwin, TwinOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Read, Write};
@@ -91,17 +92,12 @@ fn keep_metrics(from: &Path, to: &Path, epochs: usize) -> Result<String, String>
     Ok(text)
 }
 
-/// The lowest val_loss in metrics.csv's rows and its epoch (none: infinity, epoch 0).
-fn best_in_metrics(text: &str) -> (f64, usize) {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut fields = l.split(',');
-            let epoch = fields.next()?.parse::<usize>().ok()?;
-            let val_loss = fields.nth(1)?.parse::<f64>().ok()?;
-            Some((val_loss, epoch))
-        })
-        .fold((f64::INFINITY, 0), |best, row| if row.0 < best.0 { row } else { best })
+/// The row of metrics.csv's `text` with the lowest val_loss (the first of equals), if any.
+fn best_in_metrics(text: &str, path: &Path) -> Result<Option<EpochRow>, String> {
+    Ok(parse_metrics(text, path)?.into_iter().fold(None, |best: Option<EpochRow>, row| match best {
+        Some(b) if b.val_loss <= row.val_loss => Some(b),
+        _ => Some(row),
+    }))
 }
 
 /// A run folder held by this process: the lock is released when it is dropped (or the process ends,
@@ -251,21 +247,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     }
     let steps_per_epoch = steps_per_epoch(config, base_train_pairs.len(), train_set.count);
     if !config.augment.is_off() {
-        let a = &config.augment;
-        let mut parts = Vec::new();
-        if a.flip {
-            parts.push("flipped left-right at random".to_string());
-        }
-        if a.shift > 0 {
-            parts.push(format!("shifted up to {} pixels", a.shift));
-        }
-        if a.brightness > 0.0 {
-            parts.push(format!("brightness +-{}", a.brightness));
-        }
-        if a.contrast > 0.0 {
-            parts.push(format!("contrast x(1 +- {})", a.contrast));
-        }
-        println!("augmenting training images: {}", parts.join(", "));
+        println!("augmenting training images: {}", config.augment);
     }
 
     let options = TwinOptions { objective: objective(config), memory_budget: run.memory_budget, ..TwinOptions::new(true) };
@@ -316,7 +298,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
             metrics_text = keep_metrics(&from.join(METRICS_FILE), &metrics_path, epochs)?;
             let (best, best_epoch) = match &best_progress {
                 Some(p) => (p.val_loss, p.epoch),
-                None => best_in_metrics(&metrics_text),
+                None => best_in_metrics(&metrics_text, &metrics_path)?.map_or((f64::INFINITY, 0), |r| (r.val_loss, r.epoch as usize)),
             };
             if from != &run.out && best_progress.is_some() {
                 if let Ok(bytes) = std::fs::read(from.join(BEST_FILE)) {
@@ -504,21 +486,17 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
             break;
         }
     }
-    print_ending(&run.out, &metrics_text, best_epoch);
+    print_ending(&run.out, &metrics_text, best_epoch)?;
     Ok(Outcome::Finished)
 }
 
 /// What a finished run leaves and what to do next: the best epoch's figures, the files, the command.
-fn print_ending(out: &Path, metrics_text: &str, best_epoch: usize) {
-    let row = metrics_text.lines().skip(1).find(|l| l.split(',').next().and_then(|e| e.parse::<usize>().ok()) == Some(best_epoch));
-    if let Some(fields) = row.map(|r| r.split(',').collect::<Vec<_>>()).filter(|f| f.len() >= 6) {
-        let number = |i: usize| fields[i].parse::<f64>().unwrap_or(f64::NAN);
+fn print_ending(out: &Path, metrics_text: &str, best_epoch: usize) -> Result<(), String> {
+    let rows = parse_metrics(metrics_text, &out.join(METRICS_FILE))?;
+    if let Some(r) = rows.iter().find(|r| r.epoch as usize == best_epoch) {
         println!(
             "\nbest epoch {best_epoch}: val_loss {:.4}, test pair accuracy {:.4} at the best threshold, {:.4} at the threshold calibrated on training pairs ({:.4})",
-            number(2),
-            number(3),
-            number(5),
-            number(4)
+            r.val_loss, r.val_acc, r.val_acc_at_threshold, r.threshold
         );
     }
     println!(
@@ -526,6 +504,7 @@ fn print_ending(out: &Path, metrics_text: &str, best_epoch: usize) {
         out.display()
     );
     println!("next: gpu-siamese evaluate --checkpoint {}", out.join(BEST_FILE).display());
+    Ok(())
 }
 
 fn check_finite(losses: &[f32], epoch: usize, first_step: u64, out: &Path) -> Result<(), String> {

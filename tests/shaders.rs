@@ -2,7 +2,7 @@
 //! files), every kernel's entry point is in its module, every file in shaders/ is part of a module
 //! something launches, and what the prelude holds no shader repeats.
 
-use gpu_siamese::gpu::{all_kernels, module_source, PRELUDE};
+use gpu_siamese::gpu::{all_kernels, validate_module, PRELUDE};
 use std::collections::BTreeMap;
 
 /// Every shader file on disk but the prelude, by name.
@@ -16,15 +16,7 @@ fn shader_files() -> BTreeMap<String, String> {
 }
 
 fn validate(name: &str, source: &str, subgroups: bool) -> naga::Module {
-    let full = module_source(source);
-    let module = naga::front::wgsl::parse_str(&full).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&full)));
-    let capabilities = if subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
-        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}"));
-    module
+    validate_module(source, subgroups).unwrap_or_else(|e| panic!("{name}: {e}")).0
 }
 
 #[test]

@@ -18,3 +18,23 @@ impl Augment {
         !self.flip && self.shift == 0 && self.brightness == 0.0 && self.contrast == 0.0
     }
 }
+
+/// In words, as a run prints it: "flipped left-right at random, shifted up to 2 pixels".
+impl std::fmt::Display for Augment {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.flip {
+            parts.push("flipped left-right at random".to_string());
+        }
+        if self.shift > 0 {
+            parts.push(format!("shifted up to {} pixels", self.shift));
+        }
+        if self.brightness > 0.0 {
+            parts.push(format!("brightness +-{}", self.brightness));
+        }
+        if self.contrast > 0.0 {
+            parts.push(format!("contrast x(1 +- {})", self.contrast));
+        }
+        f.write_str(&parts.join(", "))
+    }
+}

@@ -13,7 +13,7 @@
 //! classes with fewer than two pictures (no positive pair) are left out, by name; an empty dataset
 //! stops with the path.
 
-use super::{find_fashion_mnist, idx_notes, list_images, load_image, load_split_prefix, DataError, ImageFile, ImageSet, Label, Listing};
+use super::{find_fashion_mnist, idx_notes, list_images, load_image, load_split_prefix, repeat_note, DataError, ImageFile, ImageSet, Label};
 use crate::model::InputShape;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -63,8 +63,8 @@ pub struct FolderScan {
     pub split_given: bool,
     /// Pictures lying outside any class folder, which are not used.
     pub loose: usize,
-    /// Paths not followed because links led to a folder or picture already met (see [`Listing`]).
-    pub repeated: Listing,
+    /// Paths not followed because links led to a folder or picture already met (see [`list_images`]).
+    pub repeated: Vec<PathBuf>,
 }
 
 /// Whether `dir` holds MNIST-layout IDX files.
@@ -77,10 +77,10 @@ pub fn scan_folders(root: &Path) -> Result<FolderScan, DataError> {
     let sub = |name: &str| root.join(name);
     let split_given = sub("train").is_dir() && sub("test").is_dir();
     let (train_root, test_root) = if split_given { (sub("train"), Some(sub("test"))) } else { (root.to_path_buf(), None) };
-    let mut repeated = Listing::default();
+    let mut repeated = Vec::new();
     let mut group = |dir: &Path| -> Result<(Vec<ImageFile>, usize), DataError> {
         let listing = list_images(dir)?;
-        repeated.repeated.extend(listing.repeated);
+        repeated.extend(listing.repeated);
         let loose = listing.files.iter().filter(|f| f.class.is_none()).count();
         Ok((listing.files.into_iter().filter(|f| f.class.is_some()).collect(), loose))
     };
@@ -161,7 +161,7 @@ pub fn load_folders(scan: &FolderScan, opts: &FolderOptions, holdout: &[Label]) 
     if scan.loose > 0 {
         notes.push(format!("{} pictures outside any class folder are not used", scan.loose));
     }
-    notes.extend(scan.repeated.repeat_note());
+    notes.extend(repeat_note(&scan.repeated));
     // (class, path, whether the dataset puts it in its test set)
     let mut listed: Vec<(usize, &PathBuf, bool)> = Vec::new();
     for c in 0..classes {
@@ -172,7 +172,7 @@ pub fn load_folders(scan: &FolderScan, opts: &FolderOptions, holdout: &[Label]) 
     // The decoded set stays in memory: refuse what cannot fit before decoding any of it.
     let bytes = paths.len() as u64 * opts.shape.len() as u64;
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    if let Some(free) = super::available_memory().filter(|&free| bytes > free / 10 * 8) {
+    if let Some(free) = super::beyond_free_memory(bytes) {
         return Err(format!(
             "{}: {} pictures at {}x{}x{} take {:.1} GiB decoded, more than this machine has free ({:.1} GiB): use a smaller --image-size",
             scan.root.display(), paths.len(), opts.shape.h, opts.shape.w, opts.shape.c, gib(bytes), gib(free)

@@ -24,17 +24,15 @@ pub struct Listing {
     pub repeated: Vec<PathBuf>,
 }
 
-impl Listing {
-    /// The note a command prints when links led somewhere twice.
-    pub fn repeat_note(&self) -> Option<String> {
-        let first = self.repeated.first()?;
-        Some(format!(
-            "{} path{} under the folder lead (through links) to a folder or picture already met and were not followed, e.g. {}",
-            self.repeated.len(),
-            if self.repeated.len() == 1 { "" } else { "s" },
-            first.display()
-        ))
-    }
+/// The note a command prints when links led to `repeated` paths already met.
+pub fn repeat_note(repeated: &[PathBuf]) -> Option<String> {
+    let first = repeated.first()?;
+    Some(format!(
+        "{} path{} under the folder lead (through links) to a folder or picture already met and were not followed, e.g. {}",
+        repeated.len(),
+        if repeated.len() == 1 { "" } else { "s" },
+        first.display()
+    ))
 }
 
 /// What makes two paths one file: its device and inode where there are such, else its canonical path.

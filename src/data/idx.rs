@@ -22,12 +22,13 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     read_idx_prefix(path, None)
 }
 
-/// The memory this machine has free for new data, where it says (Linux's MemAvailable).
-pub fn available_memory() -> Option<u64> {
+/// The memory this machine has free for new data (Linux's MemAvailable), when `bytes` is more than 80%
+/// of it; None when it fits, or the machine does not say.
+pub fn beyond_free_memory(bytes: u64) -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let free = line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024;
+    (bytes > free / 10 * 8).then_some(free)
 }
 
 /// As [`read_idx`], but of the first `items` entries along the first dimension at most: the rest of the
@@ -88,7 +89,7 @@ pub fn read_idx_prefix(path: &Path, items: Option<usize>) -> Result<IdxArray, Da
         }
         _ => true,
     };
-    if let Some(free) = available_memory().filter(|&free| expected > free / 10 * 8) {
+    if let Some(free) = beyond_free_memory(expected) {
         return Err(err(format!(
             "its header {dims:?} promises {:.1} GiB of data, more than this machine has free ({:.1} GiB): read fewer images (--train-limit, --test-limit)",
             expected as f64 / (1u64 << 30) as f64,

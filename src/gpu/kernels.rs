@@ -55,14 +55,7 @@ impl Kernel {
     /// How many storage buffers the entry point binds: an adapter offers a fixed number per shader
     /// stage (16 on Mesa's GL driver, 8 where WebGPU's defaults hold).
     pub fn storage_buffers(self) -> u32 {
-        let source = module_source(&self.source());
-        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}: {}", self.module, e.emit_to_string(&source)));
-        let capabilities = if self.needs_subgroups() { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
-        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
-            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{} does not validate: {e:?}", self.module));
+        let (module, info) = validate_module(&self.source(), self.needs_subgroups()).unwrap_or_else(|e| panic!("{}: {e}", self.module));
         let index = module.entry_points.iter().position(|e| e.name == self.entry).unwrap_or_else(|| panic!("{} lacks {}", self.module, self.entry));
         let used = info.get_entry_point(index);
         module
@@ -71,6 +64,20 @@ impl Kernel {
             .filter(|(handle, var)| matches!(var.space, naga::AddressSpace::Storage { .. }) && !used[*handle].is_empty())
             .count() as u32
     }
+}
+
+/// A module's source (without the prelude) parsed and validated with naga as the device will compile
+/// it, with or without subgroup operations allowed; the error says where and why.
+pub fn validate_module(file_source: &str, subgroups: bool) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
+    let source = module_source(file_source);
+    let module = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source))?;
+    let capabilities = if subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+        .validate(&module)
+        .map_err(|e| format!("does not validate: {e:?}"))?;
+    Ok((module, info))
 }
 
 /// The most storage buffers any kernel may bind (a test holds every kernel to it): WebGPU's default per
