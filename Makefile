@@ -1,14 +1,16 @@
 # The two entry points of a fresh Debian/Ubuntu machine: `make train` and `make test`.
 # Each installs what is missing (Mesa's software drivers, so that a machine without a GPU still has
-# adapters: lavapipe for Vulkan, llvmpipe for GL through EGL; for training, the Fashion-MNIST package),
-# then calls cargo.
+# adapters: lavapipe for Vulkan, llvmpipe for GL through EGL; for training, the Fashion-MNIST package;
+# for the tests, Chromium, whose WebGPU compiles every shader with the browsers' WGSL compiler), then
+# calls cargo.
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DRIVER_PACKAGES := mesa-vulkan-drivers libvulkan1
 GL_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
 DATA_PACKAGES := dataset-fashion-mnist
+BROWSER_PACKAGES := chromium
 
-.PHONY: deps gl-deps data train test bench compare adapters
+.PHONY: deps gl-deps browser-deps data train test bench compare adapters
 
 # $(call apt_install,PACKAGES): installs those of PACKAGES that are not installed yet.
 define apt_install
@@ -35,7 +37,9 @@ ONNX_VENV := target/onnx-venv
 
 # Every test on Vulkan, then every test that touches the GPU again on GL: two shader paths (naga to
 # SPIR-V for Mesa's Vulkan driver, naga to GLSL for its GL one), each with its own compiler and limits.
-# Each leg first names its adapter; a leg without one stops with the packages to install.
+# Each leg first names its adapter; a leg without one stops with the packages to install. The first leg
+# also compiles every shader module in headless Chromium (tests/browser_wgsl.rs): Tint, the browsers'
+# WGSL compiler, applies the uniformity rules naga does not yet check.
 GPU_TESTS := --test kernels --test twin --test keras_golden --test search --test export --test model_cli \
 	--test train_cli --test folders --test robustness
 BIN := target/release/gpu-siamese
@@ -44,7 +48,7 @@ BIN := target/release/gpu-siamese
 # gives itself one; the test binaries get this one).
 RUNTIME_DIR := $(CURDIR)/target/runtime
 
-test: deps gl-deps $(ONNX_VENV)/installed
+test: deps gl-deps browser-deps $(ONNX_VENV)/installed
 	cargo build --release --quiet
 	@mkdir -p -m 700 $(RUNTIME_DIR)
 	@picked=$$(WGPU_BACKEND=vulkan $(BIN) adapters --picked) || exit 1; echo "== all tests; the GPU ones on $$picked"
@@ -54,6 +58,9 @@ test: deps gl-deps $(ONNX_VENV)/installed
 
 gl-deps:
 	$(call apt_install,$(GL_PACKAGES))
+
+browser-deps:
+	$(call apt_install,$(BROWSER_PACKAGES))
 
 $(ONNX_VENV)/installed:
 	@python3 -c "import ensurepip, venv" 2>/dev/null || { echo "installing: python3 python3-venv"; \

@@ -29,16 +29,16 @@ fn batch_image(st: Step, local: u32) -> u32 {
 // `first` holds the blocks [first, first + images) * per_image and adds them to the chunks they meet;
 // a chunk that began in an earlier micro-batch goes on from the partial sum that one stored, so the
 // sums are the whole batch's to the bit. For the micro-batch's chunk `local`: the blocks it adds, the
-// chunk's length (the steps every lane takes, so that a workgroup's lanes stay together), the chunk's
-// index, and whether it goes on from a stored sum.
+// chunk's index, and whether it goes on from a stored sum.
 struct ChunkRun {
     start: u32,
     end: u32,
-    len: u32,
     chunk: u32,
     continues: bool,
 }
 
+// A chunk's length in blocks: the steps every lane takes, so that a workgroup's lanes stay together. A
+// bound of constants alone, so that a loop over it is uniform control flow (its body shares loads).
 fn weight_chunk_len(per_image: u32, whole_images: u32, chunks: u32) -> u32 {
     return (whole_images * per_image + chunks - 1u) / chunks;
 }
@@ -51,7 +51,7 @@ fn weight_chunk(local: u32, per_image: u32, whole_images: u32, chunks: u32, firs
     let chunk_start = chunk * len;
     let start = max(chunk_start, b0);
     let end = max(min(min(chunk_start + len, blocks), (first + images) * per_image), start);
-    return ChunkRun(start, end, len, chunk, chunk_start < b0);
+    return ChunkRun(start, end, chunk, chunk_start < b0);
 }
 
 // How many chunks the micro-batch meets; the last micro-batch also takes the empty chunks after the end.

@@ -729,9 +729,10 @@ fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
             load_partials(&acc, &bias, in_range, base, kq, c0, 3u);
         }
     }
-    // Every chunk's lanes run run.len steps (the same for the whole workgroup); steps past the
-    // chunk's blocks in this micro-batch add nothing.
-    for (var step = 0u; step < run.len; step++) {
+    // Every lane runs a chunk's whole length (the same for the whole workgroup, and a bound of
+    // constants alone, so the loop is uniform control flow to every compiler); steps past the chunk's
+    // blocks in this micro-batch add nothing.
+    for (var step = 0u; step < weight_chunk_len(per_image, WHOLE_IMAGES, CHUNKS); step++) {
         let b = min(start + step, blocks - 1u);
         let in_chunk = start + step < end;
         let n = branch * branch_images + b / per_image;

@@ -253,11 +253,11 @@ fn store_average(n: u32, group: u32, q: u32, sum: vec4<f32>) {
 fn conv2d_maxpool_gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                               @builtin(local_invocation_index) lid: u32) {
     let lane = share_lane(lid);
-    let idx = thread_index(wg, nwg, lid);
-    // With whole eights of channel groups, lanes past the end are whole eights: none a neighbour needs.
-    if (idx >= BATCH * channel_groups()) {
-        return;
-    }
+    // Lanes past the end never return early: they redo the last lane's work and store nothing, so every
+    // lane reaches every shuffle (WGSL's uniformity rules; a shuffle needs its subgroup whole).
+    let lanes = BATCH * channel_groups();
+    let in_range = thread_index(wg, nwg, lid) < lanes;
+    let idx = min(thread_index(wg, nwg, lid), lanes - 1u);
     let group = idx % channel_groups();
     let n = idx / channel_groups();
     var quad0 = load_quad_weights(group, 0u);
@@ -282,10 +282,14 @@ fn conv2d_maxpool_gap_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
         let element = vec4<u32>(((batch_image(s, n) * pool_h() + py) * pool_w() + px) * OUT_C);
         let word = pool_window(&inputs, &inputs_hi, &inputs_lo, &quad0, &sum0, element + quad_channels(group, 0u), step_hash, 0u)
             | pool_window(&inputs, &inputs_hi, &inputs_lo, &quad1, &sum1, element + quad_channels(group, 1u), step_hash, 1u);
-        codes[(n * windows() + p) * channel_groups() + group] = word;
+        if (in_range) {
+            codes[(n * windows() + p) * channel_groups() + group] = word;
+        }
     }
-    store_average(n, group, 0u, sum0);
-    store_average(n, group, 1u, sum1);
+    if (in_range) {
+        store_average(n, group, 0u, sum0);
+        store_average(n, group, 1u, sum1);
+    }
 }
 
 // A pooling window's share of one quad's weight gradient: each channel's winner (from its code in
@@ -355,19 +359,20 @@ fn load_partials(part: u32, group: u32, q: u32, acc: ptr<function, array<vec4<f3
 fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                       @builtin(local_invocation_index) lid: u32) {
     let lane = share_lane(lid);
-    let idx = thread_index(wg, nwg, lid);
     let branch_images = BATCH / BRANCHES;
     let blocks_w = (OUT_W + 1u) / 2u;
     let per_image = ((OUT_H + 1u) / 2u) * blocks_w;
     let chunks = micro_chunks(per_image, WHOLE_IMAGES, CHUNKS, s.micro_start, branch_images);
-    if (idx >= BRANCHES * chunks * channel_groups()) {
-        return;
-    }
+    // As in the forward, lanes past the end redo the last lane's work and store nothing.
+    let lanes = BRANCHES * chunks * channel_groups();
+    let in_range = thread_index(wg, nwg, lid) < lanes;
+    let idx = min(thread_index(wg, nwg, lid), lanes - 1u);
     let group = idx % channel_groups();
     let part = idx / channel_groups();
     let branch = part / chunks;
     let run = weight_chunk(part % chunks, per_image, WHOLE_IMAGES, CHUNKS, s.micro_start, branch_images);
     // Blocks in this micro-batch's numbering.
+    let blocks = branch_images * per_image;
     let start = run.start - s.micro_start * per_image;
     let end = run.end - s.micro_start * per_image;
     let whole_part = branch * CHUNKS + run.chunk;
@@ -380,28 +385,35 @@ fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @bui
         bias0 = load_partials(whole_part, group, 0u, &acc0);
         bias1 = load_partials(whole_part, group, 1u, &acc1);
     }
-    var b = start;
-    while (b < end) {
-        // One image's blocks at a time: its channels' gradients are loaded once.
-        let image = b / per_image;
+    // Every lane takes a chunk's whole length of steps, a bound of constants alone (uniform control
+    // flow: each step shares its window's loads); a step past the chunk's blocks, or on a block of a
+    // dropped odd row or column (no pooling window), adds nothing.
+    var g0 = vec4<f32>(0.0);
+    var g1 = vec4<f32>(0.0);
+    var loaded = 0xffffffffu;
+    for (var step = 0u; step < weight_chunk_len(per_image, WHOLE_IMAGES, CHUNKS); step++) {
+        let block = min(start + step, blocks - 1u);
+        let image = block / per_image;
         let n = branch * branch_images + image;
-        let image_end = min(end, (image + 1u) * per_image);
-        let g0 = winner_gradient(n, group, 0u);
-        let g1 = winner_gradient(n, group, 1u);
-        for (var block = b; block < image_end; block++) {
-            let by = (block % per_image) / blocks_w;
-            let bx = (block % per_image) % blocks_w;
-            // Blocks of a dropped odd row or column are no pooling window: no gradient.
-            if (by >= pool_h() || bx >= pool_w()) {
-                continue;
-            }
-            var inputs: array<f32, MAX_INPUTS>;
-            load_inputs(n, 2u * by, 2u * bx, &inputs, lane);
+        // An image's channel gradients are loaded once, when its first block comes.
+        if (image != loaded) {
+            g0 = winner_gradient(n, group, 0u);
+            g1 = winner_gradient(n, group, 1u);
+            loaded = image;
+        }
+        let by = (block % per_image) / blocks_w;
+        let bx = (block % per_image) % blocks_w;
+        let counts = start + step < end && by < pool_h() && bx < pool_w();
+        var inputs: array<f32, MAX_INPUTS>;
+        load_inputs(n, 2u * by, 2u * bx, &inputs, lane);
+        if (counts) {
             let word = codes[(n * windows() + by * pool_w() + bx) * channel_groups() + group];
             add_window_gradient(&inputs, &acc0, &bias0, word, 0u, g0);
             add_window_gradient(&inputs, &acc1, &bias1, word, 1u, g1);
         }
-        b = image_end;
+    }
+    if (!in_range) {
+        return;
     }
     store_partials(whole_part, group, 0u, &acc0, bias0);
     store_partials(whole_part, group, 1u, &acc1, bias1);

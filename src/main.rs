@@ -590,6 +590,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn adapters(picked: bool) -> Result<()> {
     if picked {
         let gpu = Gpu::new()?;
+        if let Some(warning) = gpu::unused::unused_gpu(&gpu.info) {
+            eprintln!("warning: {warning}");
+        }
         println!("{}, {}", gpu.describe(), if gpu.subgroups { "subgroups" } else { "no subgroups" });
         return Ok(());
     }
@@ -604,6 +607,9 @@ fn adapters(picked: bool) -> Result<()> {
             None
         }
     };
+    if let Some(warning) = chosen.as_ref().and_then(gpu::unused::unused_gpu) {
+        println!("warning: {warning}\n");
+    }
     for adapter in adapters {
         let info = adapter.get_info();
         let l = adapter.limits();

@@ -174,6 +174,9 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let mut config = run.config.clone();
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
     println!("adapter: {}", gpu.describe());
+    if let Some(warning) = crate::gpu::unused::unused_gpu(&gpu.info) {
+        eprintln!("warning: {warning}");
+    }
     let kernels = Kernels::tuned(&gpu, run.tune);
 
     let holdout = if run.resume.is_some() { Holdout::Labels(&run.config.holdout_classes) } else { Holdout::Names(&run.holdout) };

@@ -16,10 +16,15 @@ use std::sync::Mutex;
 /// prepended to each shader file when its module is built.
 pub const PRELUDE: &str = include_str!("../../shaders/common.wgsl");
 
-/// A shader file's source as the device compiles it: the prelude, then the file.
+/// A shader file's source as naga compiles it: the prelude, then the file.
 pub fn module_source(file_source: &str) -> String {
     format!("{PRELUDE}\n{file_source}")
 }
+
+/// The directive WGSL requires before a module uses subgroup operations. Tint (the browsers' compiler)
+/// insists on it; naga 30 rejects it as not yet implemented and takes the operations once the device
+/// has the feature, so it is written only where the shader goes to a browser's compiler.
+pub const ENABLE_SUBGROUPS: &str = "enable subgroups;";
 
 /// A kernel: a WGSL entry point and the shader module it is in. A module is one file of `shaders/`, or
 /// a few joined (a variant: the convolution engine after one of its ways of sharing loads), each
@@ -45,6 +50,41 @@ impl Kernel {
     /// The module's source without the prelude.
     pub fn source(self) -> String {
         self.files.iter().map(|(_, source)| *source).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The module's whole source as named parts, joined by newlines in this order: `enable subgroups;`
+    /// where the module uses subgroups and `directives` is asked for (WebGPU in a browser), the
+    /// prelude, then its files. A compiler's line number falls in one of them ([`Kernel::locate`]).
+    pub fn source_parts(self, directives: bool) -> Vec<(&'static str, &'static str)> {
+        let mut parts = Vec::new();
+        if directives && self.needs_subgroups() {
+            parts.push(("enable", ENABLE_SUBGROUPS));
+        }
+        parts.push(("common", PRELUDE));
+        parts.extend(self.files.iter().copied());
+        parts
+    }
+
+    /// The source a device compiles: with `directives`, as WGSL requires of every compiler (a browser's);
+    /// without, as naga 30 takes it (Vulkan, Metal, DX12 and GL through wgpu).
+    pub fn device_source(self, directives: bool) -> String {
+        self.source_parts(directives).iter().map(|(_, source)| *source).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Which file (in `shaders/`, without .wgsl) and line of it line `line` (from 1) of
+    /// [`Kernel::device_source`] is.
+    pub fn locate(self, directives: bool, line: u32) -> (&'static str, u32) {
+        let mut first = 1;
+        let parts = self.source_parts(directives);
+        for (name, source) in &parts {
+            // A part takes its lines plus the newline that joins it to the next.
+            let lines = source.split('\n').count() as u32;
+            if line < first + lines {
+                return (name, line - first + 1);
+            }
+            first += lines;
+        }
+        (parts.last().unwrap().0, line.saturating_sub(first))
     }
 
     /// Whether the module uses subgroup operations (the device must have the feature).
@@ -256,7 +296,7 @@ impl Kernels {
             .or_insert_with(|| {
                 self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.module),
-                    source: wgpu::ShaderSource::Wgsl(module_source(&kernel.source()).into()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.device_source(cfg!(target_arch = "wasm32")).into()),
                 })
             })
             .clone()

@@ -3,6 +3,7 @@
 mod kernels;
 pub mod ops;
 pub mod tune;
+pub mod unused;
 
 pub use kernels::{all_kernels, module_source, record, submit, Dispatch, Kernel, Kernels, Region, Work, validate_module, MOST_STORAGE_BUFFERS, PRELUDE, WORKGROUP_SIZE};
 pub use ops::StepUniform;
