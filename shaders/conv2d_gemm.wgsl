@@ -341,6 +341,11 @@ fn finish_pool(acc: Tile, window: u32, c0: u32, c: u32, step_key: u32) {
             y[window * OUT_C + co + j] = value[j];
         }
     }
+    // A column quad past the last channel (a column group of a count not a multiple of its width)
+    // stores no code: its word would be the next window's first.
+    if (co >= OUT_C) {
+        return;
+    }
     let nibbles = (winner | select(vec4<u32>(0u), vec4<u32>(4u), flows)) << vec4<u32>(0u, 4u, 8u, 12u);
     codes[window * ((OUT_C + 3u) / 4u) + co / 4u] = nibbles.x | nibbles.y | nibbles.z | nibbles.w;
 }

@@ -200,6 +200,10 @@ fn pooling_epilogues_give_the_unfused_bits() {
     );
     fused_gives_unfused_bits("conv(6,3,same,linear),maxpool,conv(10,2,valid),maxpool,gap,dense(4)", InputShape { h: 11, w: 12, c: 3 }, 4, 2);
     fused_gives_unfused_bits("conv(5,3,stride=2),maxpool,dropout(0.5),conv(7,1),gap,dense(3)", InputShape { h: 13, w: 9, c: 2 }, 6, 2);
+    // More channels than one column group of lanes covers, in a count that is not a multiple of it: the
+    // last group's quads past the end store no code (they once wrote the next window's first word).
+    fused_gives_unfused_bits("conv(8,3),maxpool,conv(24,3),maxpool,gap,dense(5)", InputShape { h: 14, w: 10, c: 1 }, 5, 2);
+    fused_gives_unfused_bits("conv(4,2),maxpool,conv(20,2),maxpool,dropout(0.2),gap,dense(3)", InputShape { h: 12, w: 12, c: 1 }, 3, 2);
 }
 
 #[test]
