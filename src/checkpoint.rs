@@ -149,6 +149,28 @@ fn serialize(tensors: &mut [(String, Vec<usize>, &[f32])], metadata: &BTreeMap<&
     bytes
 }
 
+/// Whether `path` holds a gpu-siamese checkpoint: a safetensors header whose metadata names the format.
+/// Reads the header only (bounded), so it is cheap on any file.
+pub fn is_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    // A checkpoint's header is its tensors' names and offsets and a few kilobytes of metadata.
+    const MOST_HEADER: u64 = 16 << 20;
+    let Ok(mut file) = std::fs::File::open(path) else { return false };
+    let mut length = [0u8; 8];
+    if file.read_exact(&mut length).is_err() {
+        return false;
+    }
+    let length = u64::from_le_bytes(length);
+    if length > MOST_HEADER {
+        return false;
+    }
+    let mut header = Vec::with_capacity(length as usize);
+    if file.take(length).read_to_end(&mut header).is_err() || header.len() as u64 != length {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(&header).is_ok_and(|h| h["__metadata__"]["format"] == FORMAT)
+}
+
 /// A checkpoint read back.
 pub struct Checkpoint {
     pub arch: String,

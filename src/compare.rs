@@ -5,6 +5,7 @@ use crate::checkpoint::write_atomically;
 use crate::data::{csv_field, decode_all, parse_csv_line};
 use crate::evaluate::Trained;
 use crate::gpu::{Gpu, Kernels};
+use crate::outputs::{Input, Output};
 use std::path::{Path, PathBuf};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -25,17 +26,21 @@ pub struct CompareOptions<'p> {
 
 pub fn compare(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &CompareOptions) -> Result<()> {
     let CompareOptions { images, pairs, out, threshold, polarity, batch_size } = *opts;
-    if let (Some(csv), Some(out)) = (pairs, out) {
-        if std::fs::canonicalize(csv).ok() == std::fs::canonicalize(out).ok() || csv == out {
-            return Err(format!("--out {} is the --pairs file itself: the results would replace the list; choose another --out", out.display()).into());
-        }
-    }
     let (list, lines): (Vec<(PathBuf, PathBuf)>, Vec<usize>) = match (pairs, images) {
         (None, [a, b]) => (vec![(a.clone(), b.clone())], vec![0]),
         (None, _) => return Err("compare takes two pictures (compare A.png B.png --checkpoint C), or a CSV of them with --pairs".into()),
         (Some(_), [_, ..]) => return Err("give either two pictures or --pairs, not both".into()),
         (Some(csv), []) => read_pair_list(csv)?.into_iter().map(|(a, b, line)| ((a, b), line)).unzip(),
     };
+    // The pictures a list names are inputs too: none may be where the results go.
+    if let (Some(csv), Some(out)) = (pairs, out) {
+        let listed: Vec<Input> = list
+            .iter()
+            .zip(&lines)
+            .flat_map(|((a, b), line)| [a, b].map(|p| Input::new(format!("a picture {} lists (line {line})", csv.display()), p)))
+            .collect();
+        crate::outputs::check(&listed, &[Output::new("--out", out)], true)?;
+    }
     let threshold = threshold.unwrap_or(trained.threshold());
     // Every picture decoded on every core; the first that cannot be stops with its name (and, from a
     // list, its line).

@@ -123,9 +123,9 @@ pub fn dedup(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &DedupOption
             ));
         }
     }
-    let csv_path = opts.out.join("groups.csv");
+    let csv_path = opts.out.join(FILES[0]);
     write_atomically(&csv_path, csv.as_bytes()).map_err(|e| format!("cannot write {}: {e}", csv_path.display()))?;
-    let sheet_path = opts.out.join("groups.png");
+    let sheet_path = opts.out.join(FILES[1]);
     contact_sheet(&groups, &sources.pixels, input).save(&sheet_path)?;
     let in_groups: usize = groups.iter().map(Vec::len).sum();
     let source = if opts.threshold.is_some() { "given" } else { "the checkpoint's, calibrated on training pairs" };
@@ -177,6 +177,9 @@ fn contact_sheet(groups: &Groups, pixels: &[u8], input: crate::model::InputShape
     }
     canvas
 }
+
+/// The files dedup writes into its --out folder: the groups as CSV, and their contact sheet.
+pub const FILES: [&str; 2] = ["groups.csv", "groups.png"];
 
 pub fn default_out(folder: &Path) -> PathBuf {
     folder.with_file_name(format!("{}-dedup", folder.file_name().map_or("pictures".into(), |n| n.to_string_lossy().to_string())))

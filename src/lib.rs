@@ -10,6 +10,7 @@
 //! - [`train`]: the training run; [`checkpoint`] its files; [`metrics`] its scores.
 //! - [`evaluate`]: a trained model put to use: embeddings, distances, evaluation.
 //! - [`report`]: a run's pictures, drawn with [`plot`]; [`npy`] writes embeddings for NumPy.
+//! - [`outputs`]: the guard every command's outputs pass before any work.
 //! - [`bench`]: the step's time and each kernel's, for `gpu-siamese bench`.
 
 pub mod bench;
@@ -30,6 +31,7 @@ pub mod npy;
 pub mod objective;
 pub mod onnx;
 pub mod optimizer;
+pub mod outputs;
 pub mod plot;
 pub mod reference;
 pub mod report;

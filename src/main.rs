@@ -14,6 +14,7 @@ use gpu_siamese::compare::{self, CompareOptions};
 use gpu_siamese::embed::{self, EmbedOptions};
 use gpu_siamese::gallery::{self, SearchOptions};
 use gpu_siamese::dedup::{self, DedupOptions};
+use gpu_siamese::outputs::{self, Input, Output};
 use gpu_siamese::{report, run, train};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -385,7 +386,7 @@ enum Command {
         /// The gallery: folders, pictures, IDX files, or one embed .npy.
         #[arg(long, value_name = "DIR|NPY", required = true, num_args = 1..)]
         gallery: Vec<PathBuf>,
-        /// Neighbours per query (at most 128).
+        /// Neighbours per query (at most 64, the GPU search's most).
         #[arg(long, default_value_t = 10)]
         k: usize,
         /// Use this threshold for the verdicts instead of the checkpoint's.
@@ -429,7 +430,7 @@ enum Command {
         /// Use this threshold instead of the checkpoint's.
         #[arg(long)]
         threshold: Option<f32>,
-        /// Nearest pictures each one links to (at most 128).
+        /// Nearest pictures each one links to (at most 64, the GPU search's most).
         #[arg(long, default_value_t = 16)]
         k: usize,
         /// Groups whose every two pictures are under the threshold, rather than chains of links.
@@ -534,12 +535,24 @@ fn main() -> ExitCode {
         Command::Train(args) => train(*args),
         Command::Evaluate { checkpoint, eval, json } => evaluate(&checkpoint, &eval, json),
         Command::Compare { images, checkpoint, pairs, out, threshold, polarity, batch_size } => {
+            let mut inputs = vec![checkpoint_input(&checkpoint)];
+            inputs.extend(images.iter().map(|p| Input::new(format!("the picture {} compared", p.display()), p)));
+            inputs.extend(pairs.iter().map(|p| Input::new(format!("the list of pairs (--pairs {})", p.display()), p)));
+            let outs: Vec<Output> = out.iter().map(|o| Output::new("--out", o)).collect();
             let opts = CompareOptions { images: &images, pairs: pairs.as_deref(), out: out.as_deref(), threshold, polarity: polarity.get(), batch_size };
-            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| compare::compare(&gpu, &kernels, &trained, &opts))
+            outputs::check(&inputs, &outs, true)
+                .map_err(|e| e.into())
+                .and_then(|()| open_model(&checkpoint))
+                .and_then(|(gpu, kernels, trained)| compare::compare(&gpu, &kernels, &trained, &opts))
         }
         Command::Embed { checkpoint, images, split, out, polarity, batch_size } => {
+            let inputs = [checkpoint_input(&checkpoint), Input::new(format!("the pictures embedded (--images {})", images.display()), &images)];
+            let outs = [Output::new("--out", &out), Output::new("--out's index", &out.with_extension("csv"))];
             let opts = EmbedOptions { images: &images, split: &split, out: &out, polarity: polarity.get(), batch_size };
-            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| embed::embed(&gpu, &kernels, &trained, &opts))
+            outputs::check(&inputs, &outs, true)
+                .map_err(|e| e.into())
+                .and_then(|()| open_model(&checkpoint))
+                .and_then(|(gpu, kernels, trained)| embed::embed(&gpu, &kernels, &trained, &opts))
         }
         Command::Search { queries, checkpoint, gallery, k, threshold, skip_self, split, gallery_split, csv, json, show, polarity, batch_size } => {
             let opts = SearchOptions {
@@ -556,20 +569,50 @@ fn main() -> ExitCode {
                 polarity: polarity.get(),
                 batch_size,
             };
-            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| gallery::search(&gpu, &kernels, &trained, &opts).map(|_| ()))
+            let mut inputs = vec![checkpoint_input(&checkpoint)];
+            for (what, paths) in [("the queries", &queries), ("the gallery", &gallery)] {
+                for path in paths {
+                    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+                        inputs.extend(Input::embeddings(what, path));
+                    } else {
+                        inputs.push(Input::new(format!("{what} {}", path.display()), path));
+                    }
+                }
+            }
+            let outs: Vec<Output> = opts.csv.iter().map(|p| Output::new("--csv", p)).chain(opts.json.iter().map(|p| Output::new("--json", p))).collect();
+            outputs::check(&inputs, &outs, true)
+                .map_err(|e| e.into())
+                .and_then(|()| open_model(&checkpoint))
+                .and_then(|(gpu, kernels, trained)| gallery::search(&gpu, &kernels, &trained, &opts).map(|_| ()))
         }
         Command::Dedup { folder, checkpoint, threshold, k, cliques, out, polarity, batch_size } => {
             let out = out.unwrap_or_else(|| dedup::default_out(&folder));
+            let inputs = [checkpoint_input(&checkpoint), Input::new(format!("the folder of pictures {}", folder.display()), &folder)];
+            let outs: Vec<Output> = dedup::FILES.iter().map(|name| Output::in_folder("--out", &out, name)).collect();
             let opts = DedupOptions { folder: &folder, threshold, k, cliques, out: &out, polarity: polarity.get(), batch_size };
-            open_model(&checkpoint).and_then(|(gpu, kernels, trained)| dedup::dedup(&gpu, &kernels, &trained, &opts).map(|_| ()))
+            outputs::check(&inputs, &outs, true)
+                .map_err(|e| e.into())
+                .and_then(|()| open_model(&checkpoint))
+                .and_then(|(gpu, kernels, trained)| dedup::dedup(&gpu, &kernels, &trained, &opts).map(|_| ()))
         }
-        Command::Export { checkpoint, onnx, pair } => Trained::load(&checkpoint)
-            .map_err(|e| e.into())
-            .and_then(|trained| Ok(gpu_siamese::onnx::export(&trained, &onnx, pair.as_deref())?)),
+        Command::Export { checkpoint, onnx, pair } => {
+            let outs: Vec<Output> = std::iter::once(Output::new("--onnx", &onnx)).chain(pair.iter().map(|p| Output::new("--pair", p))).collect();
+            outputs::check(&[checkpoint_input(&checkpoint)], &outs, true)
+                .and_then(|()| Trained::load(&checkpoint))
+                .map_err(|e| e.into())
+                .and_then(|trained| Ok(gpu_siamese::onnx::export(&trained, &onnx, pair.as_deref())?))
+        }
         Command::Report { run, checkpoint, eval, out } => {
             let checkpoint = checkpoint.unwrap_or_else(|| run.join(train::BEST_FILE));
             let out = out.unwrap_or_else(|| run.join("report"));
-            eval.options().and_then(|opts| Ok(report::report(&run, &checkpoint, &opts, &out).map(|_| ())?))
+            let mut inputs = vec![checkpoint_input(&checkpoint), Input::new(format!("the run's {}", train::METRICS_FILE), &run.join(train::METRICS_FILE))];
+            inputs.extend(data_input(&eval.data));
+            let outs: Vec<Output> =
+                report::files().map(|name| Output::in_folder("--out", &out, name)).collect();
+            outputs::check(&inputs, &outs, true)
+                .map_err(|e| e.into())
+                .and_then(|()| eval.options())
+                .and_then(|opts| Ok(report::report(&run, &checkpoint, &opts, &out).map(|_| ())?))
         }
         Command::Bench { twin, steps, repeats, warmup, no_kernels, unfused, roofline, json } => {
             let opts = BenchOptions { steps, repeats, warmup, per_kernel: !no_kernels, fuse: !unfused, seed: twin.seed, roofline, memory_budget: twin.memory_budget.map(|m| m << 20) };
@@ -586,6 +629,15 @@ fn main() -> ExitCode {
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn checkpoint_input(checkpoint: &Path) -> Input {
+    Input::new(format!("the checkpoint (--checkpoint {})", checkpoint.display()), checkpoint)
+}
+
+/// The data folder (or IDX file) given with --data, if any.
+fn data_input(data: &Option<PathBuf>) -> Option<Input> {
+    data.as_ref().map(|d| Input::new(format!("the data (--data {})", d.display()), d))
+}
 
 fn adapters(picked: bool) -> Result<()> {
     if picked {
@@ -781,6 +833,7 @@ fn train(args: TrainArgs) -> Result<()> {
     Plan::new(&spec, InputShape { h, w, c }, 2, config.seed).map_err(|e| format!("--arch \"{}\" at --image-size {h}x{w} --channels {c}: {e}", config.arch))?;
     // The folder is locked before it is looked at, so that two runs started together cannot both find
     // it free; a new run (or a resumed one written elsewhere) never replaces another run's files.
+    outputs::check(&data_input(&args.data).into_iter().collect::<Vec<_>>(), &[Output::new("--out", &out)], false)?;
     let lock = train::lock_run_folder(&out)?;
     let same_folder = args.resume.as_ref().is_some_and(|dir| std::fs::canonicalize(dir).ok() == std::fs::canonicalize(&out).ok());
     let existing = train::run_files_in(&out);
@@ -957,6 +1010,8 @@ fn evaluate(checkpoint: &Path, args: &EvalArgs, json: Option<PathBuf>) -> Result
     let opts = args.options()?;
     // Where the results go is checked before the evaluation, not after it.
     let json = json.unwrap_or_else(|| checkpoint.with_extension("evaluation.json"));
+    let inputs: Vec<Input> = std::iter::once(checkpoint_input(checkpoint)).chain(data_input(&args.data)).collect();
+    outputs::check(&inputs, &[Output::new("--json", &json)], true)?;
     if json.is_dir() {
         return Err(format!("--json {}: a folder; give a file name, e.g. {}", json.display(), json.join("evaluation.json").display()).into());
     }

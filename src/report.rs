@@ -16,6 +16,14 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = ["T-shirt/top", "Trouser", "Pullov
 pub const PICTURES: [(&str, u32, u32); 5] =
     [("curves.png", 1200, 480), ("distances.png", 900, 500), ("roc.png", 640, 640), ("pairs.png", 1148, 530), ("embeddings.png", 1000, 800)];
 
+/// The evaluation report writes beside its pictures, as `evaluate` does.
+pub const EVALUATION_FILE: &str = "evaluation.json";
+
+/// Every file report writes into its folder.
+pub fn files() -> impl Iterator<Item = &'static str> {
+    PICTURES.iter().map(|(name, _, _)| *name).chain([EVALUATION_FILE])
+}
+
 /// One row of a run's metrics.csv.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochRow {
@@ -85,7 +93,7 @@ pub fn report(run: &Path, checkpoint: &Path, opts: &EvalOptions, out: &Path) -> 
         canvas.save(&path)?;
         written.push(path);
     }
-    let json = out.join("evaluation.json");
+    let json = out.join(EVALUATION_FILE);
     let text = serde_json::to_string_pretty(&evaluation).map_err(|e| e.to_string())?;
     crate::checkpoint::write_atomically(&json, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", json.display()))?;
     written.push(json);

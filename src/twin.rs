@@ -635,7 +635,8 @@ fn micro_size(gpu: &Gpu, plan: &Plan, fusion: &Fusion, options: &TwinOptions) ->
         if largest.1 as u64 * 4 > limit {
             Some(format!("{:.0} MiB for {}, more than this adapter binds at once ({:.0} MiB)", mib(largest.1 as u64 * 4), largest.0, mib(limit)))
         } else if total > budget {
-            Some(format!("{:.0} MiB in all, more than the memory budget ({:.0} MiB)", mib(total), mib(budget)))
+            let (total, budget) = two_sizes(total, budget);
+            Some(format!("{total} in all, more than the memory budget ({budget})"))
         } else {
             None
         }
@@ -663,4 +664,14 @@ fn micro_size(gpu: &Gpu, plan: &Plan, fusion: &Fusion, options: &TwinOptions) ->
         }
     }
     Ok(fits)
+}
+
+/// Two byte counts in MiB with as many decimals as it takes to tell them apart (bytes where even three
+/// do not), so that "needs X, more than Y" never reads as X = Y.
+pub fn two_sizes(a: u64, b: u64) -> (String, String) {
+    let mib = |bytes: u64, decimals: usize| format!("{:.*} MiB", decimals, bytes as f64 / (1u64 << 20) as f64);
+    (0..=3)
+        .map(|d| (mib(a, d), mib(b, d)))
+        .find(|(x, y)| x != y)
+        .unwrap_or_else(|| (format!("{a} bytes"), format!("{b} bytes")))
 }
