@@ -6,7 +6,8 @@
 //!
 //! Larger sets for measuring: `-- --source DIR --out DIR --per-class N --all-classes --size S` takes
 //! the training images of another IDX folder (the full Fashion-MNIST), all ten classes, and draws
-//! every picture S x S pixels.
+//! every picture S x S pixels. An --out folder that holds anything is refused (the default one, this
+//! repository's own, is made anew).
 
 use gpu_siamese::data::load_split;
 use image::imageops::FilterType;
@@ -25,21 +26,46 @@ const ALL_CLASSES: [(u32, &str); 10] = [
     (5, "sandale été"), (6, "shirt"), (7, "sneaker"), (8, "bag"), (9, "ankle boot"),
 ];
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    match make() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn make() -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let source = flag("--source").map(Into::into).unwrap_or_else(|| root.join("assets/fashion-mnist-small"));
-    let out = flag("--out").map(Into::into).unwrap_or_else(|| root.join("assets/example-folders"));
-    let per_class: usize = flag("--per-class").map_or(PER_CLASS, |n| n.parse().expect("--per-class N"));
-    let size: Option<u32> = flag("--size").map(|n| n.parse().expect("--size S"));
+    let flag = |name: &str| -> Result<Option<String>, String> {
+        match args.iter().position(|a| a == name) {
+            None => Ok(None),
+            Some(i) => args.get(i + 1).filter(|v| !v.starts_with("--")).cloned().map(Some).ok_or(format!("{name} needs a value")),
+        }
+    };
+    let number = |name: &str| -> Result<Option<u32>, String> {
+        flag(name)?.map(|n| n.parse::<u32>().ok().filter(|&n| n > 0).ok_or(format!("{name} {n}: a whole number, 1 or more"))).transpose()
+    };
+    let source = flag("--source")?.map(Into::into).unwrap_or_else(|| root.join("assets/fashion-mnist-small"));
+    let default_out = root.join("assets/example-folders");
+    let out: std::path::PathBuf = flag("--out")?.map(Into::into).unwrap_or_else(|| default_out.clone());
+    let per_class = number("--per-class")?.map_or(PER_CLASS, |n| n as usize);
+    let size = number("--size")?;
     let classes: &[(u32, &str)] = if args.iter().any(|a| a == "--all-classes") { &ALL_CLASSES } else { &CLASSES };
-    let _ = std::fs::remove_dir_all(&out);
-    let set = load_split(&source, "train").expect("the Fashion-MNIST images");
+    // Never delete what the user had: a folder of theirs must be new or empty.
+    if out != default_out && std::fs::read_dir(&out).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(format!("--out {}: the folder holds files already; give a new or empty folder", out.display()));
+    }
+    if out == default_out {
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let set = load_split(&source, "train").map_err(|e| e.to_string())?;
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
     for &(label, name) in classes {
         let folder = out.join(name);
-        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
         let members: Vec<usize> = (0..set.count).filter(|&i| set.labels[i] == label).take(per_class).collect();
         for (n, &i) in members.iter().enumerate() {
             let pixels = &set.pixels[i * 784..(i + 1) * 784];
@@ -54,8 +80,9 @@ fn main() {
             let width = if size.is_some() { height } else { (height as f32 * aspect).round() as u32 };
             let picture = image::imageops::resize(&small, width, height, FilterType::Triangle);
             let (file, format) = if n % 2 == 0 { (format!("{n:03}.png"), ImageFormat::Png) } else { (format!("{n:03}.jpg"), ImageFormat::Jpeg) };
-            picture.save_with_format(folder.join(file), format).unwrap();
+            picture.save_with_format(folder.join(&file), format).map_err(|e| format!("cannot write {}: {e}", folder.join(&file).display()))?;
         }
     }
     println!("wrote {} pictures in {} class folders to {}", classes.len() * per_class, classes.len(), out.display());
+    Ok(())
 }

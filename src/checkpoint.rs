@@ -37,15 +37,29 @@ pub fn temporary_of(path: &Path) -> std::path::PathBuf {
 /// Writes `bytes` to `path`'s temporary and flushes it to disk; a failed write (a full disk, say)
 /// removes the partial temporary rather than leave it taking the space.
 fn write_temporary(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_temporary_with(path, |file| file.write_all(bytes))
+}
+
+/// As [`write_temporary`], what `write` writes, through a buffer.
+fn write_temporary_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let tmp = temporary_of(path);
-    let written = std::fs::File::create(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
+    let written = std::fs::File::create(&tmp).and_then(|file| {
+        let mut buffered = std::io::BufWriter::new(file);
+        write(&mut buffered)?;
+        buffered.into_inner().map_err(|e| e.into_error())?.sync_all()
     });
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Writes what `write` writes to `path` atomically, streamed: never whole in memory.
+pub fn write_atomically_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+    write_temporary_with(path, write)?;
+    std::fs::rename(temporary_of(path), path)?;
+    sync_folder(path);
+    Ok(())
 }
 
 /// Makes renames in `path`'s folder durable where the platform allows it.
@@ -75,8 +89,14 @@ pub fn write_set(files: &[(std::path::PathBuf, Vec<u8>)]) -> Result<(), (std::pa
             return Err((path.clone(), e));
         }
     }
-    for (path, _) in files {
-        std::fs::rename(temporary_of(path), path).map_err(|e| (path.clone(), e))?;
+    for (i, (path, _)) in files.iter().enumerate() {
+        if let Err(e) = std::fs::rename(temporary_of(path), path) {
+            // The files not yet in place stay as they were, and their temporaries go.
+            for (left, _) in &files[i..] {
+                let _ = std::fs::remove_file(temporary_of(left));
+            }
+            return Err((path.clone(), e));
+        }
     }
     if let Some((path, _)) = files.first() {
         sync_folder(path);
@@ -182,7 +202,9 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn load(path: &Path) -> Result<Checkpoint, String> {
         let err = |m: String| format!("{}: {m}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        // The largest tower a checkpoint may hold is 2^29 parameters (2 GiB), its resume file twice
+        // that again in Adam's moments.
+        let bytes = crate::inputs::read_bounded(path, "checkpoint", 7 << 30)?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file ({e})")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("{e}")))?;
         let metadata = header.metadata().clone().unwrap_or_default();

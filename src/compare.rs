@@ -82,7 +82,7 @@ pub fn compare(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &CompareOp
 /// The pairs of a CSV file of two picture paths per line, with their line numbers; relative paths are
 /// taken from its folder.
 fn read_pair_list(csv: &Path) -> Result<Vec<(PathBuf, PathBuf, usize)>> {
-    let text = std::fs::read_to_string(csv).map_err(|e| format!("{}: cannot read: {e}", csv.display()))?;
+    let text = crate::inputs::read_text(csv, "pairs list", crate::inputs::MOST_TEXT_BYTES)?;
     // Spreadsheets often save UTF-8 with a byte-order mark, which is not part of the first path.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let base = csv.parent().unwrap_or(Path::new(""));

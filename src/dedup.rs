@@ -135,12 +135,26 @@ pub fn dedup(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &DedupOption
         if opts.cliques { "every two in a group under it" } else { "linked through each other" },
         found.k
     );
+    // Each group with its pictures one per line; the contact sheet shows the first SHEET_GROUPS groups
+    // and SHEET_PICTURES pictures of each, and says what it leaves out.
     for (g, members) in groups.iter().take(10).enumerate() {
-        let names: Vec<&str> = members.iter().map(|&i| short(&sources.names[i], opts.folder)).collect();
-        println!("  {:>3}. {}", g + 1, names.join("  "));
+        let shown = if g >= SHEET_GROUPS {
+            " (not on groups.png)".to_string()
+        } else if members.len() > SHEET_PICTURES {
+            format!(" (groups.png shows the first {SHEET_PICTURES})")
+        } else {
+            String::new()
+        };
+        println!("  group {}: {} pictures{shown}", g + 1, members.len());
+        for &i in members {
+            println!("      {}", short(&sources.names[i], opts.folder));
+        }
     }
     if groups.len() > 10 {
-        println!("  ... {} more", groups.len() - 10);
+        println!("  ... {} more groups, every one in {}", groups.len() - 10, csv_path.display());
+    }
+    if in_groups == count && count > 2 {
+        println!("note: every picture falls in one group at this threshold: for pictures that are not near-duplicates, give a lower --threshold");
     }
     if groups.iter().any(|g| g.len() > found.k) {
         println!("note: a group larger than --k {} may be cut where a picture's links run out; raise --k", found.k);
@@ -155,21 +169,30 @@ fn short<'a>(name: &'a str, folder: &Path) -> &'a str {
     name.strip_prefix(&prefix).map(|s| s.trim_start_matches('/')).unwrap_or(name)
 }
 
-/// Each group a row of its pictures (the model's input, twice its size), up to 12 rows of 10.
+/// What the contact sheet shows at most: groups (rows), and pictures of each.
+const SHEET_GROUPS: usize = 12;
+const SHEET_PICTURES: usize = 10;
+
+/// Each group a row of its pictures (the model's input, twice its size), up to 12 rows of 10, with
+/// how many more a row has.
 fn contact_sheet(groups: &Groups, pixels: &[u8], input: crate::model::InputShape) -> Canvas {
     let scale = (56 / input.h.max(input.w)).max(1) as u32;
     let (tile_w, tile_h) = (input.w as u32 * scale + 8, input.h as u32 * scale + 8);
-    let rows = groups.len().clamp(1, 12) as u32;
-    let mut canvas = Canvas::new(60 + 10 * tile_w, 30 + rows * (tile_h + 6));
-    canvas.text(10.0, 8.0, &format!("{} groups of near-duplicates", groups.len()), BLACK, 2);
+    let rows = groups.len().clamp(1, SHEET_GROUPS) as u32;
+    let mut canvas = Canvas::new(110 + SHEET_PICTURES as u32 * tile_w, 30 + rows * (tile_h + 6));
+    let title = if groups.len() > SHEET_GROUPS { format!("{} groups of near-duplicates; the first {SHEET_GROUPS} shown", groups.len()) } else { format!("{} groups of near-duplicates", groups.len()) };
+    canvas.text(10.0, 8.0, &title, BLACK, 2);
     if groups.is_empty() {
         canvas.text(10.0, 34.0, "none found", GREY, 2);
     }
     let len = input.len();
-    for (g, members) in groups.iter().take(12).enumerate() {
+    for (g, members) in groups.iter().take(SHEET_GROUPS).enumerate() {
         let y = 30 + g as u32 * (tile_h + 6);
         canvas.text(8.0, y as f32 + tile_h as f32 / 2.0 - 6.0, &format!("{}", g + 1), BLACK, 2);
-        for (m, &i) in members.iter().take(10).enumerate() {
+        if members.len() > SHEET_PICTURES {
+            canvas.text((50 + SHEET_PICTURES as u32 * tile_w) as f32, y as f32 + tile_h as f32 / 2.0 - 6.0, &format!("+{}", members.len() - SHEET_PICTURES), GREY, 2);
+        }
+        for (m, &i) in members.iter().take(SHEET_PICTURES).enumerate() {
             let x = 50 + m as u32 * tile_w;
             canvas.picture(x, y, &pixels[i * len..(i + 1) * len], input, scale);
             canvas.frame(x as f32 - 1.0, y as f32 - 1.0, (x + input.w as u32 * scale) as f32, (y + input.h as u32 * scale) as f32, GREY, 1.0);

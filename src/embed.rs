@@ -1,7 +1,7 @@
 //! `gpu-siamese embed`: the embeddings of pictures (a folder, an IDX file or an IDX folder's split) as a
 //! NumPy `.npy` file, with a CSV index of their sources and labels beside it.
 
-use crate::checkpoint::write_atomically;
+use crate::checkpoint::write_set;
 use crate::data::{csv_field, decode_all, list_images, load_split, read_idx};
 use crate::evaluate::Trained;
 use crate::gpu::{Gpu, Kernels};
@@ -105,13 +105,14 @@ pub fn embed(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EmbedOption
     let embeddings = tower.embed(&sources.pixels)?;
     let dim = tower.dim();
     let count = sources.names.len();
-    write_atomically(out, &npy::npy_f32(&embeddings, &[count, dim])).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     let index_path = out.with_extension("csv");
     let mut index = String::from("row,source,label\n");
     for (i, (name, label)) in sources.names.iter().zip(&sources.labels).enumerate() {
         index.push_str(&format!("{i},{},{}\n", csv_field(name), csv_field(label)));
     }
-    write_atomically(&index_path, index.as_bytes()).map_err(|e| format!("cannot write {}: {e}", index_path.display()))?;
+    // Both files or neither: a .npy beside an old index would name new embeddings with old sources.
+    write_set(&[(index_path.clone(), index.into_bytes()), (out.to_path_buf(), npy::npy_f32(&embeddings, &[count, dim]))])
+        .map_err(|(path, e)| format!("cannot write {}: {e} (both files are written before either replaces what was there)", path.display()))?;
     println!("{count} embeddings of {dim} values: {} (index: {})", out.display(), index_path.display());
     Ok(())
 }

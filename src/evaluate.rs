@@ -188,7 +188,16 @@ pub struct Evaluation {
 
 pub fn evaluate(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &EvalOptions) -> Result<Evaluation, String> {
     let config = &trained.checkpoint.config;
-    let trained_on = config.data.as_ref().map(PathBuf::from).filter(|d| d.is_dir());
+    // The folder the checkpoint was trained on, unless told otherwise; gone, it is an error rather than
+    // a silent fall-back to Fashion-MNIST, which would score the model on other data.
+    let trained_on = config.data.as_ref().map(PathBuf::from);
+    if let (None, Some(gone)) = (&opts.data, trained_on.as_ref().filter(|d| !d.is_dir())) {
+        return Err(format!(
+            "{} was trained on {}, which is no longer there: give the data to score with --data DIR",
+            trained.path.display(),
+            gone.display()
+        ));
+    }
     let data = opts.data.clone().or(trained_on);
     let (dataset, _) = run_dataset(config, data.as_deref(), Holdout::Labels(&config.holdout_classes))?;
     if !config.class_names.is_empty() && config.class_names != dataset.class_names {

@@ -2,7 +2,7 @@
 //! threshold, as a table, CSV and JSON. Queries and galleries are pictures (embedded on the fly) or an
 //! `embed` output (`.npy` with its `.csv` index beside it), so a gallery is embedded once.
 
-use crate::checkpoint::write_atomically;
+use crate::checkpoint::write_atomically_with;
 use crate::data::{csv_field, Polarity};
 use crate::embed::load_sources;
 use crate::evaluate::Trained;
@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The most bytes an embed output may hold: 16 GiB would be 64 million 64-value embeddings.
+const MOST_NPY_BYTES: u64 = 16 << 30;
 
 /// Embeddings with what each came from: a source (a file, or IDX file#index) and a label (its class
 /// folder or IDX label; empty when unknown).
@@ -35,7 +38,7 @@ impl EmbeddingSet {
     /// An `embed` output: `path` (.npy, [count, dim] float32) and its index beside it (.csv:
     /// row,source,label). `dim` is the checkpoint's.
     pub fn from_npy(path: &Path, dim: usize) -> Result<EmbeddingSet> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let bytes = crate::inputs::read_bounded(path, "file of embeddings", MOST_NPY_BYTES)?;
         let (shape, vectors) = crate::npy::read_f32(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         let [count, width] = shape[..] else {
             return Err(format!("{}: holds an array of shape {shape:?}; embeddings are [count, dim]", path.display()).into());
@@ -44,7 +47,10 @@ impl EmbeddingSet {
             return Err(format!("{}: holds embeddings of {width} values, the checkpoint's are {dim}: embed them with this checkpoint", path.display()).into());
         }
         let index = path.with_extension("csv");
-        let text = std::fs::read_to_string(&index).map_err(|e| format!("{}: cannot read the index of {} ({e}); embed writes it beside the .npy", index.display(), path.display()))?;
+        if !index.exists() {
+            return Err(format!("{}: cannot read the index of {} (no such file); embed writes it beside the .npy", index.display(), path.display()).into());
+        }
+        let text = crate::inputs::read_text(&index, "index of embeddings", crate::inputs::MOST_TEXT_BYTES)?;
         let (mut sources, mut labels) = (Vec::with_capacity(count), Vec::with_capacity(count));
         for (n, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
             let fields = crate::data::parse_csv_line(line).map_err(|e| format!("{} line {}: {e}", index.display(), n + 1))?;
@@ -186,8 +192,10 @@ pub fn search(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &SearchOpti
     let threshold = opts.threshold.unwrap_or(trained.threshold());
     let summary = summarise(&queries, &gallery, &found, &itself, seconds);
 
-    let results: Vec<QueryResult> = (0..queries.len()).map(|q| query_result(&queries, &gallery, &found, &itself, threshold, q)).collect();
-    for r in results.iter().take(opts.show) {
+    // Each query's results are made when they are printed or written, never all at once: a search of
+    // 60,000 queries by 64 neighbours would hold millions of them.
+    let result = |q: usize| query_result(&queries, &gallery, &found, &itself, threshold, q);
+    for r in (0..queries.len().min(opts.show)).map(result) {
         println!("{}{}", r.query, if r.label.is_empty() { String::new() } else { format!(" ({})", r.label) });
         for m in &r.matches {
             let note = if m.itself { "  (itself)" } else { "" };
@@ -195,32 +203,50 @@ pub fn search(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &SearchOpti
             println!("  {:>3}. {:.4} {:<9} {}{label}{note}", m.rank, m.distance, if m.same { "same" } else { "different" }, m.gallery);
         }
     }
-    if results.len() > opts.show {
-        println!("... and {} more queries{}", results.len() - opts.show, if opts.csv.or(opts.json).is_some() { " (all in the files below)" } else { " (--csv or --json writes them all, --show N prints more)" });
+    if queries.len() > opts.show {
+        println!("... and {} more queries{}", queries.len() - opts.show, if opts.csv.or(opts.json).is_some() { " (all in the files below)" } else { " (--csv or --json writes them all, --show N prints more)" });
     }
     if let Some(path) = opts.csv {
-        let mut csv = String::from("query,query_label,rank,gallery,gallery_label,distance,verdict,itself\n");
-        for r in &results {
-            for m in &r.matches {
-                csv.push_str(&format!(
-                    "{},{},{},{},{},{:.6},{},{}\n",
-                    csv_field(r.query),
-                    csv_field(r.label),
-                    m.rank,
-                    csv_field(m.gallery),
-                    csv_field(m.label),
-                    m.distance,
-                    if m.same { "same" } else { "different" },
-                    m.itself
-                ));
+        write_atomically_with(path, |w| {
+            w.write_all(b"query,query_label,rank,gallery,gallery_label,distance,verdict,itself\n")?;
+            for r in (0..queries.len()).map(result) {
+                for m in &r.matches {
+                    writeln!(
+                        w,
+                        "{},{},{},{},{},{:.6},{},{}",
+                        csv_field(r.query),
+                        csv_field(r.label),
+                        m.rank,
+                        csv_field(m.gallery),
+                        csv_field(m.label),
+                        m.distance,
+                        if m.same { "same" } else { "different" },
+                        m.itself
+                    )?;
+                }
             }
-        }
-        write_atomically(path, csv.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(())
+        })
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("written: {}", path.display());
     }
     if let Some(path) = opts.json {
-        let json = serde_json::json!({ "threshold": threshold, "summary": &summary, "results": &results });
-        write_atomically(path, serde_json::to_string_pretty(&json)?.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        /// The results, serialised one query at a time as they are made.
+        struct Results<'a, F: Fn(usize) -> QueryResult<'a>>(usize, F);
+        impl<'a, F: Fn(usize) -> QueryResult<'a>> Serialize for Results<'a, F> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq((0..self.0).map(&self.1))
+            }
+        }
+        #[derive(Serialize)]
+        struct Written<'a, R: Serialize> {
+            threshold: f32,
+            summary: &'a SearchSummary,
+            results: R,
+        }
+        let written = Written { threshold, summary: &summary, results: Results(queries.len(), result) };
+        write_atomically_with(path, |w| serde_json::to_writer_pretty(w, &written).map_err(std::io::Error::other))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("written: {}", path.display());
     }
     let source = if opts.threshold.is_some() { "given" } else { "the checkpoint's, calibrated on training pairs" };
@@ -233,7 +259,7 @@ pub fn search(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &SearchOpti
         1e3 * seconds / summary.queries as f64,
     );
     if let Some(p) = summary.precision_at_1 {
-        println!("precision@1 (the nearest item has the query's label): {p:.4}");
+        println!("precision@1 (the nearest item other than the query itself has the query's label): {p:.4}");
     }
     if summary.found_itself > 0 {
         println!(
@@ -257,8 +283,11 @@ fn query_result<'a>(queries: &'a EmbeddingSet, gallery: &'a EmbeddingSet, found:
 }
 
 fn summarise(queries: &EmbeddingSet, gallery: &EmbeddingSet, found: &Neighbours, itself: &[u32], seconds: f64) -> SearchSummary {
-    let labelled: Vec<usize> = (0..queries.len()).filter(|&q| !queries.labels[q].is_empty()).collect();
-    let hits = labelled.iter().filter(|&&q| found.row(q, 0).is_some_and(|r| gallery.labels[r] == queries.labels[q])).count();
+    // A query's nearest item other than itself: a query found in the gallery would otherwise always be
+    // its own nearest, and precision@1 read 1.
+    let nearest_other = |q: usize| (0..found.k).filter_map(|i| found.row(q, i)).find(|&r| r as u32 != itself[q]);
+    let labelled: Vec<usize> = (0..queries.len()).filter(|&q| !queries.labels[q].is_empty() && nearest_other(q).is_some()).collect();
+    let hits = labelled.iter().filter(|&&q| nearest_other(q).is_some_and(|r| gallery.labels[r] == queries.labels[q])).count();
     SearchSummary {
         queries: queries.len(),
         gallery: gallery.len(),

@@ -10,7 +10,7 @@
 //! - [`train`]: the training run; [`checkpoint`] its files; [`metrics`] its scores.
 //! - [`evaluate`]: a trained model put to use: embeddings, distances, evaluation.
 //! - [`report`]: a run's pictures, drawn with [`plot`]; [`npy`] writes embeddings for NumPy.
-//! - [`outputs`]: the guard every command's outputs pass before any work.
+//! - [`inputs`]: files read with bounds; [`outputs`]: the guard every command's outputs pass before any work.
 //! - [`bench`]: the step's time and each kernel's, for `gpu-siamese bench`.
 
 pub mod bench;
@@ -24,6 +24,7 @@ pub mod evaluate;
 pub mod feed;
 pub mod gallery;
 pub mod gpu;
+pub mod inputs;
 pub mod layers;
 pub mod metrics;
 pub mod model;

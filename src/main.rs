@@ -341,7 +341,7 @@ enum Command {
         #[arg(long, value_name = "CSV")]
         out: Option<PathBuf>,
         /// Use this threshold instead of the checkpoint's.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_threshold)]
         threshold: Option<f32>,
         #[command(flatten)]
         polarity: PolarityArgs,
@@ -390,7 +390,7 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         k: usize,
         /// Use this threshold for the verdicts instead of the checkpoint's.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_threshold)]
         threshold: Option<f32>,
         /// Leave each query's own source out of its results (when the queries are in the gallery).
         #[arg(long)]
@@ -428,7 +428,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         checkpoint: PathBuf,
         /// Use this threshold instead of the checkpoint's.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_threshold)]
         threshold: Option<f32>,
         /// Nearest pictures each one links to (at most 64, the GPU search's most).
         #[arg(long, default_value_t = 16)]
@@ -482,7 +482,7 @@ enum Command {
         #[command(flatten)]
         twin: TwinArgs,
         /// Timed steps per repeat.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
         steps: u64,
         /// Repeats; the median and spread over them are reported.
         #[arg(long, default_value_t = 5)]
@@ -715,6 +715,13 @@ fn check_numbers(config: &TrainConfig) -> Result<()> {
     }
     if !(config.warmup_epochs.is_finite() && config.warmup_epochs >= 0.0) {
         return bad("--warmup-epochs", config.warmup_epochs.to_string(), "a number of epochs, 0 or more");
+    }
+    let [h, w, _] = config.input;
+    if config.augment.shift as usize >= h.min(w) {
+        return bad("--shift", config.augment.shift.to_string(), &format!("a shift below the picture's size ({h}x{w}); a few pixels is usual"));
+    }
+    if config.warmup_epochs > config.epochs as f64 {
+        println!("note: --warmup-epochs {} is more than the run's {} epochs: the learning rate never reaches --lr", config.warmup_epochs, config.epochs);
     }
     if config.train_limit.is_some_and(|l| l < 2) || config.test_limit.is_some_and(|l| l < 2) {
         return Err("--train-limit and --test-limit need at least 2 images".into());
@@ -980,6 +987,15 @@ fn sampler(args: &TrainArgs) -> Result<Sampler> {
 }
 
 /// `--split`: "test" (or "t10k", the files' own name) or "train", as the IDX files name them.
+/// `--threshold`: a distance, so finite and 0 or more (NaN would call every pair "different").
+fn parse_threshold(text: &str) -> std::result::Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        Ok(t) => Err(format!("{t}: a distance, 0 or more (the checkpoint's calibrated one is used without --threshold)")),
+        Err(_) => Err(format!("'{text}': not a number")),
+    }
+}
+
 fn parse_split(text: &str) -> std::result::Result<String, String> {
     match text {
         "test" | "t10k" => Ok("t10k".into()),

@@ -78,26 +78,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// What a path that is not a regular file or folder is, in words.
-fn special_kind(path: &Path) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = std::fs::metadata(path).ok()?.file_type();
-    if kind.is_file() || kind.is_dir() {
-        return None;
-    }
-    Some(if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_fifo() {
-        "a named pipe (FIFO)"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    })
-}
-
 /// Refuses, before any work, outputs that would write over what the command reads or holds dear; the
 /// message names both roles. `keep_checkpoints` is false only for `train`, whose run folder's own
 /// checkpoints are its to replace.
@@ -123,7 +103,7 @@ pub fn check(inputs: &[Input], outputs: &[Output], keep_checkpoints: bool) -> Re
         if let Some(earlier) = outputs[..i].iter().find(|o| same_file(&o.path, &out.path)) {
             return Err(format!("{shown} is also {}: one file cannot hold both; choose two files", earlier.named));
         }
-        if let Some(kind) = special_kind(&out.path) {
+        if let Some(kind) = crate::inputs::not_regular(&out.path).filter(|k| *k != "a folder") {
             return Err(format!("{shown} is {kind}, not a regular file: it would be replaced by one; choose a file"));
         }
         if keep_checkpoints && out.path.is_file() && crate::checkpoint::is_checkpoint(&out.path) {

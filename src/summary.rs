@@ -52,7 +52,11 @@ pub fn layer_table(plan: &Plan) -> String {
 
 /// The training step's GPU memory beside what the adapter allows.
 pub fn step_memory_line(gpu: &Gpu, pairs: usize, bytes: u64, micro_batches: usize) -> String {
-    let micro = if micro_batches > 1 { format!(", in {micro_batches} micro-batches") } else { String::new() };
+    let micro = if micro_batches > 1 {
+        format!(", run in {micro_batches} micro-batches (a step too large for one binding is cut into slices that give the whole batch's bits: it fits)")
+    } else {
+        String::new()
+    };
     format!(
         "a training step of {pairs} pairs takes {} of GPU memory{micro}; the adapter binds up to {} at once (in buffers of up to {})",
         size(bytes),

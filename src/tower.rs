@@ -149,7 +149,21 @@ impl<'a> GpuTower<'a> {
         }
         let out = self.gpu.storage("embeddings", count * dim);
         let mut inputs = vec![0.0f32; batch * len];
-        for start in (0..count).step_by(batch) {
+        // A large set shows its progress (on a terminal): every 8 batches the GPU is waited for, so the
+        // bar shows what is done, not what is queued.
+        let batches = count.div_ceil(batch);
+        let bar = if batches >= 32 {
+            let bar = indicatif::ProgressBar::new(count as u64);
+            bar.set_style(indicatif::ProgressStyle::with_template("embedding {pos}/{len} pictures {wide_bar} {eta}").expect("a valid template"));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        for (b, start) in (0..count).step_by(batch).enumerate() {
+            if b % 8 == 7 {
+                self.gpu.wait();
+                bar.set_position(start as u64);
+            }
             let n = batch.min(count - start);
             for (x, &b) in inputs.iter_mut().zip(&images[start * len..(start + n) * len]) {
                 *x = byte_value(b);
@@ -161,6 +175,7 @@ impl<'a> GpuTower<'a> {
             encoder.copy_buffer_to_buffer(&self.embeddings, 0, &out, (start * dim * 4) as u64, (n * dim * 4) as u64);
             self.gpu.queue.submit([encoder.finish()]);
         }
+        bar.finish_and_clear();
         Ok(DeviceEmbeddings { buffer: out, count, dim })
     }
 

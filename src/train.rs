@@ -180,8 +180,12 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let kernels = Kernels::tuned(&gpu, run.tune);
 
     let holdout = if run.resume.is_some() { Holdout::Labels(&run.config.holdout_classes) } else { Holdout::Names(&run.holdout) };
-    // A resumed run reads the folder it was trained on, unless told otherwise.
-    let trained_on = run.resume.as_ref().and(config.data.as_ref()).map(PathBuf::from).filter(|d| d.is_dir());
+    // A resumed run reads the folder it was trained on, unless told otherwise; gone, that is an error,
+    // not a silent switch to other data.
+    let trained_on = run.resume.as_ref().and(config.data.as_ref()).map(PathBuf::from);
+    if let (None, Some(gone)) = (&run.data, trained_on.as_ref().filter(|d| !d.is_dir())) {
+        return Err(format!("the run was trained on {}, which is no longer there: give its data with --data DIR", gone.display()));
+    }
     let data = run.data.clone().or(trained_on);
     let (dataset, held_out) = run_dataset(&config, data.as_deref(), holdout)?;
     println!("data: {}", describe_dataset(&dataset));
@@ -473,13 +477,19 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         files.push((run.out.join(LAST_FILE), last));
         files.push((run.out.join(RESUME_FILE), encode(&plan, &params, &state, &[("adam.m.", &m), ("adam.v.", &v)], config, &progress)));
         write_set(&files).map_err(|(path, e)| {
-            format!(
-                "cannot save epoch {}: cannot write {}: {e}. {} still holds the run as of epoch {epoch}, unchanged; free some space and continue with --resume {}",
-                epoch + 1,
-                path.display(),
-                run.out.display(),
-                run.out.display()
-            )
+            // What is really left: in the first epoch nothing was saved (and a folder this run made
+            // goes with it), so there is nothing to resume.
+            if epoch == 0 {
+                format!("cannot save epoch 1: cannot write {}: {e}. Nothing of this run was saved; free some space and run the same command again", path.display())
+            } else {
+                format!(
+                    "cannot save epoch {}: cannot write {}: {e}. {} still holds the run as of epoch {epoch}, unchanged; free some space and continue with --resume {}",
+                    epoch + 1,
+                    path.display(),
+                    run.out.display(),
+                    run.out.display()
+                )
+            }
         })?;
         if stop {
             println!(

@@ -23,8 +23,19 @@ fn temp_dir(name: &str) -> PathBuf {
 /// A command's output and the most memory its process held (VmHWM), killed (and the test failed) if it
 /// runs past `seconds`: a hang fails, it does not stall the suite.
 fn watched(args: &[&str], seconds: u64) -> (Output, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-siamese"))
-        .env("GPU_SIAMESE_NO_TUNE", "1")
+    watched_with(args, seconds, &[("GPU_SIAMESE_NO_TUNE", Some("1"))])
+}
+
+/// As [`watched`], with environment variables set (Some) or removed (None).
+fn watched_with(args: &[&str], seconds: u64, env: &[(&str, Option<&str>)]) -> (Output, u64) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gpu-siamese"));
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -378,3 +389,268 @@ fn odd_files_and_values_get_clear_errors() {
     let (o, _) = watched(&["compare", "--pairs", list.to_str().unwrap(), "--checkpoint", fake.to_str().unwrap()], 60);
     assert_clean_failure(&o, &["line 4", "missing.png"]);
 }
+
+/// A usage error clap reports (exit status 2) or one the program reports (1), never a crash.
+fn assert_refused(o: &Output, wanted: &[&str]) {
+    assert!(matches!(o.status.code(), Some(1) | Some(2)), "a reported error, not a crash or success: {:?} {}", o.status, stderr(o));
+    for w in wanted {
+        assert!(stderr(o).contains(w), "the error says {w:?}: {}", stderr(o));
+    }
+}
+
+#[test]
+fn a_tuning_cache_entry_that_is_no_variant_of_its_shape_is_measured_again() {
+    // Tuned once into a fresh cache; then every entry edited to a tile of another shape, to zero rows,
+    // to a million rows, and the file to garbage: each run says so, measures again and trains to the
+    // same bits (every variant gives the same bits).
+    let dir = temp_dir("tuning");
+    let cache = dir.join("cache");
+    let tuned = |name: &str| {
+        let out = dir.join(name);
+        let args = ["train", "--data", SUBSET, "--train-limit", "100", "--test-limit", "50", "--batch-size", "16", "--epochs", "1", "--out", out.to_str().unwrap()];
+        let (o, peak) = watched_with(&args, 300, &[("GPU_SIAMESE_NO_TUNE", None), ("XDG_CACHE_HOME", Some(cache.to_str().unwrap()))]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(peak < GIB, "{} MiB", peak >> 20);
+        (stderr(&o), std::fs::read(out.join("last.safetensors")).unwrap())
+    };
+    let (said, reference) = tuned("fresh");
+    assert!(said.contains("tuning the convolution kernels for this adapter"), "the first tuning says it is tuning: {said}");
+    let file = cache.join("gpu-siamese").join("tuning.json");
+    let good: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let adapters = good.as_object().unwrap();
+    assert!(adapters.keys().all(|k| k.starts_with(&format!("gpu-siamese {} | ", env!("CARGO_PKG_VERSION")))), "the cache names the program's version: {adapters:?}");
+    for (rows, col_quads) in [(3, 7), (0, 4), (1_000_000, 1)] {
+        let mut bad = good.clone();
+        for shapes in bad.as_object_mut().unwrap().values_mut() {
+            for variant in shapes.as_object_mut().unwrap().values_mut() {
+                variant["rows"] = rows.into();
+                variant["col_quads"] = col_quads.into();
+            }
+        }
+        std::fs::write(&file, serde_json::to_string(&bad).unwrap()).unwrap();
+        let (said, weights) = tuned(&format!("rows-{rows}"));
+        assert!(said.contains("not a variant of that shape on this adapter; measuring again"), "rows {rows}: {said}");
+        assert!(weights == reference, "rows {rows}, col_quads {col_quads}: the same bits as the fresh cache's");
+    }
+    std::fs::write(&file, "{ not json").unwrap();
+    let (said, weights) = tuned("garbage");
+    assert!(said.contains("is unreadable") && weights == reference, "{said}");
+}
+
+/// A PNG whose header claims `w` x `h` pixels, with almost no data: what a small hostile file can say.
+fn claimed_png(path: &Path, w: u32, h: u32) {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        [&(data.len() as u32).to_be_bytes()[..], kind, data, &crc.sum().to_be_bytes()].concat()
+    };
+    let ihdr = [&w.to_be_bytes()[..], &h.to_be_bytes(), &[8, 0, 0, 0, 0]].concat();
+    let bytes = [&b"\x89PNG\r\n\x1a\n"[..], &chunk(b"IHDR", &ihdr), &chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]), &chunk(b"IEND", &[])].concat();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn only_regular_files_of_a_pictures_size_are_read() {
+    // In a class folder, each in turn: a FIFO named like a picture (it would block forever), a link to
+    // /dev/zero (it never ends), a sparse 3 GB file, a small PNG claiming 20000x20000 pixels. Train,
+    // dedup and compare each stop naming the file, quickly and small.
+    let dir = temp_dir("special");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(dir.join("pics").join(class)).unwrap();
+        for i in 0..4 {
+            grey_png(&dir.join("pics").join(class).join(format!("{i}.png")), 20 + 60 * i as u8);
+        }
+    }
+    let checkpoint = dir.join("model.safetensors");
+    std::fs::write(&checkpoint, checkpoint_bytes("conv(8,2),gap,dense(4)", [28, 28, 1], false)).unwrap();
+    let pics = dir.join("pics");
+    let odd = pics.join("b").join("odd.png");
+    let plain = pics.join("a").join("0.png");
+    let makers: Vec<(&str, Box<dyn Fn()>, &str)> = vec![
+        ("fifo", Box::new(|| assert!(Command::new("mkfifo").arg(&odd).status().unwrap().success())), "is a named pipe (FIFO), not a regular file"),
+        ("device", Box::new(|| std::os::unix::fs::symlink("/dev/zero", &odd).unwrap()), "is a character device, not a regular file"),
+        ("sparse", Box::new(|| std::fs::File::create(&odd).unwrap().set_len(3 << 30).unwrap()), "more than a picture may hold"),
+        ("huge", Box::new(|| claimed_png(&odd, 20000, 20000)), "20000x20000 pixels, more than the 40 megapixels a picture may have (GPU_SIAMESE_MAX_PIXELS="),
+    ];
+    for (name, make, said) in makers {
+        let _ = std::fs::remove_file(&odd);
+        make();
+        let out = dir.join(format!("run-{name}"));
+        let commands: [Vec<&str>; 3] = [
+            vec!["train", "--data", pics.to_str().unwrap(), "--epochs", "1", "--batch-size", "4", "--out", out.to_str().unwrap()],
+            vec!["dedup", pics.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap(), "--out", out.to_str().unwrap()],
+            vec!["compare", odd.to_str().unwrap(), plain.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap()],
+        ];
+        for args in commands {
+            // Refused, or (train and dedup, which go on without a picture they cannot read) noted.
+            let (o, peak) = watched(&args, 60);
+            let told = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+            assert!(matches!(o.status.code(), Some(0) | Some(1)), "{name} {}: no crash: {told}", args[0]);
+            assert!(told.contains("odd.png") && told.contains(said), "{name} {}: says {said:?}: {told}", args[0]);
+            assert!(peak < GIB, "{name} {}: {} MiB", args[0], peak >> 20);
+        }
+    }
+    let _ = std::fs::remove_file(&odd);
+    // A list of pairs that is a device, or larger than any list, is refused before it is read.
+    let (o, peak) = watched(&["compare", "--pairs", "/dev/zero", "--checkpoint", checkpoint.to_str().unwrap()], 60);
+    assert_clean_failure(&o, &["/dev/zero", "is a character device"]);
+    assert!(peak < GIB);
+    let list = dir.join("pairs.csv");
+    std::fs::File::create(&list).unwrap().set_len(3 << 30).unwrap();
+    let (o, peak) = watched(&["compare", "--pairs", list.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap()], 60);
+    assert_clean_failure(&o, &["pairs.csv", "more than a pairs list may hold"]);
+    assert!(peak < GIB);
+    // The pixel budget can be raised, and says how: past it, the picture is decoded.
+    claimed_png(&odd, 9000, 5000);
+    let (o, _) = watched_with(&["compare", odd.to_str().unwrap(), plain.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap()], 60, &[("GPU_SIAMESE_MAX_PIXELS", Some("1000000"))]);
+    assert_clean_failure(&o, &["9000x5000 pixels, more than the 1 megapixels", "GPU_SIAMESE_MAX_PIXELS=1000000 raises it"]);
+}
+
+#[test]
+fn values_no_run_can_use_are_refused_and_odd_ones_noted() {
+    let dir = temp_dir("values");
+    std::fs::create_dir_all(&dir).unwrap();
+    let checkpoint = dir.join("model.safetensors");
+    std::fs::write(&checkpoint, checkpoint_bytes("conv(8,2),gap,dense(4)", [28, 28, 1], false)).unwrap();
+    let (a, b) = (dir.join("a.png"), dir.join("b.png"));
+    grey_png(&a, 10);
+    grey_png(&b, 90);
+    let ck = checkpoint.to_str().unwrap();
+    for threshold in ["--threshold=nan", "--threshold=-5", "--threshold=inf"] {
+        let (o, _) = watched(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--checkpoint", ck, threshold], 60);
+        assert_refused(&o, &["--threshold", "a distance, 0 or more"]);
+        let (o, _) = watched(&["search", a.to_str().unwrap(), "--gallery", b.to_str().unwrap(), "--checkpoint", ck, threshold], 60);
+        assert_refused(&o, &["a distance, 0 or more"]);
+        let (o, _) = watched(&["dedup", dir.to_str().unwrap(), "--checkpoint", ck, threshold], 60);
+        assert_refused(&o, &["a distance, 0 or more"]);
+    }
+    let out = dir.join("run");
+    let train = |extra: &[&str]| {
+        let args = [&["train", "--data", SUBSET, "--train-limit", "40", "--test-limit", "20", "--batch-size", "16", "--out", out.to_str().unwrap()][..], extra].concat();
+        watched(&args, 120).0
+    };
+    assert_clean_failure(&train(&["--shift", "1000"]), &["--shift 1000", "below the picture's size (28x28)"]);
+    for (arch, said) in [
+        ("conv(16,3,same,valid),gap,dense(4)", "the padding is given twice ('same' and 'valid')"),
+        ("conv(16,3,stride=2,stride=3),gap,dense(4)", "the stride is given twice"),
+        ("conv(16,3,relu,linear),gap,dense(4)", "the activation is given twice"),
+        ("conv(16,99),gap,dense(4)", "a 99x99 'same' kernel does not fit a 28x28 input"),
+    ] {
+        assert_clean_failure(&train(&["--arch", arch]), &[said]);
+    }
+    let (o, _) = watched(&["bench", "--steps", "0"], 60);
+    assert_refused(&o, &["--steps", "0"]);
+    // A warm-up longer than the run is allowed, and noted.
+    let o = train(&["--epochs", "1", "--warmup-epochs", "1e9"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("note: --warmup-epochs 1000000000 is more than the run's 1 epochs"));
+}
+
+#[test]
+fn a_run_whose_data_folder_is_gone_is_not_scored_on_other_data() {
+    let dir = temp_dir("moved");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(SUBSET).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), data.join(entry.file_name())).unwrap();
+    }
+    let out = dir.join("run");
+    let (o, _) = watched(&["train", "--data", data.to_str().unwrap(), "--train-limit", "60", "--test-limit", "40", "--batch-size", "16", "--epochs", "1", "--out", out.to_str().unwrap()], 120);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let moved = dir.join("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    let best = out.join("best.safetensors");
+    let (o, _) = watched(&["evaluate", "--checkpoint", best.to_str().unwrap(), "--limit", "40"], 60);
+    assert_clean_failure(&o, &["data", "which is no longer there", "--data DIR"]);
+    let (o, _) = watched(&["train", "--resume", out.to_str().unwrap(), "--epochs", "2"], 60);
+    assert_clean_failure(&o, &["which is no longer there", "--data DIR"]);
+    let (o, _) = watched(&["evaluate", "--checkpoint", best.to_str().unwrap(), "--limit", "40", "--data", moved.to_str().unwrap()], 120);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_full_disk_in_the_first_epoch_says_nothing_was_saved() {
+    // The run folder on a 64 KiB filesystem of its own (a tmpfs in a private mount namespace, which
+    // needs no privileges): the first epoch's files do not fit. There is no epoch to resume from, and
+    // the message says so.
+    let out = temp_dir("full");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=64k gpu-siamese-full '{out}' && exec '{bin}' train --data '{SUBSET}' --train-limit 40 --test-limit 20 --batch-size 16 --epochs 2 --out '{out}'",
+        out = out.display(),
+        bin = env!("CARGO_BIN_EXE_gpu-siamese")
+    );
+    let o = Command::new("unshare").args(["--user", "--map-root-user", "--mount", "sh", "-c", &script]).env("GPU_SIAMESE_NO_TUNE", "1").output().unwrap();
+    assert_clean_failure(&o, &["cannot save epoch 1", "No space left", "Nothing of this run was saved", "run the same command again"]);
+    assert!(!stderr(&o).contains("--resume"), "nothing to resume: {}", stderr(&o));
+}
+
+#[test]
+fn search_and_embed_write_their_files_whole_and_small() {
+    // 20,000 queries of a 48-value embedding against 2,000, k 64: 1.28 million results, streamed to CSV
+    // and JSON rather than built in memory. Precision@1 leaves each query's own source out.
+    let dir = temp_dir("stream");
+    std::fs::create_dir_all(&dir).unwrap();
+    let checkpoint = dir.join("model.safetensors");
+    std::fs::write(&checkpoint, checkpoint_bytes("conv(8,2),gap,dense(48)", [28, 28, 1], false)).unwrap();
+    let set = |name: &str, count: usize, labels: usize| {
+        let vectors: Vec<f32> = (0..count * 48).map(|i| ((i as u32).wrapping_mul(2654435761) >> 8) as f32 / 16777216.0).collect();
+        std::fs::write(dir.join(format!("{name}.npy")), gpu_siamese::npy::npy_f32(&vectors, &[count, 48])).unwrap();
+        let index: String = std::iter::once("row,source,label\n".to_string()).chain((0..count).map(|i| format!("{i},item{i},class{}\n", i % labels))).collect();
+        std::fs::write(dir.join(format!("{name}.csv")), index).unwrap();
+    };
+    set("q", 20_000, 20_000);
+    set("g", 2_000, 20_000);
+    let (json, csv) = (dir.join("r.json"), dir.join("r.csv"));
+    let (o, peak) = watched(&["search", dir.join("q.npy").to_str().unwrap(), "--gallery", dir.join("g.npy").to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap(), "--k", "64", "--json", json.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--show", "0"], 300);
+    assert!(o.status.success(), "{}", stderr(&o));
+    eprintln!("search of 1.28 million results: {} MiB at most", peak >> 20);
+    assert!(peak < 600 << 20, "streamed: {} MiB", peak >> 20);
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(written["results"].as_array().unwrap().len(), 20_000);
+    assert_eq!(written["results"][7]["matches"].as_array().unwrap().len(), 64);
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 1 + 20_000 * 64);
+    // The gallery searched for itself: every item is its own nearest, and its only one of its class, so
+    // precision@1 over the others is 0, not the 1.0 the queries themselves would give.
+    set("self", 500, 500);
+    let s = dir.join("self.npy");
+    let (o, _) = watched(&["search", s.to_str().unwrap(), "--gallery", s.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap(), "--k", "3", "--show", "0"], 120);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("precision@1 (the nearest item other than the query itself has the query's label): 0.0000"), "{text}");
+
+    // embed's two files are one set: where the index cannot be put in place, the .npy is not replaced.
+    let pics = dir.join("pics");
+    std::fs::create_dir_all(pics.join("c")).unwrap();
+    for i in 0..3 {
+        grey_png(&pics.join("c").join(format!("{i}.png")), 30 * i as u8);
+    }
+    let npy = dir.join("e.npy");
+    std::fs::write(&npy, b"the old embeddings").unwrap();
+    std::fs::create_dir_all(dir.join("e.csv")).unwrap();
+    let (o, _) = watched(&["embed", "--checkpoint", checkpoint.to_str().unwrap(), "--images", pics.to_str().unwrap(), "--out", npy.to_str().unwrap()], 60);
+    assert_clean_failure(&o, &["cannot write", "e.csv"]);
+    assert_eq!(std::fs::read(&npy).unwrap(), b"the old embeddings", "the .npy is not replaced without its index");
+    let left: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp")).collect();
+    assert!(left.is_empty(), "no temporaries left: {left:?}");
+}
+
+#[test]
+fn the_example_maker_never_deletes_a_folder_of_the_users() {
+    // Built beside the test binaries by `cargo test`.
+    let maker = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples").join("make_example_folders");
+    assert!(maker.exists(), "{} is built by cargo test", maker.display());
+    let dir = temp_dir("maker");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mine.txt"), b"keep me").unwrap();
+    let o = Command::new(&maker).args(["--out", dir.to_str().unwrap()]).output().unwrap();
+    assert_clean_failure(&o, &["holds files already", "new or empty folder"]);
+    assert_eq!(std::fs::read(dir.join("mine.txt")).unwrap(), b"keep me");
+    let o = Command::new(&maker).arg("--out").output().unwrap();
+    assert_clean_failure(&o, &["--out needs a value"]);
+    let o = Command::new(&maker).args(["--out", dir.join("new").to_str().unwrap(), "--per-class", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(dir.join("new")).unwrap().count(), 6, "six class folders");
+}
+

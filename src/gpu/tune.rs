@@ -26,19 +26,28 @@ pub fn cache_path() -> Option<PathBuf> {
     Some(base.join("gpu-siamese").join("tuning.json"))
 }
 
-/// What identifies an adapter's behaviour: its name, backend, driver, and whether kernels may use
+/// What identifies an adapter's behaviour and the kernels measured on it: the program's version (its
+/// kernels change between versions), the adapter's name, backend, driver, and whether kernels may use
 /// subgroups on it.
 pub fn adapter_key(gpu: &Gpu) -> String {
     let i = &gpu.info;
-    format!("{} | {:?} | {} {} | subgroups {}", i.name, i.backend, i.driver, i.driver_info, gpu.subgroups)
+    format!("gpu-siamese {} | {} | {:?} | {} {} | subgroups {}", env!("CARGO_PKG_VERSION"), i.name, i.backend, i.driver, i.driver_info, gpu.subgroups)
 }
 
 fn shape_key(d: &Conv2dDims, product: Product) -> String {
     format!("{product:?} {d:?}")
 }
 
+/// The cache on disk; none where it is missing, unreadable or damaged (measured again then).
 fn read_cache(path: &Option<PathBuf>) -> Cache {
-    path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
+    let Some(path) = path.as_ref().filter(|p| p.exists()) else { return Cache::default() };
+    match crate::inputs::read_text(path, "tuning cache", crate::inputs::MOST_TEXT_BYTES).and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string())) {
+        Ok(cache) => cache,
+        Err(e) => {
+            eprintln!("note: the tuning cache {} is unreadable ({e}); the kernels are measured again", path.display());
+            Cache::default()
+        }
+    }
 }
 
 /// The variants worth measuring for `product` of `d`: with subgroups every tile shape shuffled, and the
@@ -71,12 +80,14 @@ pub struct Tuning {
     path: Option<PathBuf>,
     adapter: String,
     cache: std::sync::Mutex<Cache>,
+    /// Whether this process has said that it is measuring (the first time can take tens of seconds).
+    announced: std::sync::atomic::AtomicBool,
 }
 
 impl Tuning {
     /// Tuning on this adapter, its choices kept in `path` (none: in memory only).
     pub fn new(gpu: &Gpu, enabled: bool, path: Option<PathBuf>) -> Tuning {
-        Tuning { enabled, adapter: adapter_key(gpu), cache: std::sync::Mutex::new(read_cache(&path)), path }
+        Tuning { enabled, adapter: adapter_key(gpu), cache: std::sync::Mutex::new(read_cache(&path)), path, announced: false.into() }
     }
 
     pub fn off(gpu: &Gpu) -> Tuning {
@@ -117,8 +128,17 @@ impl Kernels {
             return default;
         }
         let key = shape_key(d, product);
-        if let Some(v) = self.tuning.cached(&key) {
-            return v;
+        let valid = candidates(d, product, self.subgroups);
+        match self.tuning.cached(&key) {
+            Some(v) if valid.contains(&v) => return v,
+            // The cache is a file anyone can edit: a choice that is not one of this shape's variants
+            // on this adapter (a tile of another shape, zero or absurd sizes) is never launched.
+            Some(v) => eprintln!("note: the tuning cache holds {v:?} for {key}, not a variant of that shape on this adapter; measuring again"),
+            None => {}
+        }
+        if !self.tuning.announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let kept = self.tuning.path.as_ref().map_or(String::new(), |p| format!(", kept in {}", p.display()));
+            eprintln!("tuning the convolution kernels for this adapter: each new layer shape once (seconds each{kept}; --no-tune skips)");
         }
         let chosen = self.measure(d, product).unwrap_or(default);
         self.tuning.remember(key, chosen);

@@ -55,8 +55,21 @@ impl LayerKind for Conv2d {
             }
         };
         let mut conv = Conv2d { filters, kernel_h, kernel_w, padding: Padding::Same, relu: true, stride: 1 };
+        // Each option once: `conv(16,3,same,valid)` or two strides would leave the user guessing which won.
+        let mut given: [Option<&str>; 3] = [None; 3];
         for i in 2..args.len() {
-            match args.get(i) {
+            let arg = args.get(i);
+            let (slot, option) = if matches!(arg, "same" | "valid") {
+                (0, "padding")
+            } else if arg.starts_with("stride") {
+                (2, "stride")
+            } else {
+                (1, "activation")
+            };
+            if let Some(earlier) = given[slot].replace(arg) {
+                return Err(args.error_at(i, format!("the {option} is given twice ('{earlier}' and '{arg}'): give it once")));
+            }
+            match arg {
                 "same" => conv.padding = Padding::Same,
                 "valid" => conv.padding = Padding::Valid,
                 arg if arg.starts_with("stride") => match arg.split_once('=') {
@@ -87,8 +100,10 @@ impl LayerKind for Conv2d {
             return Err("a convolution needs an image, but the input is already flat (after gap or dense)".into());
         }
         let (kh, kw) = (self.kernel_h, self.kernel_w);
-        if self.padding == Padding::Valid && (kh > input.h || kw > input.w) {
-            return Err(format!("a {kh}x{kw} 'valid' kernel does not fit a {}x{} input", input.h, input.w));
+        // Larger than its input, a kernel reads mostly padding ('same') or nothing at all ('valid').
+        if kh > input.h || kw > input.w {
+            let padding = if self.padding == Padding::Same { "same" } else { "valid" };
+            return Err(format!("a {kh}x{kw} '{padding}' kernel does not fit a {}x{} input", input.h, input.w));
         }
         Ok(Conv2dDims {
             stride: self.stride,
