@@ -1,5 +1,6 @@
 // The adapter's own ceilings, for `gpu-siamese bench --roofline`: what it does at best on plain
-// arithmetic (independent multiply-add chains, nothing loaded), and on moving memory (a vec4 copy).
+// arithmetic (independent multiply-add chains, nothing loaded; several shapes of them, the best kept),
+// and on moving memory (a vec4 copy).
 // Every kernel's rate is then set beside them.
 
 override ITERATIONS: u32;
@@ -8,33 +9,107 @@ override QUADS: u32;
 @group(0) @binding(1) var<storage, read> origin: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> sink: array<vec4<f32>>;
 
-// 8 independent vec4 multiply-add chains a lane, ITERATIONS long: 64 floating-point operations an
-// iteration. The result is stored so that nothing is optimised away.
+// The probes of arithmetic: CHAINS independent multiply-add chains a lane (4, 8 or 16; more chains hide
+// more latency, until registers run out), each a vec4 or a scalar, as fma() or as a multiply then an add
+// (a compiler may fuse one and not the other), ITERATIONS long. A vec4 chain step is 8 floating-point
+// operations, a scalar one 2. The results are stored so that nothing is optimised away; the host keeps
+// the fastest probe as the ceiling and names it.
+override CHAINS: u32 = 8u;
+override FUSED: bool = true;
+
+fn step4(c: vec4<f32>, m: vec4<f32>, a: vec4<f32>) -> vec4<f32> {
+    if (FUSED) {
+        return fma(c, m, a);
+    }
+    return c * m + a;
+}
+
+fn step1(c: f32, m: f32, a: f32) -> f32 {
+    if (FUSED) {
+        return fma(c, m, a);
+    }
+    return c * m + a;
+}
+
 @compute @workgroup_size(256)
 fn roofline_arithmetic(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wg, nwg, lid);
     let m = vec4<f32>(0.999, 0.998, 0.997, 0.996);
     let a = vec4<f32>(0.001, 0.002, 0.003, 0.004);
-    var c0 = vec4<f32>(f32(i));
-    var c1 = c0 + 1.0;
-    var c2 = c0 + 2.0;
-    var c3 = c0 + 3.0;
-    var c4 = c0 + 4.0;
-    var c5 = c0 + 5.0;
-    var c6 = c0 + 6.0;
-    var c7 = c0 + 7.0;
+    // Every index a literal: a register array indexed by a loop counter may live in memory.
+    let v = vec4<f32>(f32(i));
+    var c = array<vec4<f32>, 16>(v, v + 1.0, v + 2.0, v + 3.0, v + 4.0, v + 5.0, v + 6.0, v + 7.0,
+                                 v + 8.0, v + 9.0, v + 10.0, v + 11.0, v + 12.0, v + 13.0, v + 14.0, v + 15.0);
     for (var k = 0u; k < ITERATIONS; k++) {
-        c0 = fma(c0, m, a);
-        c1 = fma(c1, m, a);
-        c2 = fma(c2, m, a);
-        c3 = fma(c3, m, a);
-        c4 = fma(c4, m, a);
-        c5 = fma(c5, m, a);
-        c6 = fma(c6, m, a);
-        c7 = fma(c7, m, a);
+        c[0] = step4(c[0], m, a);
+        c[1] = step4(c[1], m, a);
+        c[2] = step4(c[2], m, a);
+        c[3] = step4(c[3], m, a);
+        if (CHAINS > 4u) {
+            c[4] = step4(c[4], m, a);
+            c[5] = step4(c[5], m, a);
+            c[6] = step4(c[6], m, a);
+            c[7] = step4(c[7], m, a);
+        }
+        if (CHAINS > 8u) {
+            c[8] = step4(c[8], m, a);
+            c[9] = step4(c[9], m, a);
+            c[10] = step4(c[10], m, a);
+            c[11] = step4(c[11], m, a);
+            c[12] = step4(c[12], m, a);
+            c[13] = step4(c[13], m, a);
+            c[14] = step4(c[14], m, a);
+            c[15] = step4(c[15], m, a);
+        }
     }
-    sink[i] = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7));
+    var sum = (c[0] + c[1]) + (c[2] + c[3]);
+    if (CHAINS > 4u) {
+        sum += (c[4] + c[5]) + (c[6] + c[7]);
+    }
+    if (CHAINS > 8u) {
+        sum += ((c[8] + c[9]) + (c[10] + c[11])) + ((c[12] + c[13]) + (c[14] + c[15]));
+    }
+    sink[i] = sum;
+}
+
+@compute @workgroup_size(256)
+fn roofline_arithmetic_scalar(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    let v = f32(i);
+    var c = array<f32, 16>(v, v + 1.0, v + 2.0, v + 3.0, v + 4.0, v + 5.0, v + 6.0, v + 7.0,
+                           v + 8.0, v + 9.0, v + 10.0, v + 11.0, v + 12.0, v + 13.0, v + 14.0, v + 15.0);
+    for (var k = 0u; k < ITERATIONS; k++) {
+        c[0] = step1(c[0], 0.999, 0.001);
+        c[1] = step1(c[1], 0.998, 0.002);
+        c[2] = step1(c[2], 0.997, 0.003);
+        c[3] = step1(c[3], 0.996, 0.004);
+        if (CHAINS > 4u) {
+            c[4] = step1(c[4], 0.999, 0.001);
+            c[5] = step1(c[5], 0.998, 0.002);
+            c[6] = step1(c[6], 0.997, 0.003);
+            c[7] = step1(c[7], 0.996, 0.004);
+        }
+        if (CHAINS > 8u) {
+            c[8] = step1(c[8], 0.999, 0.001);
+            c[9] = step1(c[9], 0.998, 0.002);
+            c[10] = step1(c[10], 0.997, 0.003);
+            c[11] = step1(c[11], 0.996, 0.004);
+            c[12] = step1(c[12], 0.999, 0.001);
+            c[13] = step1(c[13], 0.998, 0.002);
+            c[14] = step1(c[14], 0.997, 0.003);
+            c[15] = step1(c[15], 0.996, 0.004);
+        }
+    }
+    var sum = (c[0] + c[1]) + (c[2] + c[3]);
+    if (CHAINS > 4u) {
+        sum += (c[4] + c[5]) + (c[6] + c[7]);
+    }
+    if (CHAINS > 8u) {
+        sum += ((c[8] + c[9]) + (c[10] + c[11])) + ((c[12] + c[13]) + (c[14] + c[15]));
+    }
+    sink[i] = vec4<f32>(sum);
 }
 
 // sink = origin, a vec4 a lane.

@@ -40,6 +40,8 @@ pub struct Spread {
 #[derive(Serialize, Debug)]
 pub struct KernelTime {
     pub name: &'static str,
+    /// The variant that ran (the convolution engine's sharing and tile), empty for one-form kernels.
+    pub variant: String,
     pub ms: f64,
     /// Share of the kernels' summed time.
     pub share: f64,
@@ -54,12 +56,16 @@ pub struct KernelTime {
 }
 
 /// The adapter's ceilings, measured on it: floating-point operations a second on plain multiply-add
-/// chains (a multiply-add counts two, whether or not the adapter fuses it), and bytes a second read
-/// plus written by a vec4 copy.
-#[derive(Serialize, Debug, Clone, Copy)]
+/// chains (a multiply-add counts two, whether or not the adapter fuses it), the best of several shapes
+/// of them, and bytes a second read plus written by a vec4 copy.
+#[derive(Serialize, Debug, Clone)]
 pub struct Roofline {
     pub gflop_per_s: f64,
     pub gb_per_s: f64,
+    /// Which probe reached `gflop_per_s`.
+    pub arithmetic_probe: String,
+    /// Every arithmetic probe, (what, GFLOP/s).
+    pub arithmetic_probes: Vec<(String, f64)>,
 }
 
 #[derive(Serialize, Debug)]
@@ -128,7 +134,7 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
     let roofline = opts.roofline.then(|| measure_roofline(gpu, kernels));
     let (kernel_method, kernel_times) = if opts.per_kernel || opts.roofline {
         let dispatches: Vec<&Dispatch> = twin.step_dispatches(Some(&gather));
-        (format!("each launch alone, {KERNEL_REPEATS} times in one pass, median of 3 passes"), time_kernels(gpu, &dispatches, roofline))
+        (format!("each launch alone, {KERNEL_REPEATS} times in one pass, median of 3 passes"), time_kernels(gpu, &dispatches, roofline.as_ref()))
     } else {
         (String::new(), Vec::new())
     };
@@ -152,17 +158,30 @@ pub fn run(gpu: &Gpu, kernels: &Kernels, plan: &Plan, opts: &BenchOptions) -> Re
 
 const ROOFLINE: &str = include_str!("../shaders/roofline.wgsl");
 pub const ROOFLINE_ARITHMETIC: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_arithmetic");
+pub const ROOFLINE_ARITHMETIC_SCALAR: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_arithmetic_scalar");
 pub const ROOFLINE_COPY: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_copy");
-pub const KERNELS: &[Kernel] = &[ROOFLINE_ARITHMETIC, ROOFLINE_COPY];
+pub const KERNELS: &[Kernel] = &[ROOFLINE_ARITHMETIC, ROOFLINE_ARITHMETIC_SCALAR, ROOFLINE_COPY];
 
-/// The adapter's ceilings: the best of three timed passes of each probe.
+/// The adapter's ceilings: the best of three timed passes of each probe, and for arithmetic the best
+/// probe of a sweep (4, 8 and 16 chains a lane; vec4 and scalar; fma() and a multiply then an add).
 pub fn measure_roofline(gpu: &Gpu, kernels: &Kernels) -> Roofline {
     let (lanes, iterations, quads) = (1 << 16, 2048usize, 8 << 20);
     let source = gpu.storage("roofline source", 4 * quads);
     let target = gpu.storage("roofline target", 4 * quads);
-    let arithmetic = kernels
-        .dispatch(ROOFLINE_ARITHMETIC, &[("ITERATIONS", iterations as f64)], &[(2, Region::whole(&target))], lanes)
-        .with_work(lanes * iterations * 64, 0);
+    let mut probes = Vec::new();
+    for (kernel, width) in [(ROOFLINE_ARITHMETIC, 4), (ROOFLINE_ARITHMETIC_SCALAR, 1)] {
+        for chains in [4usize, 8, 16] {
+            for fused in [true, false] {
+                // Scalar lanes do a quarter of the work a step: four times the iterations, to time alike.
+                let steps = iterations * 4 / width;
+                let probe = kernels
+                    .dispatch(kernel, &[("ITERATIONS", steps as f64), ("CHAINS", chains as f64), ("FUSED", f64::from(u8::from(fused)))], &[(2, Region::whole(&target))], lanes)
+                    .with_work(lanes * steps * chains * 2 * width, 0);
+                let what = format!("{chains} {} chains a lane, {}", if width == 4 { "vec4" } else { "f32" }, if fused { "fma()" } else { "a * b + c" });
+                probes.push((what, probe));
+            }
+        }
+    }
     let copy = kernels
         .dispatch(ROOFLINE_COPY, &[("QUADS", quads as f64)], &[(1, Region::whole(&source)), (2, Region::whole(&target))], quads)
         .with_work(0, 8 * quads);
@@ -178,13 +197,15 @@ pub fn measure_roofline(gpu: &Gpu, kernels: &Kernels) -> Roofline {
             })
             .fold(f64::INFINITY, f64::min)
     };
-    Roofline { gflop_per_s: arithmetic.work.flops * 1e-9 / best(&arithmetic), gb_per_s: copy.work.bytes * 1e-9 / best(&copy) }
+    let arithmetic_probes: Vec<(String, f64)> = probes.iter().map(|(what, d)| (what.clone(), d.work.flops * 1e-9 / best(d))).collect();
+    let (arithmetic_probe, gflop_per_s) = arithmetic_probes.iter().cloned().max_by(|a, b| a.1.total_cmp(&b.1)).expect("probes");
+    Roofline { gflop_per_s, gb_per_s: copy.work.bytes * 1e-9 / best(&copy), arithmetic_probe, arithmetic_probes }
 }
 
 const KERNEL_REPEATS: usize = 20;
 
 /// Each dispatch alone, many times in one pass: its time, the launch's own cost included.
-fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch], roofline: Option<Roofline>) -> Vec<KernelTime> {
+fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch], roofline: Option<&Roofline>) -> Vec<KernelTime> {
     let times: Vec<f64> = dispatches
         .iter()
         .map(|&dispatch| {
@@ -205,6 +226,7 @@ fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch], roofline: Option<Roofline>)
         .zip(times)
         .map(|(d, ms)| KernelTime {
             name: d.kernel.name(),
+            variant: d.variant.clone(),
             ms,
             share: ms / total,
             gflop: d.work.flops * 1e-9,
@@ -239,7 +261,12 @@ pub fn print(report: &BenchReport) {
         s.median, report.repeats, report.steps, s.min, s.max, report.images_per_second, report.seconds_per_epoch, EPOCH_PAIRS
     );
     if let Some(r) = &report.roofline {
-        println!("adapter's ceilings (measured): {:.1} GFLOP/s on multiply-add chains, {:.1} GB/s on a vec4 copy", r.gflop_per_s, r.gb_per_s);
+        println!(
+            "adapter's ceilings (measured in this run): {:.1} GFLOP/s on multiply-add chains ({}), {:.1} GB/s on a vec4 copy",
+            r.gflop_per_s, r.arithmetic_probe, r.gb_per_s
+        );
+        let sweep: Vec<String> = r.arithmetic_probes.iter().map(|(what, g)| format!("{what} {g:.1}")).collect();
+        println!("  the arithmetic probes, GFLOP/s: {}", sweep.join("; "));
     }
     if report.kernels.is_empty() {
         return;
@@ -247,8 +274,8 @@ pub fn print(report: &BenchReport) {
     println!("per kernel ({}); work is the least the kernel must do:", report.kernel_method);
     let shares = report.roofline.is_some();
     println!(
-        "  {:<36} {:>9} {:>6} {:>9} {:>9} {:>9} {:>8}{}",
-        "kernel", "ms", "share", "GFLOP", "MB", "GFLOP/s", "GB/s",
+        "  {:<52} {:>9} {:>6} {:>9} {:>9} {:>9} {:>8}{}",
+        "kernel (variant)", "ms", "share", "GFLOP", "MB", "GFLOP/s", "GB/s",
         if shares { "  of peak: arith  memory" } else { "" }
     );
     for k in &report.kernels {
@@ -257,8 +284,8 @@ pub fn print(report: &BenchReport) {
             _ => String::new(),
         };
         println!(
-            "  {:<36} {:>9.3} {:>5.1}% {:>9.4} {:>9.2} {:>9.2} {:>8.2}{of_peak}",
-            k.name,
+            "  {:<52} {:>9.3} {:>5.1}% {:>9.4} {:>9.2} {:>9.2} {:>8.2}{of_peak}",
+            if k.variant.is_empty() { k.name.to_string() } else { format!("{} ({})", k.name, k.variant) },
             k.ms,
             100.0 * k.share,
             k.gflop,
@@ -268,5 +295,5 @@ pub fn print(report: &BenchReport) {
         );
     }
     let total: f64 = report.kernels.iter().map(|k| k.ms).sum();
-    println!("  {:<36} {:>9.3}", "sum", total);
+    println!("  {:<52} {:>9.3}", "sum", total);
 }

@@ -409,3 +409,28 @@ fn summary_shows_each_layer_and_the_steps_memory() {
     let plan = gpu_siamese::model::Plan::new(&spec, gpu_siamese::model::InputShape::FASHION_MNIST, 2, 0).unwrap();
     assert!(text.contains(&format!("{} trainable parameters", plan.trainable_params())), "{text}");
 }
+
+#[test]
+fn bench_reads_the_ceiling_in_its_own_run_and_names_each_variant() {
+    // The arithmetic ceiling is the best of a sweep of probes, each named; the engine's launches say
+    // which variant ran, and every kernel's share of the ceiling comes from this run's reading.
+    let text = ok("bench", &["--arch", "conv(8,3),maxpool,conv(16,3),gap,dense(8)", "--image-size", "12", "--batch-size", "4", "--steps", "1", "--repeats", "1", "--warmup", "0", "--roofline", "--json"]);
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let roofline = &report["roofline"];
+    let probes = roofline["arithmetic_probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 12, "4, 8 and 16 chains; vec4 and scalar; fma() and a * b + c");
+    let best = probes.iter().map(|p| number(&p[1])).fold(0.0, f64::max);
+    assert!(best > 0.0 && number(&roofline["gflop_per_s"]) == best, "the ceiling is the best probe: {roofline}");
+    assert!(probes.iter().any(|p| p[0] == roofline["arithmetic_probe"]), "and names it: {roofline}");
+    let kernels = report["kernels"].as_array().unwrap();
+    for k in kernels {
+        let engine = k["name"].as_str().unwrap().starts_with("conv2d_gemm_") && !k["name"].as_str().unwrap().contains("grad_z");
+        let variant = k["variant"].as_str().unwrap();
+        assert_eq!(engine, !variant.is_empty(), "{k}");
+        if engine {
+            assert!(["Subgroup ", "Workgroup ", "Direct "].iter().any(|s| variant.starts_with(s)) && variant.contains('x'), "{variant}");
+        }
+        let share = number(&k["arithmetic_share"]);
+        assert!((share - number(&k["gflop_per_s"]) / best).abs() < 1e-9, "{k}");
+    }
+}

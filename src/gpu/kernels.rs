@@ -185,6 +185,9 @@ pub struct Work {
 pub struct Dispatch {
     pub kernel: Kernel,
     pub work: Work,
+    /// Which variant of its kernel the launch runs (the convolution engine's sharing and tile), for
+    /// `bench`'s table; empty where a kernel has one form.
+    pub variant: String,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
@@ -194,6 +197,12 @@ impl Dispatch {
     /// The launch with its least work: `flops` operations and `floats` f32s (4 bytes each) moved.
     pub fn with_work(mut self, flops: usize, floats: usize) -> Dispatch {
         self.work = Work { flops: flops as f64, bytes: 4.0 * floats as f64 };
+        self
+    }
+
+    /// The launch, named as running `variant`.
+    pub fn with_variant(mut self, variant: String) -> Dispatch {
+        self.variant = variant;
         self
     }
 
@@ -322,7 +331,7 @@ impl Kernels {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { kernel, work: Work::default(), pipeline, bind_group, workgroups: self.grid(threads) }
+        Dispatch { kernel, work: Work::default(), variant: String::new(), pipeline, bind_group, workgroups: self.grid(threads) }
     }
 
     /// Builds a launch of `groups` [x, y] workgroups; x past the adapter's limit folds into z (a kernel

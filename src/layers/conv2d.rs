@@ -468,6 +468,13 @@ pub struct Variant {
     pub col_quads: usize,
 }
 
+impl std::fmt::Display for Variant {
+    /// As `bench` names it: the sharing, then positions by output channels a lane.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:?} {}x{}", self.share, self.rows, 4 * self.col_quads)
+    }
+}
+
 /// The engine's three products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Product {
@@ -611,6 +618,7 @@ impl Kernels {
         let bindings = [(1, x.clone()), (7, quads(&x)), (2, wb.clone()), (8, quads(&wb)), (3, y)];
         self.dispatch_groups(Product::Forward.kernel(v.share), &variant_constants(d, 1, v), &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
+            .with_variant(v.to_string())
     }
 
     /// The forward pass with a pooling epilogue: the pooled (and dropped) map into `y`, the codes into
@@ -624,6 +632,7 @@ impl Kernels {
         let pooled = d.pooled_positions() * d.out_c;
         self.dispatch_groups(GEMM_FORWARD_POOLED[v.share as usize], &c, &bindings, groups)
             .with_work(2 * 4 * pooled * d.taps(), d.input_len() + d.param_len() + pooled + d.codes_len())
+            .with_variant(v.to_string())
     }
 
     /// The pre-activation's gradient `dz` from the pooled (and dropped) output's `dy` and the codes.
@@ -655,6 +664,7 @@ impl Kernels {
         let bindings = [(4, dz.clone()), (9, quads(&dz)), (2, wb.clone()), (8, quads(&wb)), (5, dx)];
         self.dispatch_groups(Product::BackwardInput.kernel(v.share), &variant_constants(d, 1, v), &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.output_len() + d.param_len() + d.input_len())
+            .with_variant(v.to_string())
     }
 
     /// The kernel-and-bias gradient's partial sums from the pre-activation's gradient `dz`, into the
@@ -696,6 +706,7 @@ impl Kernels {
         c.extend(chunks.constants());
         self.dispatch(Product::BackwardWeight.kernel(v.share), &c, &bindings, lanes)
             .with_work(2 * d.output_len() * (d.taps() + 1), d.input_len() + d.output_len() + branches * micro_chunks * d.param_len())
+            .with_variant(v.to_string())
     }
 
     /// out[j] = the fixed-order sum over branches of the pairwise sum over chunks of partial[b][c][j],
