@@ -467,11 +467,11 @@ fn only_regular_files_of_a_pictures_size_are_read() {
     let pics = dir.join("pics");
     let odd = pics.join("b").join("odd.png");
     let plain = pics.join("a").join("0.png");
-    let makers: Vec<(&str, Box<dyn Fn()>, &str)> = vec![
-        ("fifo", Box::new(|| assert!(Command::new("mkfifo").arg(&odd).status().unwrap().success())), "is a named pipe (FIFO), not a regular file"),
-        ("device", Box::new(|| std::os::unix::fs::symlink("/dev/zero", &odd).unwrap()), "is a character device, not a regular file"),
-        ("sparse", Box::new(|| std::fs::File::create(&odd).unwrap().set_len(3 << 30).unwrap()), "more than a picture may hold"),
-        ("huge", Box::new(|| claimed_png(&odd, 20000, 20000)), "20000x20000 pixels, more than the 40 megapixels a picture may have (GPU_SIAMESE_MAX_PIXELS="),
+    let makers: [(&str, &dyn Fn(), &str); 4] = [
+        ("fifo", &|| assert!(Command::new("mkfifo").arg(&odd).status().unwrap().success()), "is a named pipe (FIFO), not a regular file"),
+        ("device", &|| std::os::unix::fs::symlink("/dev/zero", &odd).unwrap(), "is a character device, not a regular file"),
+        ("sparse", &|| std::fs::File::create(&odd).unwrap().set_len(3 << 30).unwrap(), "more than a picture may hold"),
+        ("huge", &|| claimed_png(&odd, 20000, 20000), "20000x20000 pixels, more than the 40 megapixels a picture may have (GPU_SIAMESE_MAX_PIXELS="),
     ];
     for (name, make, said) in makers {
         let _ = std::fs::remove_file(&odd);
@@ -612,6 +612,9 @@ fn search_and_embed_write_their_files_whole_and_small() {
     assert_eq!(written["results"].as_array().unwrap().len(), 20_000);
     assert_eq!(written["results"][7]["matches"].as_array().unwrap().len(), 64);
     assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 1 + 20_000 * 64);
+    // ~300 MB between them: not left behind.
+    std::fs::remove_file(&json).unwrap();
+    std::fs::remove_file(&csv).unwrap();
     // The gallery searched for itself: every item is its own nearest, and its only one of its class, so
     // precision@1 over the others is 0, not the 1.0 the queries themselves would give.
     set("self", 500, 500);
