@@ -146,15 +146,21 @@ pub fn dedup(gpu: &Gpu, kernels: &Kernels, trained: &Trained, opts: &DedupOption
             String::new()
         };
         println!("  group {}: {} pictures{shown}", g + 1, members.len());
-        for &i in members {
+        for &i in members.iter().take(SHEET_PICTURES) {
             println!("      {}", short(&sources.names[i], opts.folder));
+        }
+        if members.len() > SHEET_PICTURES {
+            println!("      ... {} more (every one in {})", members.len() - SHEET_PICTURES, FILES[0]);
         }
     }
     if groups.len() > 10 {
         println!("  ... {} more groups, every one in {}", groups.len() - 10, csv_path.display());
     }
-    if in_groups == count && count > 2 {
-        println!("note: every picture falls in one group at this threshold: for pictures that are not near-duplicates, give a lower --threshold");
+    let largest = groups.iter().map(Vec::len).max().unwrap_or(0);
+    if count > 4 && 2 * largest > count {
+        println!(
+            "note: one group holds {largest} of the {count} pictures at threshold {threshold:.4}: near-duplicates are much closer than two pictures the model calls the same; give a lower --threshold"
+        );
     }
     if groups.iter().any(|g| g.len() > found.k) {
         println!("note: a group larger than --k {} may be cut where a picture's links run out; raise --k", found.k);

@@ -138,7 +138,7 @@ impl Kernels {
         }
         if !self.tuning.announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
             let kept = self.tuning.path.as_ref().map_or(String::new(), |p| format!(", kept in {}", p.display()));
-            eprintln!("tuning the convolution kernels for this adapter: each new layer shape once (seconds each{kept}; --no-tune skips)");
+            eprintln!("tuning the convolution kernels for this adapter: each new layer shape once (seconds each{kept}; GPU_SIAMESE_NO_TUNE=1, or train's and bench's --no-tune, skips it)");
         }
         let chosen = self.measure(d, product).unwrap_or(default);
         self.tuning.remember(key, chosen);
