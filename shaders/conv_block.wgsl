@@ -387,29 +387,31 @@ fn conv2d_maxpool_gap_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @bui
     }
     // Every lane takes a chunk's whole length of steps, a bound of constants alone (uniform control
     // flow: each step shares its window's loads); a step past the chunk's blocks, or on a block of a
-    // dropped odd row or column (no pooling window), adds nothing.
-    var g0 = vec4<f32>(0.0);
-    var g1 = vec4<f32>(0.0);
-    var loaded = 0xffffffffu;
+    // dropped odd row or column (no pooling window), adds a gradient of 0: the same bits as adding
+    // nothing (a multiply-add of 0 and a finite input returns the accumulator, never -0 here), with no
+    // branch around the accumulators (a CPU adapter would select each of them). The block's image and place in it are counted along, and an
+    // image's channel gradients are loaded when its first block comes.
+    let first = min(start, blocks - 1u);
+    var n = branch * branch_images + first / per_image;
+    var place = first % per_image;
+    var g0 = winner_gradient(n, group, 0u);
+    var g1 = winner_gradient(n, group, 1u);
     for (var step = 0u; step < weight_chunk_len(per_image, WHOLE_IMAGES, CHUNKS); step++) {
-        let block = min(start + step, blocks - 1u);
-        let image = block / per_image;
-        let n = branch * branch_images + image;
-        // An image's channel gradients are loaded once, when its first block comes.
-        if (image != loaded) {
-            g0 = winner_gradient(n, group, 0u);
-            g1 = winner_gradient(n, group, 1u);
-            loaded = image;
-        }
-        let by = (block % per_image) / blocks_w;
-        let bx = (block % per_image) % blocks_w;
+        let by = place / blocks_w;
+        let bx = place % blocks_w;
         let counts = start + step < end && by < pool_h() && bx < pool_w();
         var inputs: array<f32, MAX_INPUTS>;
         load_inputs(n, 2u * by, 2u * bx, &inputs, lane);
-        if (counts) {
-            let word = codes[(n * windows() + by * pool_w() + bx) * channel_groups() + group];
-            add_window_gradient(&inputs, &acc0, &bias0, word, 0u, g0);
-            add_window_gradient(&inputs, &acc1, &bias1, word, 1u, g1);
+        let word = codes[select(0u, (n * windows() + by * pool_w() + bx) * channel_groups() + group, counts)];
+        let live = vec4<bool>(counts);
+        add_window_gradient(&inputs, &acc0, &bias0, word, 0u, select(vec4<f32>(0.0), g0, live));
+        add_window_gradient(&inputs, &acc1, &bias1, word, 1u, select(vec4<f32>(0.0), g1, live));
+        place += 1u;
+        if (place == per_image && start + step + 1u < end) {
+            place = 0u;
+            n += 1u;
+            g0 = winner_gradient(n, group, 0u);
+            g1 = winner_gradient(n, group, 1u);
         }
     }
     if (!in_range) {
