@@ -588,9 +588,13 @@ fn k_quads() -> u32 {
     return (taps() + 3u) / 4u;
 }
 
-// k-quads padded to whole groups of eight lanes, so that eight neighbouring lanes share a block.
+// k-quads padded to whole groups of eight lanes, so that eight neighbouring lanes share a block; lanes
+// that share nothing need no padding (a first layer of 4 taps would otherwise run 8 lanes for 1 k-quad).
 fn k_lanes() -> u32 {
-    return (k_quads() + 7u) / 8u * 8u;
+    if (SHARED) {
+        return (k_quads() + 7u) / 8u * 8u;
+    }
+    return k_quads();
 }
 
 fn col_groups() -> u32 {

@@ -700,7 +700,9 @@ impl Kernels {
         partial: Region,
     ) -> Dispatch {
         let micro_chunks = chunks.of_micro(first, d.batch / branches);
-        let lanes = branches * micro_chunks * d.out_c.div_ceil(4 * v.col_quads) * d.taps().div_ceil(4).div_ceil(8) * 8;
+        // conv2d_gemm.wgsl's k_lanes(): k-quads padded to eights where lanes share a block's loads.
+        let k_lanes = if v.share == Share::Direct { d.taps().div_ceil(4) } else { d.taps().div_ceil(4).div_ceil(8) * 8 };
+        let lanes = branches * micro_chunks * d.out_c.div_ceil(4 * v.col_quads) * k_lanes;
         let bindings = [(1, x.clone()), (7, quads(&x)), (4, dz.clone()), (9, quads(&dz)), (6, partial), (13, step)];
         let mut c = variant_constants(d, branches, v);
         c.extend(chunks.constants());
