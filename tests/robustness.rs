@@ -418,7 +418,7 @@ fn a_tuning_cache_entry_that_is_no_variant_of_its_shape_is_measured_again() {
     let file = cache.join("gpu-siamese").join("tuning.json");
     let good: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let adapters = good.as_object().unwrap();
-    assert!(adapters.keys().all(|k| k.starts_with(&format!("gpu-siamese {} | ", env!("CARGO_PKG_VERSION")))), "the cache names the program's version: {adapters:?}");
+    assert!(adapters.keys().all(|k| k.starts_with(&format!("gpu-siamese {} engine ", env!("CARGO_PKG_VERSION")))), "the cache names the program's version and its kernels: {adapters:?}");
     for (rows, col_quads) in [(3, 7), (0, 4), (1_000_000, 1)] {
         let mut bad = good.clone();
         for shapes in bad.as_object_mut().unwrap().values_mut() {

@@ -26,12 +26,30 @@ pub fn cache_path() -> Option<PathBuf> {
     Some(base.join("gpu-siamese").join("tuning.json"))
 }
 
-/// What identifies an adapter's behaviour and the kernels measured on it: the program's version (its
-/// kernels change between versions), the adapter's name, backend, driver, and whether kernels may use
-/// subgroups on it.
+/// What identifies an adapter's behaviour and the kernels measured on it: the program's version and a
+/// fingerprint of the engine's shaders (a choice measured on other kernels may no longer be the
+/// fastest), the adapter's name, backend, driver, and whether kernels may use subgroups on it.
 pub fn adapter_key(gpu: &Gpu) -> String {
     let i = &gpu.info;
-    format!("gpu-siamese {} | {} | {:?} | {} {} | subgroups {}", env!("CARGO_PKG_VERSION"), i.name, i.backend, i.driver, i.driver_info, gpu.subgroups)
+    format!(
+        "gpu-siamese {} engine {:016x} | {} | {:?} | {} {} | subgroups {}",
+        env!("CARGO_PKG_VERSION"),
+        engine_fingerprint(),
+        i.name,
+        i.backend,
+        i.driver,
+        i.driver_info,
+        gpu.subgroups
+    )
+}
+
+/// FNV-1a over the prelude and every convolution-engine module's source: stable across builds and
+/// toolchains, changed by any edit to the kernels the tuner chooses between.
+fn engine_fingerprint() -> u64 {
+    let mut sources: Vec<String> = super::all_kernels().into_iter().filter(|k| k.module.starts_with("conv2d_gemm")).map(|k| k.source()).collect();
+    sources.sort();
+    sources.dedup();
+    std::iter::once(super::PRELUDE.to_string()).chain(sources).flat_map(String::into_bytes).fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 fn shape_key(d: &Conv2dDims, product: Product) -> String {
