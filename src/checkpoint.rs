@@ -71,10 +71,7 @@ fn sync_folder(path: &Path) {
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_temporary(path, bytes)?;
-    std::fs::rename(temporary_of(path), path)?;
-    sync_folder(path);
-    Ok(())
+    write_atomically_with(path, |file| file.write_all(bytes))
 }
 
 /// Writes several files as one set: every temporary first, and only when all are on disk the renames,

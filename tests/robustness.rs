@@ -194,6 +194,14 @@ fn a_run_stopped_between_its_epoch_files_resumes_to_the_same_bits() {
     assert_eq!(rows(&mixed), rows(&two));
 }
 
+/// `dir` (made) holding model.safetensors, a checkpoint of `arch` on 28x28 grayscale pictures; its path.
+fn model_in(dir: &Path, arch: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("model.safetensors");
+    std::fs::write(&path, checkpoint_bytes(arch, [28, 28, 1], false)).unwrap();
+    path
+}
+
 /// A checkpoint of `arch` for `input`, with freshly drawn weights, as `train` writes one.
 fn checkpoint_bytes(arch: &str, input: [usize; 3], poison: bool) -> Vec<u8> {
     let spec: TowerSpec = arch.parse().unwrap();
@@ -462,8 +470,7 @@ fn only_regular_files_of_a_pictures_size_are_read() {
             grey_png(&dir.join("pics").join(class).join(format!("{i}.png")), 20 + 60 * i as u8);
         }
     }
-    let checkpoint = dir.join("model.safetensors");
-    std::fs::write(&checkpoint, checkpoint_bytes("conv(8,2),gap,dense(4)", [28, 28, 1], false)).unwrap();
+    let checkpoint = model_in(&dir, "conv(8,2),gap,dense(4)");
     let pics = dir.join("pics");
     let odd = pics.join("b").join("odd.png");
     let plain = pics.join("a").join("0.png");
@@ -510,9 +517,7 @@ fn only_regular_files_of_a_pictures_size_are_read() {
 #[test]
 fn values_no_run_can_use_are_refused_and_odd_ones_noted() {
     let dir = temp_dir("values");
-    std::fs::create_dir_all(&dir).unwrap();
-    let checkpoint = dir.join("model.safetensors");
-    std::fs::write(&checkpoint, checkpoint_bytes("conv(8,2),gap,dense(4)", [28, 28, 1], false)).unwrap();
+    let checkpoint = model_in(&dir, "conv(8,2),gap,dense(4)");
     let (a, b) = (dir.join("a.png"), dir.join("b.png"));
     grey_png(&a, 10);
     grey_png(&b, 90);
@@ -592,9 +597,7 @@ fn search_and_embed_write_their_files_whole_and_small() {
     // 20,000 queries of a 48-value embedding against 2,000, k 64: 1.28 million results, streamed to CSV
     // and JSON rather than built in memory. Precision@1 leaves each query's own source out.
     let dir = temp_dir("stream");
-    std::fs::create_dir_all(&dir).unwrap();
-    let checkpoint = dir.join("model.safetensors");
-    std::fs::write(&checkpoint, checkpoint_bytes("conv(8,2),gap,dense(48)", [28, 28, 1], false)).unwrap();
+    let checkpoint = model_in(&dir, "conv(8,2),gap,dense(48)");
     let set = |name: &str, count: usize, labels: usize| {
         let vectors: Vec<f32> = (0..count * 48).map(|i| ((i as u32).wrapping_mul(2654435761) >> 8) as f32 / 16777216.0).collect();
         std::fs::write(dir.join(format!("{name}.npy")), gpu_siamese::npy::npy_f32(&vectors, &[count, 48])).unwrap();
