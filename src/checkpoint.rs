@@ -8,7 +8,9 @@ use safetensors::{Dtype, SafeTensors};
 use crate::config::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::Write;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 /// Where a run stands when a checkpoint is written.
@@ -27,6 +29,7 @@ pub struct Progress {
 
 const FORMAT: &str = "gpu-siamese checkpoint 1";
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Where `path` is written before it is renamed into place.
 pub fn temporary_of(path: &Path) -> std::path::PathBuf {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
@@ -36,10 +39,12 @@ pub fn temporary_of(path: &Path) -> std::path::PathBuf {
 
 /// Writes `bytes` to `path`'s temporary and flushes it to disk; a failed write (a full disk, say)
 /// removes the partial temporary rather than leave it taking the space.
+#[cfg(not(target_arch = "wasm32"))]
 fn write_temporary(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_temporary_with(path, |file| file.write_all(bytes))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// As [`write_temporary`], what `write` writes, through a buffer.
 fn write_temporary_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let tmp = temporary_of(path);
@@ -54,6 +59,7 @@ fn write_temporary_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::
     written
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes what `write` writes to `path` atomically, streamed: never whole in memory.
 pub fn write_atomically_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     write_temporary_with(path, write)?;
@@ -63,17 +69,20 @@ pub fn write_atomically_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> 
 }
 
 /// Makes renames in `path`'s folder durable where the platform allows it.
+#[cfg(not(target_arch = "wasm32"))]
 fn sync_folder(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomically_with(path, |file| file.write_all(bytes))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes several files as one set: every temporary first, and only when all are on disk the renames,
 /// in the order given (the last one marks the set complete). If any write fails, the temporaries are
 /// removed and the files already there are left as they were.
@@ -101,6 +110,7 @@ pub fn write_set(files: &[(std::path::PathBuf, Vec<u8>)]) -> Result<(), (std::pa
     Ok(())
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Saves the weights in `params` and the layers' state in `state` (the plan's flat layouts), plus any
 /// `extra` buffers of the parameters' layout under a name prefix (the resume file's Adam moments),
 /// with the run's metadata.
@@ -166,6 +176,7 @@ fn serialize(tensors: &mut [(String, Vec<usize>, &[f32])], metadata: &BTreeMap<&
     bytes
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Whether `path` holds a gpu-siamese checkpoint: a safetensors header whose metadata names the format.
 /// Reads the header only (bounded), so it is cheap on any file.
 pub fn is_checkpoint(path: &Path) -> bool {
@@ -197,11 +208,18 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: &Path) -> Result<Checkpoint, String> {
-        let err = |m: String| format!("{}: {m}", path.display());
         // The largest tower a checkpoint may hold is 2^29 parameters (2 GiB), its resume file twice
         // that again in Adam's moments.
         let bytes = crate::inputs::read_bounded(path, "checkpoint", 7 << 30)?;
+        Checkpoint::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// A checkpoint from its bytes; errors begin with `name`.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, String> {
+        let err = |m: String| format!("{name}: {m}");
+        let bytes = bytes;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file ({e})")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("{e}")))?;
         let metadata = header.metadata().clone().unwrap_or_default();

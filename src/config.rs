@@ -32,7 +32,7 @@ pub struct TrainConfig {
     /// Random changes to the training images (none by default).
     #[serde(default)]
     pub augment: crate::data::Augment,
-    /// How training batches are drawn.
+/// How training batches are drawn.
     #[serde(default)]
     pub sampler: Sampler,
     /// What a step minimises.
@@ -63,6 +63,42 @@ pub struct TrainConfig {
     pub background: Option<f32>,
 }
 
+impl TrainConfig {
+    /// The tutorial's run (its tower on 28x28x1 pictures, batch 64, Adam at 1e-3, margin 1) for `epochs`
+    /// from `seed`; what `train` runs when given no options.
+    pub fn tutorial(epochs: usize, seed: u64) -> TrainConfig {
+        TrainConfig {
+            arch: crate::model::TUTORIAL_TOWER.to_string(),
+            input: [28, 28, 1],
+            epochs,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            margin: 1.0,
+            seed,
+            resample_pairs: false,
+            train_limit: None,
+            test_limit: None,
+            holdout_classes: vec![],
+            test_fraction: default_test_fraction(),
+            class_names: vec![],
+            augment: Default::default(),
+            sampler: Sampler::Pairs,
+            loss: LossKind::Contrastive,
+            data: None,
+            exact: false,
+            lr_schedule: Default::default(),
+            warmup_epochs: 0.0,
+            early_stopping: None,
+            no_self_pairs: false,
+            background: None,
+        }
+    }
+}
+
+
 /// How training batches are drawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -75,7 +111,8 @@ pub enum Sampler {
     Pk { classes_per_batch: usize, images_per_class: usize },
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LossKind {
     /// y d^2 + (1 - y) max(margin - d, 0)^2, the tutorial's.

@@ -2,71 +2,16 @@
 //! the evaluation of a checkpoint on a set's pairs (verification scores), on its images (retrieval) and
 //! in N-way K-shot episodes, for `gpu-siamese evaluate`, `compare`, `embed` and `report`.
 
-use crate::checkpoint::Checkpoint;
 use crate::data::{Holdout, ImageSet, Label, Pair};
 use crate::gpu::{Gpu, Kernels};
 use crate::metrics::{
     best_threshold, equal_error_rate, few_shot, Episodes, retrieval, roc_auc, roc_curve, threshold_for_far, Confusion,
     FewShot, Retrieval, RocPoint,
 };
-use crate::model::{InputShape, Plan, TowerSpec};
 use crate::run::{calibration_pairs, labels_of, pair_rows, pair_set_loss, paired_images, run_dataset, run_set, test_pairs};
-use crate::tower::{GpuTower, Weights};
+pub use crate::trained::Trained;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
-
-/// A checkpoint made ready to run: its tower and its weights.
-pub struct Trained {
-    pub path: PathBuf,
-    pub checkpoint: Checkpoint,
-    /// The tower laid out for its input (the batch is the inference tower's to choose).
-    pub plan: Plan,
-    pub params: Vec<f32>,
-    pub state: Vec<f32>,
-}
-
-impl Trained {
-    pub fn load(path: &Path) -> Result<Trained, String> {
-        let checkpoint = Checkpoint::load(path)?;
-        let spec: TowerSpec =
-            checkpoint.arch.parse().map_err(|e| format!("{}: its tower \"{}\" does not parse: {e}", path.display(), checkpoint.arch))?;
-        let [h, w, c] = checkpoint.config.input;
-        let mut plan = Plan::new(&spec, InputShape { h, w, c }, 2, checkpoint.config.seed).map_err(|e| format!("{}: {e}", path.display()))?;
-        plan.exact = checkpoint.config.exact;
-        let params = checkpoint.flat(&plan, "").map_err(|e| format!("{}: {e}", path.display()))?;
-        let state = checkpoint.state(&plan).map_err(|e| format!("{}: {e}", path.display()))?;
-        let tensors = plan.param_tensors().into_iter().map(|t| (t, &params)).chain(plan.state_tensors().into_iter().map(|t| (t, &state)));
-        for (t, values) in tensors {
-            if values[t.range.clone()].iter().any(|w| !w.is_finite()) {
-                return Err(format!("{}: tensor {} holds NaN or infinity", path.display(), t.name));
-            }
-        }
-        Ok(Trained { path: path.to_path_buf(), checkpoint, plan, params, state })
-    }
-
-    /// Makes pictures given to the model match its training pictures' background, as `polarity` says,
-    /// printing a note when any is inverted.
-    pub fn match_polarity(&self, pixels: &mut [u8], polarity: crate::data::Polarity) {
-        if let Some(note) = crate::data::match_polarity(pixels, self.input(), self.checkpoint.config.background, polarity) {
-            eprintln!("note: {note}");
-        }
-    }
-
-    /// The distance below which a pair is called "same", calibrated on training pairs when it was saved.
-    pub fn threshold(&self) -> f32 {
-        self.checkpoint.progress.threshold
-    }
-
-    pub fn input(&self) -> InputShape {
-        self.plan.input
-    }
-
-    /// The model on the GPU for inference, weights loaded, `batch` images a pass (or as many as fit).
-    pub fn tower<'a>(&self, gpu: &'a Gpu, kernels: &'a Kernels, batch: Option<usize>) -> Result<GpuTower<'a>, String> {
-        let weights = Weights::Host { params: &self.params, state: &self.state };
-        GpuTower::new(gpu, kernels, &self.plan, weights, batch).map_err(|e| format!("{}: {e}", self.path.display()))
-    }
-}
+use std::path::PathBuf;
 
 /// Which of the test set's classes an evaluation scores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]

@@ -13,18 +13,13 @@
 //! - [`inputs`]: files read with bounds; [`outputs`]: the guard every command's outputs pass before any work.
 //! - [`bench`]: the step's time and each kernel's, for `gpu-siamese bench`.
 
-pub mod bench;
+// The core: compiles for every target, the browser's included; no threads, and files only as bytes.
 pub mod checkpoint;
-pub mod compare;
 pub mod config;
 pub mod data;
-pub mod dedup;
-pub mod embed;
-pub mod evaluate;
 pub mod feed;
-pub mod gallery;
 pub mod gpu;
-pub mod inputs;
+pub mod layer_check;
 pub mod layers;
 pub mod metrics;
 pub mod model;
@@ -32,13 +27,39 @@ pub mod npy;
 pub mod objective;
 pub mod onnx;
 pub mod optimizer;
-pub mod outputs;
 pub mod plot;
 pub mod reference;
-pub mod report;
 pub mod run;
-pub mod search;
-pub mod summary;
 pub mod tower;
-pub mod train;
+pub mod trained;
+pub mod trainer;
 pub mod twin;
+
+// The command line's host: files, folders, threads, the terminal (src/main.rs is its entry point).
+// The page's host is the crate in web/.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod compare;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod dedup;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod embed;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod evaluate;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gallery;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod inputs;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod outputs;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod report;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod search;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod summary;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;

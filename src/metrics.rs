@@ -286,15 +286,16 @@ pub fn retrieval(embeddings: &[f32], dim: usize, labels: &[Label]) -> Retrieval 
         Some(((labels[neighbours[0].1] == labels[q]) as u8 as f64, ap / r as f64))
     };
     // Every query against every item is count^2 distances: split the queries over the CPU's cores.
+    // (A browser's page has no threads: available_parallelism fails there and the queries run here.)
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(count.max(1));
     let chunk = count.div_ceil(threads.max(1)).max(1);
-    let scores: Vec<Option<(f64, f64)>> = std::thread::scope(|scope| {
+    let scores: Vec<Option<(f64, f64)>> = if threads <= 1 { (0..count).map(score).collect() } else { std::thread::scope(|scope| {
         let handles: Vec<_> = (0..count)
             .step_by(chunk)
             .map(|start| scope.spawn(move || (start..(start + chunk).min(count)).map(score).collect::<Vec<_>>()))
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("retrieval thread")).collect()
-    });
+    }) };
     let scored: Vec<(f64, f64)> = scores.into_iter().flatten().collect();
     let n = scored.len().max(1) as f64;
     Retrieval {

@@ -6,12 +6,9 @@
 //! computes it. The protobuf encoding is prost's (derived from the messages below, the subset of
 //! onnx.proto this needs, field numbers as there).
 
-use crate::checkpoint::write_atomically;
-use crate::evaluate::Trained;
 use crate::layers::{LayerOp, Shape};
 use crate::model::Plan;
 use prost::Message;
-use std::path::Path;
 
 /// The ONNX operator set the graphs use.
 pub const OPSET: i64 = 13;
@@ -342,8 +339,9 @@ pub fn pair_model(plan: &Plan, params: &[f32], state: &[f32]) -> ModelProto {
 }
 
 /// Writes `trained`'s tower (and, with `pair`, its distance) as ONNX files.
-pub fn export(trained: &Trained, onnx: &Path, pair: Option<&Path>) -> Result<(), String> {
-    let write = |path: &Path, model: ModelProto| write_atomically(path, &model.encode_to_vec()).map_err(|e| format!("cannot write {}: {e}", path.display()));
+#[cfg(not(target_arch = "wasm32"))]
+pub fn export(trained: &crate::evaluate::Trained, onnx: &std::path::Path, pair: Option<&std::path::Path>) -> Result<(), String> {
+    let write = |path: &std::path::Path, model: ModelProto| crate::checkpoint::write_atomically(path, &model.encode_to_vec()).map_err(|e| format!("cannot write {}: {e}", path.display()));
     write(onnx, tower_model(&trained.plan, &trained.params, &trained.state))?;
     let (h, w, c) = (trained.plan.input.h, trained.plan.input.w, trained.plan.input.c);
     println!(

@@ -4,6 +4,7 @@
 
 use crate::model::InputShape;
 use image::{Rgb, RgbImage};
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 pub type Colour = [u8; 3];
@@ -172,6 +173,7 @@ impl Canvas {
     }
 
     /// Writes the canvas as a PNG file, atomically.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let mut bytes = Vec::new();
         self.image

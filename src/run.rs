@@ -3,12 +3,17 @@
 //! calibration), its batches and what they minimise, and where its files go.
 
 use crate::config::{LossKind, Sampler, TrainConfig};
-use crate::data::{class_balanced_batches, load_dataset, make_pairs_with, shuffle, DataKind, Dataset, FolderOptions, Holdout, ImageSet, Label, Pair};
+use crate::data::{class_balanced_batches, make_pairs_with, shuffle, DataKind, Dataset, ImageSet, Label, Pair};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::data::{load_dataset, FolderOptions, Holdout};
 use crate::metrics::{contrastive_loss, triplet_loss};
-use crate::model::{InputShape, TowerSpec};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::model::InputShape;
+use crate::model::TowerSpec;
 use crate::objective::Objective;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
 
 /// Training pairs the distance threshold is calibrated on, each epoch (a fixed sample, eval mode): at most
@@ -83,6 +88,11 @@ pub fn epoch_pairs(config: &TrainConfig, base: &[Pair], labels: &[Label], epoch:
     let mut pairs = if config.resample_pairs { make_pairs_with(labels, &mut epoch_rng, !config.no_self_pairs) } else { base.to_vec() };
     shuffle(&mut pairs, &mut epoch_rng);
     pairs
+}
+
+/// The pairs in step `step` of an epoch over `total` pairs: the batch size, less in a last, partial batch.
+pub fn pairs_in_step(step: usize, batch: usize, total: usize) -> usize {
+    batch.min(total - step * batch)
 }
 
 /// Steps in an epoch: every pair once, or, with class-balanced batches, as many batches as the
@@ -162,6 +172,7 @@ pub fn labels_of(pairs: &[Pair]) -> Vec<f32> {
 
 /// A run's dataset (IDX files or class folders), its held-out classes resolved to labels. A folder
 /// dataset is made into the run's input shape.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_dataset(config: &TrainConfig, data: Option<&Path>, holdout: Holdout) -> Result<(Dataset, Vec<Label>), String> {
     let [h, w, c] = config.input;
     let folder = FolderOptions { shape: InputShape { h, w, c }, test_fraction: config.test_fraction, seed: config.seed, idx_limits: [config.train_limit, config.test_limit] };
@@ -189,6 +200,7 @@ pub fn check_usable(set: &ImageSet, what: &str) -> Result<(), String> {
 }
 
 /// `runs/<UTC date and time>`, the default output folder.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn default_out_dir() -> PathBuf {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86400) as i64, secs % 86400);

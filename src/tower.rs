@@ -7,7 +7,7 @@
 //! It runs the training twin's forward kernels with dropout off, so an image's embedding, and a pair's
 //! distance, are the same bits as the twin's.
 
-use crate::gpu::{submit, Dispatch, Gpu, Kernels, Region, StepUniform};
+use crate::gpu::{submit, Dispatch, Gpu, Kernels, ReadBack, Region, StepUniform};
 use crate::layers::conv2d::PoolEpilogue;
 use crate::layers::{Fusion, Io, LayerOp};
 use crate::model::{InputShape, Plan, TowerSpec};
@@ -134,8 +134,30 @@ impl<'a> GpuTower<'a> {
         self.plan.embedding_dim
     }
 
-    /// The embeddings of `images` (bytes, one input after another), kept on the GPU.
+    /// The embeddings of `images` (bytes, one input after another), kept on the GPU; a large set shows
+    /// its progress on a terminal.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_on_gpu(&self, images: &[u8]) -> Result<DeviceEmbeddings, TooLarge> {
+        let count = images.len() / self.plan.input.len();
+        // Every 8 batches the GPU is waited for, so the bar shows what is done, not what is queued.
+        let bar = if count.div_ceil(self.plan.batch) >= 32 {
+            let bar = indicatif::ProgressBar::new(count as u64);
+            bar.set_style(indicatif::ProgressStyle::with_template("embedding {pos}/{len} pictures {wide_bar} {eta}").expect("a valid template"));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let embeddings = self.embed_on_gpu_with(images, |done| {
+            self.gpu.wait();
+            bar.set_position(done as u64);
+        });
+        bar.finish_and_clear();
+        embeddings
+    }
+
+    /// The embeddings of `images` kept on the GPU, `progress` told how many are submitted every 8
+    /// batches.
+    pub fn embed_on_gpu_with(&self, images: &[u8], mut progress: impl FnMut(usize)) -> Result<DeviceEmbeddings, TooLarge> {
         let (len, batch, dim) = (self.plan.input.len(), self.plan.batch, self.dim());
         assert_eq!(images.len() % len, 0, "whole images");
         let count = images.len() / len;
@@ -149,20 +171,9 @@ impl<'a> GpuTower<'a> {
         }
         let out = self.gpu.storage("embeddings", count * dim);
         let mut inputs = vec![0.0f32; batch * len];
-        // A large set shows its progress (on a terminal): every 8 batches the GPU is waited for, so the
-        // bar shows what is done, not what is queued.
-        let batches = count.div_ceil(batch);
-        let bar = if batches >= 32 {
-            let bar = indicatif::ProgressBar::new(count as u64);
-            bar.set_style(indicatif::ProgressStyle::with_template("embedding {pos}/{len} pictures {wide_bar} {eta}").expect("a valid template"));
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
         for (b, start) in (0..count).step_by(batch).enumerate() {
             if b % 8 == 7 {
-                self.gpu.wait();
-                bar.set_position(start as u64);
+                progress(start);
             }
             let n = batch.min(count - start);
             for (x, &b) in inputs.iter_mut().zip(&images[start * len..(start + n) * len]) {
@@ -175,11 +186,11 @@ impl<'a> GpuTower<'a> {
             encoder.copy_buffer_to_buffer(&self.embeddings, 0, &out, (start * dim * 4) as u64, (n * dim * 4) as u64);
             self.gpu.queue.submit([encoder.finish()]);
         }
-        bar.finish_and_clear();
         Ok(DeviceEmbeddings { buffer: out, count, dim })
     }
 
     /// The embeddings of `images` (bytes, one input after another), [count, dim].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed(&self, images: &[u8]) -> Result<Vec<f32>, TooLarge> {
         let embeddings = self.embed_on_gpu(images)?;
         Ok(embeddings.read(self.gpu))
@@ -187,7 +198,13 @@ impl<'a> GpuTower<'a> {
 
     /// The distance between rows a and b of `embeddings` for each pair (a, b), as the twin's distance
     /// kernel computes it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn pair_distances(&self, embeddings: &DeviceEmbeddings, pairs: &[(u32, u32)]) -> Result<Vec<f32>, TooLarge> {
+        Ok(pollster::block_on(self.pair_distances_async(embeddings, pairs)?))
+    }
+
+    /// `pair_distances`, its read-back to await.
+    pub fn pair_distances_async(&self, embeddings: &DeviceEmbeddings, pairs: &[(u32, u32)]) -> Result<ReadBack, TooLarge> {
         let bytes = (embeddings.count * embeddings.dim * 4) as u64;
         if bytes > self.gpu.max_binding_bytes() {
             return Err(TooLarge(format!(
@@ -203,11 +220,12 @@ impl<'a> GpuTower<'a> {
         let dist = self.gpu.storage("distances", pairs.len());
         let d = self.kernels.pair_distance(pairs.len(), embeddings.dim, Region::whole(&embeddings.buffer), Region::whole(&rows), Region::whole(&dist));
         submit(self.gpu, &[&d]);
-        Ok(self.gpu.read(&dist, 0, pairs.len()))
+        Ok(self.gpu.read_async(&dist, 0, pairs.len()))
     }
 
     /// The distances of `pairs` (indices into `images`, bytes one input after another): each image
     /// embedded once, each pair's distance from its two embeddings.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn distances(&self, images: &[u8], pairs: &[(u32, u32)]) -> Result<Vec<f32>, TooLarge> {
         let embeddings = self.embed_on_gpu(images)?;
         self.pair_distances(&embeddings, pairs)
@@ -215,8 +233,14 @@ impl<'a> GpuTower<'a> {
 }
 
 impl DeviceEmbeddings {
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, gpu: &Gpu) -> Vec<f32> {
-        gpu.read(&self.buffer, 0, self.count * self.dim)
+        pollster::block_on(self.fetch(gpu))
+    }
+
+    /// The embeddings, [count, dim], read back.
+    pub fn fetch(&self, gpu: &Gpu) -> ReadBack {
+        gpu.read_async(&self.buffer, 0, self.count * self.dim)
     }
 }
 

@@ -164,10 +164,6 @@ pub fn run_files_in(out: &Path) -> Vec<&'static str> {
     RUN_FILES.into_iter().filter(|name| out.join(name).exists()).collect()
 }
 
-/// The pairs in step `step` of an epoch over `total` pairs: the batch size, less in a last, partial batch.
-fn pairs_in_step(step: usize, batch: usize, total: usize) -> usize {
-    batch.min(total - step * batch)
-}
 
 
 pub fn train(run: &TrainRun) -> Result<Outcome, String> {

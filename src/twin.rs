@@ -13,7 +13,7 @@
 use crate::data::Augment;
 use crate::feed::{DeviceImages, DevicePairs};
 use crate::gpu::ops::{BATCH_CONTRASTIVE_BACKWARD, BATCH_CONTRASTIVE_FORWARD, BATCH_TRIPLET_BACKWARD, BATCH_TRIPLET_FORWARD};
-use crate::gpu::{submit, Dispatch, Gpu, Kernels, Region, StepUniform};
+use crate::gpu::{submit, Dispatch, Gpu, Kernels, ReadBack, Region, StepUniform};
 use crate::layers::conv2d::{PoolEpilogue, WeightChunks};
 use crate::layers::{Fusion, Io, LayerOp};
 use crate::model::Plan;
@@ -429,16 +429,22 @@ impl<'a> GpuTwin<'a> {
     }
 
     /// Distances and mean loss of the batch last uploaded, with dropout off; waits for the GPU.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&self) -> (Vec<f32>, f32) {
+        pollster::block_on(self.evaluate_async())
+    }
+
+    /// `evaluate`, its read-backs awaited.
+    pub async fn evaluate_async(&self) -> (Vec<f32>, f32) {
         self.write_step(false, self.loss_capacity, 0, self.plan.pairs());
         for m in &self.micros {
             self.upload_micro(m);
             submit(self.gpu, &m.forward.iter().collect::<Vec<_>>());
         }
         submit(self.gpu, &[&self.loss]);
-        let distances = self.gpu.read(&self.distances, 0, self.plan.pairs());
-        let loss = self.gpu.read(&self.losses, self.loss_capacity, 1)[0];
-        (distances, loss)
+        let distances = self.gpu.read_async(&self.distances, 0, self.plan.pairs());
+        let loss = self.gpu.read_async(&self.losses, self.loss_capacity, 1);
+        (distances.await, loss.await[0])
     }
 
     /// The launches that gather this twin's batches from `pairs` over `images`: built once per list.
@@ -468,16 +474,24 @@ impl<'a> GpuTwin<'a> {
     }
 
     /// Losses of training steps `first..first + count`, which must still be in the ring of slots.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_losses(&self, first: u64, count: usize) -> Vec<f32> {
+        pollster::block_on(self.fetch_losses(first, count))
+    }
+
+    /// `read_losses`, awaited.
+    pub async fn fetch_losses(&self, first: u64, count: usize) -> Vec<f32> {
         assert!(count <= self.loss_capacity && first + count as u64 <= self.step, "losses {first}+{count} are gone");
         let start = self.loss_slot(first);
         let head = count.min(self.loss_capacity - start);
-        let mut losses = self.gpu.read(&self.losses, start, head);
-        losses.extend(self.gpu.read(&self.losses, 0, count - head));
+        let (front, back) = (self.gpu.read_async(&self.losses, start, head), self.gpu.read_async(&self.losses, 0, count - head));
+        let mut losses = front.await;
+        losses.extend(back.await);
         losses
     }
 
     /// The loss of training step `step` (0-based), if it is still in the ring of slots.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_loss(&self, step: u64) -> f32 {
         self.read_losses(step, 1)[0]
     }
@@ -495,20 +509,40 @@ impl<'a> GpuTwin<'a> {
         self.gpu.write(&self.state, 0, state);
     }
 
+    /// The layers' state (moving statistics), read back.
+    pub fn fetch_state(&self) -> ReadBack {
+        self.gpu.read_async(&self.state, 0, self.plan.state_len)
+    }
+
+    /// The weights, read back.
+    pub fn fetch_params(&self) -> ReadBack {
+        self.gpu.read_async(&self.params, 0, self.plan.param_len)
+    }
+
+    /// Adam's two moments, read back.
+    pub fn fetch_adam(&self) -> (ReadBack, ReadBack) {
+        (self.gpu.read_async(&self.adam_m, 0, self.plan.param_len), self.gpu.read_async(&self.adam_v, 0, self.plan.param_len))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_state(&self) -> Vec<f32> {
-        self.gpu.read(&self.state, 0, self.plan.state_len)
+        pollster::block_on(self.fetch_state())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_params(&self) -> Vec<f32> {
-        self.gpu.read(&self.params, 0, self.plan.param_len)
+        pollster::block_on(self.fetch_params())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grads(&self) -> Vec<f32> {
         self.gpu.read(&self.grads, 0, self.plan.param_len)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_adam(&self) -> (Vec<f32>, Vec<f32>) {
-        (self.gpu.read(&self.adam_m, 0, self.plan.param_len), self.gpu.read(&self.adam_v, 0, self.plan.param_len))
+        let (m, v) = self.fetch_adam();
+        (pollster::block_on(m), pollster::block_on(v))
     }
 
     /// Whether layer `layer`'s output is kept (not inside a fused run).
@@ -518,11 +552,13 @@ impl<'a> GpuTwin<'a> {
 
     /// The output of layer `layer` (0-based) for the last batch; not for the layers inside a fused
     /// run, nor when the step runs in micro-batches (the buffers hold one micro-batch's).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_activation(&self, layer: usize) -> Vec<f32> {
         assert!(self.stores(layer), "layer {layer}'s output for the whole batch is never stored");
         self.gpu.read(&self.activations[layer], 0, self.plan.layers[layer].output_len)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_distances(&self) -> Vec<f32> {
         self.gpu.read(&self.distances, 0, self.plan.pairs())
     }

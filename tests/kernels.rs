@@ -770,3 +770,20 @@ fn new_layers_match_reference() {
     let (batch, shape) = (8, Shape::map(28, 28, 5));
     layer_matches_reference("bn 8x28x28x5", &BatchNormDims { batch, shape }, batch * shape.len(), 2, seed ^ 9);
 }
+
+#[test]
+fn the_librarys_layer_check_covers_every_kind_and_passes() {
+    use gpu_siamese::layer_check::{every_layer_kind, AWKWARD_TOWERS, TOLERANCE};
+    let (gpu, kernels) = gpu();
+    let seed = fresh_seed("layer check");
+    let found = pollster::block_on(every_layer_kind(gpu, kernels, seed)).unwrap();
+    // Every layer kind appears in the towers the check (and the page) runs.
+    for kind in gpu_siamese::layers::LAYER_NAMES {
+        assert!(AWKWARD_TOWERS.iter().any(|(arch, _, _)| arch.split(',').any(|l| l.split('(').next() == Some(kind))), "no awkward tower has {kind}");
+    }
+    assert!(found.len() >= 40, "{} comparisons", found.len());
+    for c in &found {
+        eprintln!("{}: relative error {:.2e}", c.what, c.relative_error);
+        assert!(c.relative_error <= TOLERANCE, "{}: relative error {:.3e}", c.what, c.relative_error);
+    }
+}

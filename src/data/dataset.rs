@@ -13,10 +13,17 @@
 //! classes with fewer than two pictures (no positive pair) are left out, by name; an empty dataset
 //! stops with the path.
 
-use super::{find_fashion_mnist, idx_notes, list_images, load_image, load_split_prefix, repeat_note, DataError, ImageFile, ImageSet, Label};
+use super::{idx_notes, list_images, load_split_prefix, DataError, ImageFile, ImageSet, Label};
+#[cfg(not(target_arch = "wasm32"))]
+use super::{find_fashion_mnist, repeat_note};
+#[cfg(not(target_arch = "wasm32"))]
+use super::load_image;
 use crate::model::InputShape;
+#[cfg(not(target_arch = "wasm32"))]
 use rand::seq::SliceRandom;
+#[cfg(not(target_arch = "wasm32"))]
 use rand::SeedableRng;
+#[cfg(not(target_arch = "wasm32"))]
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 
@@ -144,6 +151,7 @@ pub fn resolve_classes(tokens: &[String], class_names: &[String]) -> Result<Vec<
     Ok(labels)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Decodes `paths` into `shape` in parallel over the CPU's cores, keeping their order.
 pub fn decode_all(paths: &[PathBuf], shape: InputShape) -> Vec<Result<Vec<u8>, DataError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len()).max(1);
@@ -154,6 +162,7 @@ pub fn decode_all(paths: &[PathBuf], shape: InputShape) -> Vec<Result<Vec<u8>, D
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Decodes a scanned folder dataset and splits it; `holdout` classes go to the test set whole.
 pub fn load_folders(scan: &FolderScan, opts: &FolderOptions, holdout: &[Label]) -> Result<Dataset, String> {
     let classes = scan.class_names.len();
@@ -282,6 +291,7 @@ pub enum Holdout<'a> {
 }
 
 impl Holdout<'_> {
+    #[cfg(not(target_arch = "wasm32"))]
     fn resolve(self, class_names: &[String]) -> Result<Vec<Label>, String> {
         match self {
             Holdout::Names(tokens) => resolve_classes(tokens, class_names),
@@ -293,6 +303,7 @@ impl Holdout<'_> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The dataset at `explicit` (IDX files or class folders, told apart by what it holds), or, without
 /// one, Fashion-MNIST from the usual places. `holdout` classes a folder dataset puts in its test set
 /// whole; the labels they resolve to are returned.

@@ -35,9 +35,13 @@ pub fn beyond_free_memory(bytes: u64) -> Option<u64> {
 /// file is not read (nor decompressed), so a limit keeps a huge or hostile file cheap. What is read
 /// must fit in the memory the machine has free.
 pub fn read_idx_prefix(path: &Path, items: Option<usize>) -> Result<IdxArray, DataError> {
+    let file = File::open(path).map_err(|e| DataError::new(path, format!("cannot open: {e}")))?;
+    parse_idx_prefix(BufReader::new(file), path, items)
+}
+
+/// As [`read_idx_prefix`], from a reader (a file, or bytes a page fetched); `path` names it in errors.
+pub fn parse_idx_prefix(mut reader: impl std::io::BufRead, path: &Path, items: Option<usize>) -> Result<IdxArray, DataError> {
     let err = |message: String| DataError::new(path, message);
-    let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-    let mut reader = BufReader::new(file);
     let mut gzip_magic = [0u8; 2];
     let is_gzip = {
         let buffered = std::io::BufRead::fill_buf(&mut reader).map_err(|e| err(format!("cannot read: {e}")))?;

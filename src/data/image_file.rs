@@ -10,36 +10,41 @@
 //! 5. optionally inverted (255 - v): Fashion-MNIST's pictures are light objects on black, most photos
 //!    are dark objects on light.
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::DataError;
 use crate::model::InputShape;
 use image::imageops::FilterType;
 use image::DynamicImage;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 /// The picture at `path` as the model's input: `shape.h * shape.w * shape.c` bytes, rows of pixels of
 /// channels (HWC).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_image(path: &Path, shape: InputShape, invert: bool) -> Result<Vec<u8>, DataError> {
     // Only a regular file of a picture's size is read: a FIFO or /dev/zero under a picture's name would
     // never end. (The message names the path itself.)
     let bytes = crate::inputs::read_bounded(path, "picture", crate::inputs::MOST_PICTURE_BYTES).map_err(|e| DataError::new(path, strip_path(&e, path)))?;
+    decode_picture(&bytes, shape, invert).map_err(|e| DataError::new(path, e))
+}
+
+/// A picture file's bytes as the model's input (see [`load_image`]); the error says what is wrong
+/// with them.
+pub fn decode_picture(bytes: &[u8], shape: InputShape, invert: bool) -> Result<Vec<u8>, String> {
     // The contents say what a file is, not its name.
-    let format = image::guess_format(&bytes).map_err(|_| {
-        DataError::new(path, "not an image file (its contents match no format this build decodes: PNG, JPEG, BMP, GIF, WebP, TIFF)")
-    })?;
+    let format = image::guess_format(bytes)
+        .map_err(|_| "not an image file (its contents match no format this build decodes: PNG, JPEG, BMP, GIF, WebP, TIFF)".to_string())?;
     // The size its header claims, checked before anything is decoded: a small file can hold a huge
     // picture (a 389 KB PNG of 20000x20000 decodes to 1.6 GB).
-    let reader = || image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
-    let (w, h) = reader().into_dimensions().map_err(|e| DataError::new(path, format!("cannot decode the image: {e}")))?;
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let (w, h) = reader().into_dimensions().map_err(|e| format!("cannot decode the image: {e}"))?;
     let budget = pixel_budget();
     if w as u64 * h as u64 > budget {
-        return Err(DataError::new(
-            path,
-            format!(
+        return Err(format!(
                 "{w}x{h} pixels, more than the {} megapixels a picture may have (GPU_SIAMESE_MAX_PIXELS={budget} raises it; the model sees {}x{} anyway)",
                 budget / 1_000_000,
                 shape.w,
                 shape.h
-            ),
         ));
     }
     let mut decoder = reader();
@@ -47,7 +52,7 @@ pub fn load_image(path: &Path, shape: InputShape, invert: bool) -> Result<Vec<u8
     // Eight bytes a pixel (16-bit RGBA, the widest a format here decodes to) and room for the decoder.
     limits.max_alloc = Some(budget * 8 + (64 << 20));
     decoder.limits(limits);
-    let picture = decoder.decode().map_err(|e| DataError::new(path, format!("cannot decode the image: {e}")))?;
+    let picture = decoder.decode().map_err(|e| format!("cannot decode the image: {e}"))?;
     Ok(to_input(&picture, shape, invert))
 }
 
@@ -57,7 +62,8 @@ pub fn pixel_budget() -> u64 {
     std::env::var("GPU_SIAMESE_MAX_PIXELS").ok().and_then(|v| v.parse().ok()).filter(|&v| v > 0).unwrap_or(40_000_000)
 }
 
-/// A message of [`crate::inputs`] without its leading path (DataError names the path itself).
+/// A message of `inputs` without its leading path (DataError names the path itself).
+#[cfg(not(target_arch = "wasm32"))]
 fn strip_path(message: &str, path: &Path) -> String {
     message.strip_prefix(&format!("{}: ", path.display())).unwrap_or(message).to_string()
 }

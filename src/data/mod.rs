@@ -11,10 +11,14 @@ mod pairs;
 
 pub use augment::Augment;
 pub use csv::{csv_field, parse_csv_line};
-pub use dataset::{decode_all, idx_dataset, idx_dataset_prefix, is_idx_folder, load_dataset, load_folders, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
+pub use dataset::{idx_dataset, idx_dataset_prefix, is_idx_folder, resolve_classes, scan_folders, DataKind, Dataset, FolderOptions, FolderScan, Holdout};
+#[cfg(not(target_arch = "wasm32"))]
+pub use dataset::{decode_all, load_dataset, load_folders};
 pub use folder::{is_image_name, list_images, repeat_note, ImageFile, Listing, IMAGE_EXTENSIONS};
-pub use idx::{beyond_free_memory, read_idx, read_idx_prefix, IdxArray};
-pub use image_file::{load_image, to_input};
+pub use idx::{beyond_free_memory, parse_idx_prefix, read_idx, read_idx_prefix, IdxArray};
+#[cfg(not(target_arch = "wasm32"))]
+pub use image_file::load_image;
+pub use image_file::{decode_picture, to_input};
 pub use polarity::{background_of, border_mean, match_polarity, Polarity};
 pub use pairs::{class_balanced_batches, make_pairs, make_pairs_with, shuffle, Pair};
 
@@ -147,11 +151,15 @@ pub fn load_split_prefix(dir: &Path, split: &str, limit: Option<usize>) -> Resul
         .ok_or_else(|| DataError::new(&dir.join(&images_stem), "not found (looked for .gz and uncompressed)"))?;
     let labels_path = find_file(dir, &labels_stem)
         .ok_or_else(|| DataError::new(&dir.join(&labels_stem), "not found (looked for .gz and uncompressed)"))?;
-    let images = read_idx_prefix(&images_path, limit)?;
+    image_set(read_idx_prefix(&images_path, limit)?, &images_path, read_idx_prefix(&labels_path, limit)?, &labels_path)
+}
+
+/// A split from its images' and labels' IDX arrays (read from the paths named), checked against each
+/// other.
+pub fn image_set(images: IdxArray, images_path: &Path, labels: IdxArray, labels_path: &Path) -> Result<ImageSet, DataError> {
     if images.dims.len() != 3 {
         return Err(DataError::new(&images_path, format!("expected images [count, rows, cols], found {} dimensions", images.dims.len())));
     }
-    let labels = read_idx_prefix(&labels_path, limit)?;
     if labels.dims.len() != 1 {
         return Err(DataError::new(&labels_path, format!("expected labels [count], found {} dimensions", labels.dims.len())));
     }

@@ -89,7 +89,8 @@ impl Kernel {
 
     /// Whether the module uses subgroup operations (the device must have the feature).
     pub fn needs_subgroups(self) -> bool {
-        self.files.iter().any(|(_, source)| source.contains("subgroup"))
+        // In code, not in comments: a file may say why it has no subgroups.
+        self.files.iter().any(|(_, source)| source.lines().any(|line| line.split("//").next().unwrap_or("").contains("subgroup")))
     }
 
     /// How many storage buffers the entry point binds: an adapter offers a fixed number per shader
@@ -141,7 +142,10 @@ impl std::hash::Hash for Kernel {
 
 /// Every kernel the program launches: the layers' and the twin's own (gather, distances, losses, Adam).
 pub fn all_kernels() -> Vec<Kernel> {
-    [crate::layers::layer_kernels().as_slice(), crate::layers::conv_block::KERNELS, super::ops::KERNELS, crate::bench::KERNELS, crate::search::KERNELS].concat()
+    let core = [crate::layers::layer_kernels().as_slice(), crate::layers::conv_block::KERNELS, super::ops::KERNELS].concat();
+    #[cfg(not(target_arch = "wasm32"))]
+    let core = [core.as_slice(), crate::bench::KERNELS, crate::search::KERNELS].concat();
+    core
 }
 
 /// The invocations of every workgroup; each shader declares @workgroup_size(256).
@@ -233,6 +237,7 @@ pub type Constants = [(&'static str, f64)];
 
 pub struct Kernels {
     pub(super) device: wgpu::Device,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(super) queue: wgpu::Queue,
     /// Whether the device has subgroups the kernels may use (see [`Gpu::subgroups`]).
     pub subgroups: bool,

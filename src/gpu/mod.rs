@@ -57,11 +57,13 @@ impl fmt::Display for GpuError {
 impl std::error::Error for GpuError {}
 
 /// The instance wgpu's environment variables describe (`WGPU_BACKEND` among them).
+#[cfg(not(target_arch = "wasm32"))]
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 
 /// Every adapter the instance sees, with its description.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<wgpu::Adapter> {
     let instance = instance();
     pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
@@ -69,6 +71,7 @@ pub fn list_adapters() -> Vec<wgpu::Adapter> {
 
 /// Lower is better: real GPUs before software ones (the reverse of their order under
 /// `WGPU_POWER_PREF=low` for discrete and integrated), native APIs before GL.
+#[cfg(not(target_arch = "wasm32"))]
 fn adapter_rank(info: &wgpu::AdapterInfo, power: Option<wgpu::PowerPreference>) -> (u8, u8) {
     use wgpu::DeviceType::*;
     let kind = match (info.device_type, power) {
@@ -107,6 +110,7 @@ impl Gpu {
     /// Opens the best adapter: the one `WGPU_ADAPTER_NAME` names (a case-insensitive substring), else a
     /// hardware GPU, else a software one such as lavapipe. `WGPU_BACKEND` restricts the backends and
     /// `WGPU_POWER_PREF=low` prefers integrated GPUs.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Gpu, GpuError> {
         let mut adapters = list_adapters();
         if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
@@ -123,9 +127,26 @@ impl Gpu {
         Self::open(adapter)
     }
 
+    /// The browser's adapter, through WebGPU (the page's way in: a browser offers one adapter at a time).
+    #[cfg(target_arch = "wasm32")]
+    pub async fn in_browser() -> Result<Gpu, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::BROWSER_WEBGPU, ..wgpu::InstanceDescriptor::new_without_display_handle() });
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .await
+            .map_err(|_| GpuError::NoAdapter)?;
+        Self::open_async(adapter).await
+    }
+
+    /// `open_async`, waited for.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+        pollster::block_on(Self::open_async(adapter))
+    }
+
     /// Opens a device asking for everything the adapter offers: the defaults WebGPU guarantees (4 storage
     /// buffers per stage, 128 MiB bindings) are too small for the twin.
-    pub fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+    pub async fn open_async(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
         let limits = adapter.limits();
         let info = adapter.get_info();
         if limits.max_storage_buffers_per_shader_stage < MOST_STORAGE_BUFFERS {
@@ -134,14 +155,16 @@ impl Gpu {
         let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size >= 8
             && std::env::var_os("GPU_SIAMESE_NO_SUBGROUPS").is_none();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("gpu-siamese"),
-            required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
-            required_limits: limits.clone(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            ..Default::default()
-        }))
-        .map_err(GpuError::Device)?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("gpu-siamese"),
+                required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
+                required_limits: limits.clone(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            })
+            .await
+            .map_err(GpuError::Device)?;
         Ok(Gpu { adapter, device, queue, info, limits, subgroups })
     }
 
@@ -194,10 +217,12 @@ impl Gpu {
         self.queue.write_buffer(buffer, (offset * 4) as u64, bytemuck::cast_slice(data));
     }
 
-    /// Copies `len` f32s from `offset` of `buffer` back to the CPU, waiting for all submitted work.
-    pub fn read(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Vec<f32> {
+    /// Copies `len` f32s from `offset` of `buffer` back to the CPU once all submitted work is done.
+    /// The core reads back only through this: in a browser the copy arrives when the page's event loop
+    /// runs, so the core awaits it; the command line blocks on it (`read`).
+    pub fn read_async(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> ReadBack {
         if len == 0 {
-            return Vec::new();
+            return ReadBack { staging: None, device: self.device.clone(), mapped: Default::default() };
         }
         let size = (len * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -209,24 +234,70 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
-        let (sender, receiver) = std::sync::mpsc::channel();
+        let mapped: std::sync::Arc<std::sync::Mutex<Mapping>> = Default::default();
+        let signal = mapped.clone();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
-            let _ = sender.send(result);
+            let mut state = signal.lock().unwrap();
+            state.result = Some(result.map_err(|e| e.to_string()));
+            if let Some(waker) = state.waker.take() {
+                waker.wake();
+            }
         });
-        self.wait();
-        receiver
-            .recv()
-            .expect("the map callback ran")
-            .expect("mapping the read-back buffer");
-        let view = staging.get_mapped_range(..).expect("mapped range");
-        let values = bytemuck::cast_slice(&view).to_vec();
-        drop(view);
-        staging.unmap();
-        values
+        ReadBack { staging: Some(staging), device: self.device.clone(), mapped }
+    }
+
+    /// `read_async`, waited for.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Vec<f32> {
+        pollster::block_on(self.read_async(buffer, offset, len))
     }
 
     /// Blocks until every submitted command has finished.
     pub fn wait(&self) {
         self.device.poll(wgpu::PollType::wait_indefinitely()).expect("waiting for the GPU");
+    }
+}
+
+#[derive(Default)]
+struct Mapping {
+    result: Option<Result<(), String>>,
+    waker: Option<std::task::Waker>,
+}
+
+/// A read-back under way: a future of the values. Natively, polling it waits for the device; in a
+/// browser it is woken when WebGPU has mapped the copy.
+pub struct ReadBack {
+    staging: Option<wgpu::Buffer>,
+    device: wgpu::Device,
+    mapped: std::sync::Arc<std::sync::Mutex<Mapping>>,
+}
+
+impl std::future::Future for ReadBack {
+    type Output = Vec<f32>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<Vec<f32>> {
+        let Some(staging) = &self.staging else { return std::task::Poll::Ready(Vec::new()) };
+        let mut state = self.mapped.lock().unwrap();
+        if state.result.is_none() {
+            // Natively the map callback runs inside poll; in a browser poll returns at once and the
+            // callback comes from the event loop.
+            drop(state);
+            self.device.poll(wgpu::PollType::wait_indefinitely()).expect("waiting for the GPU");
+            state = self.mapped.lock().unwrap();
+        }
+        match &state.result {
+            None => {
+                state.waker = Some(context.waker().clone());
+                std::task::Poll::Pending
+            }
+            Some(Err(e)) => panic!("mapping the read-back buffer: {e}"),
+            Some(Ok(())) => {
+                let view = staging.get_mapped_range(..).expect("mapped range");
+                let values = bytemuck::cast_slice(&view).to_vec();
+                drop(view);
+                staging.unmap();
+                std::task::Poll::Ready(values)
+            }
+        }
     }
 }

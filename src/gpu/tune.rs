@@ -7,11 +7,14 @@
 //! result: the tuner checks each candidate's bits against the default's and drops one that differs
 //! (an adapter whose subgroups are not runs of consecutive invocations, say).
 
-use super::{record, Dispatch, Gpu, Kernels, Region};
-use crate::layers::conv2d::{Conv2dDims, Product, Share, Variant, WeightChunks};
+use super::{Gpu, Kernels};
+#[cfg(not(target_arch = "wasm32"))]
+use super::{record, Dispatch, Region};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::layers::conv2d::WeightChunks;
+use crate::layers::conv2d::{Conv2dDims, Product, Share, Variant};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// The cache: per adapter (name, backend, driver), per layer shape and product, the variant chosen.
 type Cache = BTreeMap<String, BTreeMap<String, Variant>>;
@@ -57,6 +60,7 @@ fn shape_key(d: &Conv2dDims, product: Product) -> String {
 }
 
 /// The cache on disk; none where it is missing, unreadable or damaged (measured again then).
+#[cfg(not(target_arch = "wasm32"))]
 fn read_cache(path: &Option<PathBuf>) -> Cache {
     let Some(path) = path.as_ref().filter(|p| p.exists()) else { return Cache::default() };
     match crate::inputs::read_text(path, "tuning cache", crate::inputs::MOST_TEXT_BYTES).and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string())) {
@@ -66,6 +70,12 @@ fn read_cache(path: &Option<PathBuf>) -> Cache {
             Cache::default()
         }
     }
+}
+
+/// A browser's page keeps no cache: it runs the default variants.
+#[cfg(target_arch = "wasm32")]
+fn read_cache(_: &Option<PathBuf>) -> Cache {
+    Cache::default()
 }
 
 /// The variants worth measuring for `product` of `d`: with subgroups every tile shape shuffled, and the
@@ -125,6 +135,7 @@ impl Tuning {
         }
         on_disk.entry(self.adapter.clone()).or_default().insert(key, variant);
         *cache = on_disk;
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(path) = &self.path {
             let written = path
                 .parent()
@@ -158,12 +169,16 @@ impl Kernels {
             let kept = self.tuning.path.as_ref().map_or(String::new(), |p| format!(", kept in {}", p.display()));
             eprintln!("tuning the convolution kernels for this adapter: each new layer shape once (seconds each{kept}; GPU_SIAMESE_NO_TUNE=1, or train's and bench's --no-tune, skips it)");
         }
+        #[cfg(target_arch = "wasm32")]
+        let chosen = default;
+        #[cfg(not(target_arch = "wasm32"))]
         let chosen = self.measure(d, product).unwrap_or(default);
         self.tuning.remember(key, chosen);
         chosen
     }
 
     /// Times every candidate on the layer's sizes; the fastest whose bits are the default's.
+    #[cfg(not(target_arch = "wasm32"))]
     fn measure(&self, d: &Conv2dDims, product: Product) -> Option<Variant> {
         let device = self.device.clone();
         let storage = |len: usize, seed: u32| {
@@ -201,7 +216,7 @@ impl Kernels {
             }
         };
         let run = |dispatches: &[Dispatch]| {
-            let start = Instant::now();
+            let start = std::time::Instant::now();
             let mut encoder = self.device.create_command_encoder(&Default::default());
             record(&mut encoder, &dispatches.iter().collect::<Vec<_>>());
             self.queue.submit([encoder.finish()]);
@@ -229,6 +244,7 @@ impl Kernels {
 }
 
 /// The bytes of `region`, copied back and waited for.
+#[cfg(not(target_arch = "wasm32"))]
 fn read_bytes(device: &wgpu::Device, queue: &wgpu::Queue, region: &Region) -> Vec<u8> {
     let size = (region.len * 4) as u64;
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
