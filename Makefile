@@ -10,7 +10,7 @@ GL_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
 DATA_PACKAGES := dataset-fashion-mnist
 BROWSER_PACKAGES := chromium
 
-.PHONY: deps gl-deps browser-deps data train test bench compare adapters
+.PHONY: deps gl-deps browser-deps wasm-deps data train test bench compare adapters web web-build
 
 # $(call apt_install,PACKAGES): installs those of PACKAGES that are not installed yet.
 define apt_install
@@ -48,7 +48,7 @@ BIN := target/release/gpu-siamese
 # gives itself one; the test binaries get this one).
 RUNTIME_DIR := $(CURDIR)/target/runtime
 
-test: deps gl-deps browser-deps $(ONNX_VENV)/installed
+test: deps gl-deps browser-deps $(ONNX_VENV)/installed web-build
 	cargo build --release --quiet
 	@mkdir -p -m 700 $(RUNTIME_DIR)
 	@picked=$$(WGPU_BACKEND=vulkan $(BIN) adapters --picked) || exit 1; echo "== all tests; the GPU ones on $$picked"
@@ -79,3 +79,37 @@ compare: deps
 
 adapters: deps
 	cargo run --release -- adapters
+
+# The page (web/): the core built for wasm32 with wgpu's WebGPU back end, bound to JavaScript by
+# wasm-bindgen, beside the page's own files, in target/web. Where rustup has the wasm32 target it builds
+# with it; otherwise with Debian's rustc-web (a rustc whose std sources build for wasm32), its cargo
+# and lld's wasm-ld. wasm-bindgen-cli comes from crates.io at the version Cargo.lock pins (the two must
+# match), into target/tools.
+WEB_SITE := target/web
+WASM_OUT := target/wasm
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)
+WASM_BINDGEN := target/tools/bin/wasm-bindgen
+RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -x wasm32-unknown-unknown)
+WASM_PACKAGES := $(if $(RUSTUP_WASM),,rustc-web rust-web-src lld-19)
+WASM_LIB := $(WASM_OUT)/wasm32-unknown-unknown/release/gpu_siamese_web.wasm
+
+wasm-deps:
+	$(call apt_install,$(WASM_PACKAGES))
+	@[ -x $(WASM_BINDGEN) ] && $(WASM_BINDGEN) --version | grep -qx "wasm-bindgen $(WASM_BINDGEN_VERSION)" || \
+		{ echo "installing: wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root target/tools; }
+
+web-build: wasm-deps
+ifneq ($(RUSTUP_WASM),)
+	CARGO_TARGET_DIR=$(WASM_OUT) cargo build --release --quiet --target wasm32-unknown-unknown -p gpu-siamese-web
+else
+	PATH=/usr/bin:$$PATH RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=wasm-ld-19" CARGO_TARGET_DIR=$(WASM_OUT) \
+		cargo build --release --quiet -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown -p gpu-siamese-web
+endif
+	@mkdir -p $(WEB_SITE)
+	$(WASM_BINDGEN) --target web --no-typescript --out-dir $(WEB_SITE)/pkg $(WASM_LIB)
+	cp web/page/* $(WEB_SITE)/
+	@echo "the page: $(WEB_SITE) ($$(du -h $(WEB_SITE)/pkg/gpu_siamese_web_bg.wasm | cut -f1) of WebAssembly)"
+
+# Serves the page and Fashion-MNIST on http://127.0.0.1:8080/ (ARGS="--port 9000 --data DIR" to change).
+web: deps web-build
+	cargo run --release -- web $(ARGS)

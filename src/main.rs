@@ -476,6 +476,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// The page on 127.0.0.1: compare two pictures, search a folder and train the tutorial's tower in a
+    /// browser, on its WebGPU. Serves the built page (`make web` builds it into target/web and starts
+    /// this) and a data folder at /data/.
+    Web {
+        /// The built page. [default: target/web]
+        #[arg(long, value_name = "DIR", default_value = "target/web")]
+        site: PathBuf,
+        /// Served at /data/: Fashion-MNIST's IDX files for training in the tab, and any checkpoints to
+        /// load by URL. [default: Fashion-MNIST where `train` finds it]
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// The port (0: any free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Time training steps on random images of the given size (kept on the GPU and gathered per step,
     /// as in training) and print ms per step, and each kernel's time beside the least work it must do.
     Bench {
@@ -524,12 +539,32 @@ fn give_mesa_a_runtime_dir() {
     }
 }
 
+fn web(site: &Path, data: Option<&Path>, port: u16) -> Result<()> {
+    if !site.join("index.html").is_file() || !site.join("pkg/gpu_siamese_web_bg.wasm").is_file() {
+        return Err(format!("{} holds no built page (index.html and pkg/gpu_siamese_web_bg.wasm): build it with `make web-build`, or run `make web`", site.display()).into());
+    }
+    let data = match data {
+        Some(dir) if !dir.is_dir() => return Err(format!("--data {}: no such folder", dir.display()).into()),
+        Some(dir) => Some(dir.to_path_buf()),
+        None => gpu_siamese::data::find_fashion_mnist(None).ok(),
+    };
+    match &data {
+        Some(dir) => println!("data: {} at /data/", dir.display()),
+        None => println!("note: no Fashion-MNIST found (apt-get install dataset-fashion-mnist, or --data DIR): the page can compare and search, not train"),
+    }
+    gpu_siamese::serve::serve(site, data.as_deref(), port, |address| {
+        println!("the page: {address} (Chrome or Edge 113+, Firefox 141+ or Safari 26 with WebGPU; Chromium on Linux: --enable-unsafe-webgpu). Ctrl-C stops.");
+    })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // Before any thread starts: the environment is the process's.
     give_mesa_a_runtime_dir();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Adapters { picked } => adapters(picked),
+        Command::Web { site, data, port } => web(&site, data.as_deref(), port),
         Command::Towers { spec } => towers(spec.as_deref()),
         Command::Summary { twin } => summary(&twin),
         Command::Train(args) => train(*args),
