@@ -44,8 +44,8 @@ fn every_module_compiles_in_the_browsers_webgpu() {
         .map(|(name, m)| json!({"name": name, "source": m.kernel.device_source(true), "subgroups": m.kernel.needs_subgroups(), "entries": m.entries, "constants": m.constants}))
         .collect();
     let files = HashMap::from([
-        ("/", Served::html(include_str!("browser/compile_modules.html"))),
-        ("/modules.json", Served::json(serde_json::to_string(&listing).unwrap())),
+        ("/".to_string(), Served::html(include_str!("browser/compile_modules.html"))),
+        ("/modules.json".to_string(), Served::json(serde_json::to_string(&listing).unwrap())),
     ]);
     let started = std::time::Instant::now();
     let report: Value = serde_json::from_str(&run_page(files, Duration::from_secs(600))).expect("the page posts JSON");
