@@ -10,7 +10,7 @@ GL_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
 DATA_PACKAGES := dataset-fashion-mnist
 BROWSER_PACKAGES := chromium
 
-.PHONY: deps gl-deps browser-deps wasm-deps data train test bench compare adapters web web-build
+.PHONY: deps gl-deps browser-deps wasm-deps data train test bench compare browser-compare adapters web web-build
 
 # $(call apt_install,PACKAGES): installs those of PACKAGES that are not installed yet.
 define apt_install
@@ -113,3 +113,9 @@ endif
 # Serves the page and Fashion-MNIST on http://127.0.0.1:8080/ (ARGS="--port 9000 --data DIR" to change).
 web: deps web-build
 	cargo run --release -- web $(ARGS)
+
+# The tutorial's step in one headless Chromium: the page's WebAssembly beside TensorFlow.js on its WebGPU
+# back end (npm packages installed into bench/browser_compare/node_modules the first time).
+browser-compare: browser-deps web-build
+	@[ -d bench/browser_compare/node_modules/@tensorflow/tfjs-backend-webgpu ] || (cd bench/browser_compare && npm ci --no-audit --no-fund)
+	python3 bench/browser_compare/run.py $(ARGS)
