@@ -82,7 +82,7 @@ adapters: deps
 
 # The page (web/): the core built for wasm32 with wgpu's WebGPU back end, bound to JavaScript by
 # wasm-bindgen, beside the page's own files, in target/web. Where rustup has the wasm32 target it builds
-# with it; otherwise with Debian's rustc-web (a rustc whose std sources build for wasm32), its cargo
+# with it; otherwise with Debian's rustc-web (a rustc whose std sources build for wasm32), cargo-web
 # and lld's wasm-ld. wasm-bindgen-cli comes from crates.io at the version Cargo.lock pins (the two must
 # match), into target/tools.
 WEB_SITE := target/web
@@ -90,7 +90,7 @@ WASM_OUT := target/wasm
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)
 WASM_BINDGEN := target/tools/bin/wasm-bindgen
 RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -x wasm32-unknown-unknown)
-WASM_PACKAGES := $(if $(RUSTUP_WASM),,rustc-web rust-web-src lld-19)
+WASM_PACKAGES := $(if $(RUSTUP_WASM),,rustc-web cargo-web rust-web-src lld-19)
 WASM_LIB := $(WASM_OUT)/wasm32-unknown-unknown/release/gpu_siamese_web.wasm
 
 wasm-deps:

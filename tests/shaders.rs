@@ -100,3 +100,17 @@ fn every_kernel_binds_no_more_storage_buffers_than_an_adapter_is_asked_for() {
     eprintln!("the most storage buffers a kernel binds: {} ({})", most.0, most.1);
     assert!(most.0 >= 5, "the count sees the bindings: {most:?}");
 }
+
+#[test]
+fn a_module_asks_for_subgroups_exactly_when_it_uses_them() {
+    // A device without subgroups (a browser's with subgroups of 4, GL) compiles every module that does not
+    // ask for them, and a module that asks gets `enable subgroups;` in a browser, which a device without
+    // the feature refuses: the answer must be exact both ways, whatever the comments say.
+    for kernel in all_kernels() {
+        let without = validate_module(&kernel.source(), false);
+        assert_eq!(kernel.needs_subgroups(), without.is_err(), "{}: needs_subgroups() says {}", kernel.module, kernel.needs_subgroups());
+    }
+    let direct = all_kernels().into_iter().find(|k| k.module == "conv2d_gemm+direct").unwrap();
+    assert!(direct.source().contains("subgroups"), "the direct module mentions subgroups in a comment");
+    assert!(!direct.needs_subgroups());
+}
