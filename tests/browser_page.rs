@@ -7,7 +7,7 @@
 mod browser;
 mod common;
 
-use browser::{run_page, run_page_at, site, Served};
+use browser::{run_page, run_page_at, run_page_without_webgpu, site, Served};
 use common::{fresh_seed, gpu, relative_error};
 use gpu_siamese::config::TrainConfig;
 use gpu_siamese::data::{image_set, parse_idx_prefix, ImageSet};
@@ -267,4 +267,14 @@ fn training_in_the_page_equals_train_and_its_checkpoint_loads_in_evaluate() {
     eprintln!("evaluate of the page's checkpoint: {}", String::from_utf8_lossy(&evaluated.stdout).lines().take(4).collect::<Vec<_>>().join(" | "));
     assert!(evaluation.to_string().contains("auc"), "an evaluation: {evaluation}");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_browser_without_webgpu_is_told_what_is_missing() {
+    let report: Value = serde_json::from_str(&run_page_without_webgpu(site(), "/?report=1", TIMEOUT)).unwrap();
+    let error = report["error"].as_str().expect("the page reports that it has no GPU");
+    let shown = report["shown"].as_str().unwrap();
+    eprintln!("the page shows: {shown}");
+    assert!(error.contains("WebGPU") && error.contains("--enable-unsafe-webgpu"), "{error}");
+    assert!(shown.starts_with("No GPU for this page: ") && shown.contains(error), "{shown}");
 }

@@ -89,6 +89,15 @@ pub fn run_page(files: HashMap<String, Served>, timeout: Duration) -> String {
 /// As [`run_page`], opening `url` (a path with its query); with `screenshot`, once the page has posted
 /// its result, Chromium's picture of the whole page (1000 pixels wide) is written there, taken over the DevTools protocol.
 pub fn run_page_at(files: HashMap<String, Served>, url: &str, screenshot: Option<&std::path::Path>, timeout: Duration) -> String {
+    launch(files, url, screenshot, true, timeout)
+}
+
+/// As [`run_page_at`] in a Chromium without WebGPU (as most Linux browsers still are): no adapter.
+pub fn run_page_without_webgpu(files: HashMap<String, Served>, url: &str, timeout: Duration) -> String {
+    launch(files, url, None, false, timeout)
+}
+
+fn launch(files: HashMap<String, Served>, url: &str, screenshot: Option<&std::path::Path>, webgpu: bool, timeout: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
     let port = listener.local_addr().unwrap().port();
     let (results, result) = mpsc::channel::<String>();
@@ -106,7 +115,6 @@ pub fn run_page_at(files: HashMap<String, Served>, url: &str, screenshot: Option
         .args([
             "--headless=new",
             "--no-sandbox",
-            "--enable-unsafe-webgpu",
             "--disable-dev-shm-usage",
             "--disable-background-networking",
             "--disable-component-update",
@@ -117,6 +125,7 @@ pub fn run_page_at(files: HashMap<String, Served>, url: &str, screenshot: Option
             "--v=0",
             "--window-size=1000,1400",
         ])
+        .args(webgpu.then_some("--enable-unsafe-webgpu"))
         .arg(format!("--user-data-dir={}", scratch.join("profile").display()))
         .arg(format!("http://127.0.0.1:{port}{url}"))
         .stdin(Stdio::null())

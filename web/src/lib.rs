@@ -35,7 +35,7 @@ pub async fn open_engine() -> Result<Engine, JsValue> {
     }
     let gpu = Gpu::in_browser().await.map_err(|e| {
         js(match e {
-            gpu_siamese::gpu::GpuError::NoAdapter => "WebGPU is there but offers no adapter (the GPU may be blocklisted or disabled: see chrome://gpu)".to_string(),
+            gpu_siamese::gpu::GpuError::NoAdapter => "WebGPU is there but offers no adapter: the GPU may be blocklisted or WebGPU disabled (chrome://gpu says which); Chromium on Linux needs --enable-unsafe-webgpu".to_string(),
             other => other.to_string(),
         })
     })?;
