@@ -278,3 +278,79 @@ fn a_browser_without_webgpu_is_told_what_is_missing() {
     assert!(error.contains("WebGPU") && error.contains("--enable-unsafe-webgpu"), "{error}");
     assert!(shown.starts_with("No GPU for this page: ") && shown.contains(error), "{shown}");
 }
+
+#[test]
+fn the_pages_search_ranks_a_folder_as_the_native_search_does() {
+    let checkpoint = checkpoint();
+    // Every picture of three classes, renamed apart, the query among them.
+    let folder = std::env::temp_dir().join(format!("gpu-siamese-browser-search-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut files = site();
+    let mut urls = Vec::new();
+    for class in ["bag", "trouser", "sneaker"] {
+        for entry in std::fs::read_dir(asset("example-folders").join(class)).unwrap().flatten() {
+            let name = format!("{class}-{}", entry.file_name().to_string_lossy());
+            std::fs::copy(entry.path(), folder.join(&name)).unwrap();
+            files.insert(format!("/pictures/{name}"), Served::file(&entry.path()));
+            urls.push(format!("/pictures/{name}"));
+        }
+    }
+    urls.sort();
+    let count = urls.len().min(64);
+    urls.truncate(count);
+    let query = folder.join(urls[0].trim_start_matches("/pictures/"));
+    files.insert("/model.safetensors".into(), Served::file(checkpoint));
+    files.insert("/gallery.json".into(), Served::json(serde_json::to_string(&urls).unwrap()));
+    let url = format!("/?model=/model.safetensors&gallery=/gallery.json&query={}&k={count}&report=1", urls[0]);
+    let report: Value = serde_json::from_str(&run_page_at(files, &url, None, TIMEOUT)).unwrap();
+    let found = report["search"].as_array().unwrap_or_else(|| panic!("the page found nothing: {}", report["search_status"]));
+    eprintln!("the page: {}", report["search_status"]);
+    assert_eq!(found.len(), count);
+
+    // gpu-siamese search of the same query over the same pictures, every one ranked.
+    for path in std::fs::read_dir(&folder).unwrap().flatten().map(|e| e.path()) {
+        if !urls.iter().any(|u| u.ends_with(&*path.file_name().unwrap().to_string_lossy())) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let json = std::env::temp_dir().join(format!("gpu-siamese-browser-search-{}.json", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-siamese"))
+        .arg("search")
+        .arg(&query)
+        .arg("--gallery")
+        .arg(&folder)
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .args(["--k", &count.to_string(), "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "search: {}", String::from_utf8_lossy(&output.stderr));
+    let native: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let distance_of: std::collections::HashMap<String, f64> = native["results"][0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (Path::new(m["gallery"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned(), m["distance"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(distance_of.len(), count, "the native search ranked every picture");
+    // The page ranks by the GPU's embeddings (squared differences summed in f64), the command line on the
+    // GPU (in f32): the same squared distances to f32's precision over the set (a near pair's distance
+    // carries the f32 rounding of the sum it is the root of), in the same order but for ties within it.
+    let (mut page, mut native) = (Vec::new(), Vec::new());
+    for hit in found {
+        let name = hit["name"].as_str().unwrap().trim_start_matches("/pictures/");
+        page.push((hit["distance"].as_f64().unwrap() as f32).powi(2));
+        native.push((distance_of[name] as f32).powi(2));
+    }
+    let error = relative_error(&page, &native);
+    eprintln!("{count} squared distances: relative difference {error:.2e} between the page and the native search");
+    assert!(error <= 1e-5, "the page's distances differ from search's by {error:.3e}");
+    assert!(page.windows(2).all(|w| w[0] <= w[1]), "the page's ranking is sorted");
+    let mut sorted = native.clone();
+    sorted.sort_by(f32::total_cmp);
+    assert!(relative_error(&sorted, &native) <= 1e-5, "the page's order is the native distances' order");
+    let _ = std::fs::remove_dir_all(&folder);
+    let _ = std::fs::remove_file(&json);
+}

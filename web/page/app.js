@@ -144,6 +144,7 @@ async function compare() {
 
 // ---- search --------------------------------------------------------------------------------------
 const gallery = { files: [], inputs: null, names: [], embeddings: null };
+let lastSearch = null;
 const PICTURE = /\.(png|jpe?g|bmp|gif|webp|tiff?)$/i;
 
 async function filesOfEntry(entry, path = '') {
@@ -203,6 +204,7 @@ async function search(bytes, name) {
     const dim = modelInfo.embedding_dim;
     const k = Math.max(1, Math.min(64, Number($('search-k').value) || 8));
     const ranked = gallery.names.map((n, i) => [distance(q, gallery.embeddings, dim, i), i]).sort((x, y) => x[0] - y[0]).slice(0, k);
+    lastSearch = ranked.map(([d, i]) => ({ name: gallery.names[i], distance: d }));
     const list = $('search-results');
     list.replaceChildren();
     const size = query.length;
@@ -342,6 +344,7 @@ $('train-stop').addEventListener('click', () => { stopRequested = true; });
 
 // ---- start ---------------------------------------------------------------------------------------
 // ?model=URL&a=URL&b=URL loads a model and compares two pictures at once (a link to a comparison);
+// ?gallery=URL (a JSON list of picture URLs) with &query=URL searches them at once (and &k=N);
 // ?train=1 (with epochs, batch, train_limit, test_limit, seed) starts training at once; ?report=1
 // also posts the outcome as JSON to /result (the browser tests read it).
 async function start() {
@@ -356,6 +359,14 @@ async function start() {
     if (picture) { side.bytes = await fetchBytes(picture); side.name = picture; await side.prepare(); }
   }
   const outcome = await compare();
+  if (params.get('gallery')) {
+    const urls = await (await fetch(params.get('gallery'))).json();
+    const files = [];
+    for (const url of urls) files.push({ file: new File([await fetchBytes(url)], url), path: url });
+    await setGallery(files);
+    if (params.get('k')) $('search-k').value = params.get('k');
+    if (params.get('query')) await search(await fetchBytes(params.get('query')), params.get('query'));
+  }
   let trained = null;
   if (params.get('train')) {
     for (const [key, id] of [['epochs', 'train-epochs'], ['batch', 'train-batch'], ['train_limit', 'train-limit'], ['test_limit', 'test-limit'], ['seed', 'train-seed']]) {
@@ -364,7 +375,8 @@ async function start() {
     trained = await train();
   }
   if (params.get('report')) {
-    const report = { outcome, shown: $('verdict').textContent, adapter: $('adapter').textContent, model: $('model-info').textContent };
+    const report = { outcome, shown: $('verdict').textContent, adapter: $('adapter').textContent, model: $('model-info').textContent,
+      search: lastSearch, search_status: $('search-status').textContent };
     if (trained) {
       report.train = { last: trained.last, error: trained.error, status: $('train-status').textContent, checkpoint: trained.bytes ? Array.from(trained.bytes) : null };
     }
