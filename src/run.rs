@@ -228,34 +228,7 @@ mod tests {
     use super::*;
 
     fn config() -> TrainConfig {
-        TrainConfig {
-            arch: crate::model::TUTORIAL_TOWER.into(),
-            input: [28, 28, 1],
-            epochs: 3,
-            batch_size: 4,
-            learning_rate: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            margin: 1.0,
-            seed: 5,
-            resample_pairs: false,
-            train_limit: None,
-            test_limit: None,
-            holdout_classes: vec![],
-            test_fraction: 0.2,
-            class_names: vec![],
-            augment: Default::default(),
-            sampler: Sampler::Pairs,
-            loss: LossKind::Contrastive,
-            data: None,
-            exact: false,
-            lr_schedule: Default::default(),
-            warmup_epochs: 0.0,
-            early_stopping: None,
-            no_self_pairs: false,
-            background: None,
-        }
+        TrainConfig { batch_size: 4, ..TrainConfig::tutorial(3, 5) }
     }
 
     #[test]

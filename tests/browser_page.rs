@@ -60,6 +60,15 @@ fn every_layer_kind_matches_the_reference_in_the_browser() {
     assert!(failures.is_empty(), "in the browser, above {tolerance:.0e}:\n{}", failures.join("\n"));
 }
 
+/// The small Fashion-MNIST in assets/ at /data/, its four IDX files in the order the page's training
+/// takes them (train images, train labels, test images, test labels).
+fn fashion_mnist_at_data() -> Vec<(String, Served)> {
+    ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+        .iter()
+        .map(|name| (format!("/data/{name}"), Served::file(&asset(&format!("fashion-mnist-small/{name}")))))
+        .collect()
+}
+
 /// A split of the small Fashion-MNIST in assets/, as the page reads it (its first `limit` images).
 fn split(name: &str, limit: usize) -> ImageSet {
     let (ip, lp) = (asset(&format!("fashion-mnist-small/{name}-images-idx3-ubyte.gz")), asset(&format!("fashion-mnist-small/{name}-labels-idx1-ubyte.gz")));
@@ -71,10 +80,7 @@ fn split(name: &str, limit: usize) -> ImageSet {
 fn twenty_training_steps_in_the_browser_match_the_native_run() {
     const STEPS: usize = 20;
     let options = json!({"epochs": 1, "seed": 7, "batch_size": 4, "learning_rate": 1e-3, "train_limit": 120, "test_limit": 40});
-    let files: Vec<(String, Served)> = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-        .iter()
-        .map(|name| (format!("/data/{name}"), Served::file(&asset(&format!("fashion-mnist-small/{name}")))))
-        .collect();
+    let files = fashion_mnist_at_data();
     let urls: Vec<&String> = files.iter().map(|(url, _)| url).collect();
     let report = checks_page(json!({"train": {"files": urls, "options": options, "steps": STEPS, "chunk": 5}}), files);
     let (page_losses, page_params) = (floats(&report["train"]["losses"]), floats(&report["train"]["params"]));
@@ -215,9 +221,7 @@ fn the_pages_compare_shows_its_verdict() {
 #[test]
 fn training_in_the_page_equals_train_and_its_checkpoint_loads_in_evaluate() {
     let mut files = site();
-    for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
-        files.insert(format!("/data/{name}"), Served::file(&asset(&format!("fashion-mnist-small/{name}"))));
-    }
+    files.extend(fashion_mnist_at_data());
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-train.png");
     let url = "/?train=1&epochs=2&batch=16&train_limit=200&test_limit=100&seed=5&report=1";
     let report: Value = serde_json::from_str(&run_page_at(files, url, Some(&shot), TIMEOUT)).unwrap();

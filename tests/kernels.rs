@@ -12,14 +12,15 @@ use gpu_siamese::layers::dense::*;
 use gpu_siamese::layers::dropout::*;
 use gpu_siamese::layers::gap::*;
 use gpu_siamese::layers::maxpool::*;
-use gpu_siamese::layers::{Backward, Io, Layer, Pass, Shape};
+use gpu_siamese::layers::{Io, Layer, Shape};
 use gpu_siamese::gpu::ops::{BATCH_CONTRASTIVE_BACKWARD, BATCH_CONTRASTIVE_FORWARD, BATCH_TRIPLET_BACKWARD, BATCH_TRIPLET_FORWARD};
 use gpu_siamese::gpu::{Region, StepUniform};
 use gpu_siamese::model::InputShape;
 use gpu_siamese::reference as cpu;
 
-/// Comfortably above f32 rounding of the sums involved, far under the 1e-4 the project promises.
-const TOLERANCE: f64 = 2e-5;
+/// The relative error a kernel may have against the f32 CPU reference: the library's check's, which the
+/// page runs in a browser too.
+use gpu_siamese::layer_check::TOLERANCE;
 
 fn conv_cases() -> Vec<Conv2dDims> {
     let c = |batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, padding, relu, stride| Conv2dDims {
@@ -672,77 +673,15 @@ fn the_tuner_measures_once_keeps_its_choice_and_changes_no_bits() {
 /// A layer's launches against its reference on fresh random inputs: the training forward pass (and the
 /// state it moves), the backward pass (the input's and the parameters' gradients through the final
 /// sums), then the forward pass at inference; NaN-poisoned outputs, `branches` branches.
+/// The library's check of `layer` against its CPU reference (src/layer_check.rs, which the page runs in
+/// a browser too), at the kernel tests' tolerance.
 fn layer_matches_reference<L: Layer>(name: &str, layer: &L, input_len: usize, branches: usize, seed: u64) {
     let (gpu, kernels) = gpu();
-    let what = |t: &str| format!("{name} {t}");
-    let x = random(input_len, seed);
-    let output_len = layer.batch() * layer.output().len();
-    let dy = random(output_len, seed ^ 1);
-    let param_len: usize = layer.params().iter().map(|t| t.len()).sum();
-    let state_len: usize = layer.state().iter().map(|t| t.len()).sum();
-    // Parameters away from their initial values; positive moving variances.
-    let params: Vec<f32> = random(param_len, seed ^ 2).iter().map(|v| v + 1.5).collect();
-    let state: Vec<f32> = random(state_len, seed ^ 3).iter().map(|v| v.abs() + 0.5).collect();
-    let pass = |training| Pass { training, step: 0, branches };
-    let y_ref = layer.forward(&x, &params, &state, &pass(true));
-    let backward = Backward { x: &x, y: &y_ref, dy: &dy, params: &params, state: &state, pass: pass(true), need_dx: true };
-    let (dx_ref, dparams_ref) = layer.backward(&backward);
-    let mut state_ref = state.clone();
-    layer.update_state(&x, &mut state_ref, &pass(true));
-
-    let (xb, dyb, y, dx) = (gpu.storage_from("x", &x), gpu.storage_from("dy", &dy), poisoned(gpu, output_len), poisoned(gpu, input_len));
-    let (pb, sb, grads) = (gpu.storage_from("params", &params.clone().max_len(1)), gpu.storage_from("state", &state.clone().max_len(1)), poisoned(gpu, param_len.max(1)));
-    let pairs = layer.batch() / branches;
-    let step = |training: u32| {
-        let s = StepUniform { training, batch_pairs: pairs as u32, micro_pairs: pairs as u32, ..Default::default() };
-        Region::whole(&step_buffer(gpu, s))
-    };
-    let io = |training: u32| Io {
-        step: step(training),
-        x: (&xb).into(),
-        y: (&y).into(),
-        dy: (&dyb).into(),
-        dx: Some((&dx).into()),
-        params: Some((&pb).into()),
-        grads: Some((&grads).into()),
-        state: Some((&sb).into()),
-        aux: Some(Region::whole(&poisoned(gpu, layer.aux_len().max(1)))),
-        partials: Some(Region::whole(&poisoned(gpu, layer.partials_len(branches, layer.batch()).max(1)))),
-        branches,
-        whole_batch: layer.batch(),
-        first_pair: 0,
-        exact: false,
-        pool: None,
-    };
-    let training = io(1);
-    let launches: Vec<_> = [layer.record_forward(kernels, &training), layer.record_backward(kernels, &training), layer.record_gradient(kernels, &training)].into_iter().flatten().collect();
-    run(gpu, &launches.iter().collect::<Vec<_>>());
-    assert_close(&what("forward"), &gpu.read(&y, 0, output_len), &y_ref, TOLERANCE);
-    assert_close(&what("input gradient"), &gpu.read(&dx, 0, input_len), &dx_ref, TOLERANCE);
-    if param_len > 0 {
-        assert_close(&what("parameter gradient"), &gpu.read(&grads, 0, param_len), &dparams_ref, TOLERANCE);
-    }
-    if state_len > 0 {
-        assert_close(&what("moved state"), &gpu.read(&sb, 0, state_len), &state_ref, TOLERANCE);
-    }
-    // Inference, from the state the training pass left.
-    let inference = Io { aux: Some(Region::whole(&poisoned(gpu, layer.inference_aux_len().max(1)))), ..io(0) };
-    run(gpu, &layer.record_forward(kernels, &inference).iter().collect::<Vec<_>>());
-    let y_inference = layer.forward(&x, &params, &state_ref, &pass(false));
-    assert_close(&what("inference forward"), &gpu.read(&y, 0, output_len), &y_inference, TOLERANCE);
-}
-
-trait AtLeast {
-    fn max_len(self, len: usize) -> Self;
-}
-
-impl AtLeast for Vec<f32> {
-    /// Pads with zeros to `len` (a buffer holds at least one value).
-    fn max_len(mut self, len: usize) -> Self {
-        if self.len() < len {
-            self.resize(len, 0.0);
-        }
-        self
+    let found = pollster::block_on(gpu_siamese::layer_check::against_reference(gpu, kernels, name, layer, input_len, branches, seed));
+    assert!(found.len() >= 2, "{name}: {} comparisons", found.len());
+    for c in found {
+        eprintln!("{}: relative error {:.2e}", c.what, c.relative_error);
+        assert!(c.relative_error <= TOLERANCE, "{}: relative error {:.3e} above {TOLERANCE:.1e}", c.what, c.relative_error);
     }
 }
 

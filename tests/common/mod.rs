@@ -51,15 +51,7 @@ pub fn fresh_seed(test: &str) -> u64 {
 /// Any NaN or infinity in `got` makes it infinite.
 pub fn relative_error(got: &[f32], want: &[f32]) -> f64 {
     assert_eq!(got.len(), want.len(), "lengths differ");
-    let scale = want.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs())).max(1e-30);
-    let mut worst = 0.0f64;
-    for (&g, &w) in got.iter().zip(want) {
-        if !g.is_finite() {
-            return f64::INFINITY;
-        }
-        worst = worst.max((g as f64 - w as f64).abs());
-    }
-    worst / scale
+    gpu_siamese::layer_check::relative_error(got, want)
 }
 
 /// The largest absolute difference; NaN or infinity in `got` makes it infinite.
