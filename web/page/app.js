@@ -284,6 +284,7 @@ async function train() {
   $('train-start').disabled = true;
   $('train-stop').disabled = false;
   $('train-download').classList.add('disabled');
+  let training = null;
   try {
     show('train-status', 'Fetching Fashion-MNIST…');
     const [a, b, c, d] = await Promise.all(IDX.map(fetchIdx));
@@ -291,7 +292,7 @@ async function train() {
       epochs: Number($('train-epochs').value), seed: Number($('train-seed').value), batch_size: Number($('train-batch').value),
       learning_rate: 1e-3, train_limit: Number($('train-limit').value), test_limit: Number($('test-limit').value),
     };
-    const training = engine.train(a, b, c, d, JSON.stringify(options));
+    training = engine.train(a, b, c, d, JSON.stringify(options));
     const info = JSON.parse(training.info());
     const total = info.steps_per_epoch * info.epochs;
     const curve = { steps: total, loss: [], val: [] };
@@ -328,12 +329,13 @@ async function train() {
     link.classList.remove('disabled');
     if (stopRequested) show('train-status', `Stopped${last ? ` after epoch ${last.epoch}` : ' in the first epoch'}; the checkpoint holds the weights as they are.`);
     await loadModel(bytes, 'the tab\'s run');
-    training.free();
     return { last, bytes };
   } catch (e) {
     show('train-status', message(e), true);
     return { error: message(e) };
   } finally {
+    // The run's images and GPU buffers go with it.
+    if (training) training.free();
     $('train-start').disabled = false;
     $('train-stop').disabled = true;
   }
