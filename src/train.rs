@@ -4,17 +4,11 @@
 
 use crate::checkpoint::{encode, write_set, Checkpoint, Progress};
 use crate::config::{LossKind, Sampler, TrainConfig};
-use crate::data::{make_pairs_with, DataKind, Holdout};
+use crate::data::{DataKind, Holdout};
 use crate::gpu::{Gpu, Kernels};
-use crate::metrics::{accuracy_at, best_threshold};
-use crate::model::{glorot_uniform, Plan, TowerSpec};
-use crate::optimizer::AdamConfig;
 use crate::run::*;
-use crate::feed::PairFeed;
-use crate::tower::{GpuTower, Weights};
-use crate::optimizer::Schedule;
 use crate::report::{parse_metrics, EpochRow};
-use crate::twin::{GpuTwin, TwinOptions};
+use crate::trainer::{EpochScores, Setup, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -230,70 +224,38 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     );
     check_usable(&train_set, "training")?;
     check_usable(&test_set, "test")?;
-    let input = train_set.shape();
-
-    let spec: TowerSpec = config.arch.parse().map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
-    let mut plan = Plan::new(&spec, input, 2 * config.batch_size, config.seed).map_err(|e| format!("--arch \"{}\": {e}", config.arch))?;
-    plan.exact = config.exact;
-    let adam = AdamConfig { learning_rate: config.learning_rate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon };
-
-    let base_train_pairs = make_pairs_with(&train_set.labels, &mut rng(config.seed, TRAIN_PAIRS), !config.no_self_pairs);
-    let test_pairs = test_pairs(config, &test_set.labels);
-    let calibration_pairs = calibration_pairs(config, &train_set.labels);
-    if config.sampler == Sampler::Pairs && config.batch_size > base_train_pairs.len() {
-        return Err(format!(
-            "--batch-size {}: more than the {} training pairs of an epoch; at most {}",
-            config.batch_size,
-            base_train_pairs.len(),
-            base_train_pairs.len()
-        ));
-    }
-    let steps_per_epoch = steps_per_epoch(config, base_train_pairs.len(), train_set.count);
     if !config.augment.is_off() {
         println!("augmenting training images: {}", config.augment);
     }
 
-    let options = TwinOptions { objective: objective(config), memory_budget: run.memory_budget, ..TwinOptions::new(true) };
-    let mut twin = GpuTwin::with_options(&gpu, &kernels, plan.clone(), adam, config.margin, steps_per_epoch, options)
-        .map_err(|e| e.to_string())?;
-    twin.schedule = Schedule {
-        kind: config.lr_schedule,
-        warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as u64,
-        steps_per_epoch: steps_per_epoch as u64,
-    };
-    let capacity = base_train_pairs.len().max(steps_per_epoch * config.batch_size);
-    let augment = Some((&config.augment, augment_seed(config.seed)));
-    let mut train_feed = PairFeed::new(&gpu, &kernels, &twin, &train_set.pixels, capacity, augment, run.stream);
-    // Validation embeds each image once with the twin's own weights, then pairs the embeddings.
-    let weights = Weights::Device { params: twin.params.clone(), state: twin.state.clone() };
-    let tower = GpuTower::new(&gpu, &kernels, &plan, weights, None).map_err(|e| e.to_string())?;
-    let test_rows = pair_rows(&test_pairs);
-    let (calibration_images, calibration_rows) = paired_images(&train_set, &calibration_pairs);
+    let setup = Setup { memory_budget: run.memory_budget, stream: run.stream };
+    let mut trainer = Trainer::with_setup(&gpu, &kernels, config.clone(), &train_set, &test_set, setup)?;
+    let plan = trainer.plan.clone();
+    let steps_per_epoch = trainer.steps_per_epoch;
     println!("{}", crate::summary::layer_table(&plan));
-    println!("{}", crate::summary::step_memory_line(&gpu, config.batch_size, twin.memory_bytes(), twin.micro_batches()));
-    if twin.micro_batches() > 1 {
+    println!("{}", crate::summary::step_memory_line(&gpu, config.batch_size, trainer.twin.memory_bytes(), trainer.twin.micro_batches()));
+    if trainer.twin.micro_batches() > 1 {
         println!(
             "each step runs in {} micro-batches of up to {} pairs: the batch's activations are more than {} (the same results as one batch, bit for bit)",
-            twin.micro_batches(),
-            twin.micro_pairs,
+            trainer.twin.micro_batches(),
+            trainer.twin.micro_pairs,
             if run.memory_budget.is_some() { "the memory budget or what the adapter binds at once" } else { "the adapter binds at once" }
         );
     }
-    if train_feed.is_streamed() {
+    if trainer.is_streamed() {
         println!("streaming each batch's images to the GPU (the images are more than it binds at once, or --stream)");
     }
 
-    // Where the run starts: fresh weights, or the resumed run's state.
+    // Where the run starts: fresh weights (the trainer's), or the resumed run's state.
     std::fs::create_dir_all(&run.out).map_err(|e| format!("cannot create {}: {e}", run.out.display()))?;
     let metrics_path = run.out.join(METRICS_FILE);
     let mut metrics_text;
     let ((start_epoch, mut best_val_loss), mut best_epoch) = match &run.resume {
         Some(from) => {
             let state = Checkpoint::load(&from.join(RESUME_FILE))?;
-            twin.set_params(&state.flat(&plan, "")?);
-            twin.set_state(&state.state(&plan)?);
-            twin.set_adam_state(&state.flat(&plan, "adam.m.")?, &state.flat(&plan, "adam.v.")?, state.progress.step);
             let epochs = state.progress.epoch;
+            let adam = (state.flat(&plan, "adam.m.")?, state.flat(&plan, "adam.v.")?);
+            trainer.resume(&state.flat(&plan, "")?, &state.state(&plan)?, (&adam.0, &adam.1), state.progress.step, epochs);
             // resume.safetensors is renamed last: a best.safetensors from a later epoch belongs to an
             // epoch whose set was not completed (that epoch is redone, to the same bits), and then
             // metrics.csv's rows up to the resumed epoch say which was best.
@@ -312,14 +274,13 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
             ((epochs, best), best_epoch)
         }
         None => {
-            twin.set_params(&glorot_uniform(&plan, config.seed));
             // Written with the first epoch's files: a run stopped before then leaves the folder empty.
             metrics_text = format!("{METRICS_HEADER}\n");
             ((0, f64::INFINITY), 0)
         }
     };
     let batches = match config.sampler {
-        Sampler::Pairs => format!("{} training pairs, batch {}", base_train_pairs.len(), config.batch_size),
+        Sampler::Pairs => format!("{} training pairs, batch {}", trainer.pairs_per_epoch(), config.batch_size),
         Sampler::Pk { classes_per_batch: p, images_per_class: k } => format!(
             "class-balanced batches of {p} classes x {k} images, every {} of each used ({} loss)",
             if config.loss == LossKind::Triplet { "triplet" } else { "pair" },
@@ -330,7 +291,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         "tower: {} ({} parameters); {batches}; {} test pairs, {} steps per epoch; writing to {}",
         plan.spec,
         plan.trainable_params(),
-        test_pairs.len(),
+        trainer.test_pairs(),
         steps_per_epoch,
         run.out.display()
     );
@@ -338,7 +299,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         println!("the run already has {start_epoch} epochs of the {} asked for", config.epochs);
         return Ok(Outcome::Finished);
     }
-    if !twin.schedule.is_constant() {
+    if !trainer.twin.schedule.is_constant() {
         let steps = match config.lr_schedule {
             crate::optimizer::LrSchedule::Constant => "then constant".to_string(),
             crate::optimizer::LrSchedule::Cosine { epochs } => format!("then half a cosine down to 0 over {epochs} epochs"),
@@ -354,18 +315,15 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     }
 
     // Keras' bar: steps, elapsed, the time left, ms per step and the epoch's running loss. Piped output
-    // (no terminal, no bar) gets a plain line every tenth of an epoch instead.
+    // (no terminal, no bar) gets a plain line every tenth of an epoch instead. The trainer's read-backs
+    // are futures (the page awaits them); here they are waited for.
     let piped = !std::io::stdout().is_terminal();
     let bar_style = ProgressStyle::with_template("Epoch {prefix}  {pos}/{len} {bar:20} {elapsed} (ETA {eta}) - {msg}")
         .expect("progress template")
         .progress_chars("━━ ");
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
-        let pairs = epoch_pairs(config, &base_train_pairs, &train_set.labels, epoch, steps_per_epoch);
-        train_feed.set_pairs(&gpu, &pairs);
         let bar = ProgressBar::new(steps_per_epoch as u64).with_style(bar_style.clone()).with_prefix(format!("{}/{}", epoch + 1, config.epochs));
-        let first_step = twin.step;
-        let mut losses: Vec<f32> = Vec::with_capacity(steps_per_epoch);
         for s in 0..steps_per_epoch {
             if interrupted_flag().load(Ordering::SeqCst) {
                 bar.finish_and_clear();
@@ -382,38 +340,26 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
                 }
                 return Ok(Outcome::Interrupted);
             }
-            train_feed.train_step(&gpu, &mut twin, s * config.batch_size, pairs_in_step(s, config.batch_size, pairs.len()));
+            trainer.submit_steps(1);
             if (s as u64 + 1).is_multiple_of(SYNC_EVERY) || s + 1 == steps_per_epoch {
-                let done = losses.len() as u64;
-                losses.extend(twin.read_losses(first_step + done, (s as u64 + 1 - done) as usize));
-                check_finite(&losses, epoch, first_step, &run.out)?;
+                let done = trainer.epoch_losses().len();
                 // The running mean over the epoch's pairs so far: at the end, the epoch's loss.
-                let weights = (0..losses.len()).map(|i| pairs_in_step(i, config.batch_size, pairs.len()) as f64);
-                let done_pairs: f64 = weights.clone().sum();
-                let running = losses.iter().zip(weights).map(|(&l, w)| l as f64 * w).sum::<f64>() / done_pairs;
+                let (_, running) = pollster::block_on(trainer.new_losses());
+                check_finite(trainer.epoch_losses(), epoch, trainer.epoch_first_step(), &run.out)?;
                 let ms = 1e3 * started.elapsed().as_secs_f64() / (s + 1) as f64;
                 bar.set_position(s as u64 + 1);
                 bar.set_message(format!("{ms:.0}ms/step - loss: {running:.4}"));
                 let tenth = steps_per_epoch.div_ceil(10).max(1);
-                if piped && s + 1 < steps_per_epoch && (s + 1) / tenth > done as usize / tenth {
+                if piped && s + 1 < steps_per_epoch && (s + 1) / tenth > done / tenth {
                     let left = ms * (steps_per_epoch - s - 1) as f64 / 1e3;
                     println!("Epoch {}/{}  {}/{steps_per_epoch} - {ms:.0}ms/step - ETA {left:.0}s - loss: {running:.4}", epoch + 1, config.epochs, s + 1);
                 }
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        // Keras' epoch loss: the mean over samples, so the last, partial batch weighs what it holds.
-        let weights = (0..steps_per_epoch).map(|s| pairs_in_step(s, config.batch_size, pairs.len()) as f64);
-        let loss = losses.iter().zip(weights).map(|(&l, w)| l as f64 * w).sum::<f64>() / pairs.len() as f64;
 
         bar.set_message("validating");
-        let test_d = tower.distances(&test_set.pixels, &test_rows).map_err(|e| e.to_string())?;
-        let test_labels = labels_of(&test_pairs);
-        let val_loss = pair_set_loss(config, &test_d, &test_pairs);
-        let (_, val_acc) = best_threshold(&test_d, &test_labels);
-        let calibration_d = tower.distances(&calibration_images, &calibration_rows).map_err(|e| e.to_string())?;
-        let (threshold, _) = best_threshold(&calibration_d, &labels_of(&calibration_pairs));
-        let val_acc_at_threshold = accuracy_at(&test_d, &test_labels, threshold);
+        let EpochScores { loss, val_loss, val_acc, threshold, val_acc_at_threshold, .. } = pollster::block_on(trainer.validate())?;
         if !val_loss.is_finite() {
             return Err(format!(
                 "the validation loss became {val_loss} after epoch {}: the weights hold NaN or infinity. {} still holds the run as of epoch {epoch}; try a lower --lr",
@@ -424,6 +370,7 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         // A schedule's rate, as Keras logs it: the one the next update takes.
+        let twin = &trainer.twin;
         let rate = if twin.schedule.is_constant() { String::new() } else { format!(" - learning_rate: {:.4e}", twin.learning_rate()) };
         println!(
             "Epoch {}/{}  {steps_per_epoch}/{steps_per_epoch} ━━━━━━━━━━━━━━━━━━━━ {:.0}s {:.0}ms/step - loss: {loss:.4} - val_loss: {val_loss:.4} - val_acc: {val_acc:.4}{rate}",

@@ -1,10 +1,10 @@
 //! A training run held in memory and stepped by its host: the data's pairs, the twin, the feed and the
-//! validation tower, with no files, threads or clock. The page trains through it, a few steps per
-//! animation frame; its figures are the ones `train` prints (the same pairs from the same seed, the
-//! same epoch loss, val_loss, val_acc and calibrated threshold), and its checkpoint is `train`'s.
+//! validation tower, with no files, threads or clock. `train` drives it a step at a time, with its
+//! files, progress bar and Ctrl-C, waiting for its read-backs; the page a few steps per frame,
+//! awaiting them. Either way the same pairs from the same seed, the same epoch figures, the same bits.
 
 use crate::checkpoint::{encode, Progress};
-use crate::config::TrainConfig;
+use crate::config::{Sampler, TrainConfig};
 use crate::data::{ImageSet, Pair};
 use crate::feed::PairFeed;
 use crate::gpu::{Gpu, Kernels};
@@ -24,6 +24,15 @@ pub struct EpochScores {
     pub val_acc: f64,
     pub threshold: f32,
     pub val_acc_at_threshold: f64,
+}
+
+/// How a run's batches meet the adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Setup {
+    /// Bytes a step's buffers may take; a batch that needs more runs in micro-batches.
+    pub memory_budget: Option<u64>,
+    /// Stream each batch's images to the GPU even when they all fit.
+    pub stream: bool,
 }
 
 pub struct Trainer<'a> {
@@ -57,6 +66,11 @@ impl<'a> Trainer<'a> {
     /// A fresh run of `config` (the contrastive pairs of the tutorial, any tower) on `train`, validated
     /// on `test`, weights drawn from the seed as `train` draws them.
     pub fn new(gpu: &'a Gpu, kernels: &'a Kernels, config: TrainConfig, train: &'a ImageSet, test: &'a ImageSet) -> Result<Trainer<'a>, String> {
+        Trainer::with_setup(gpu, kernels, config, train, test, Setup::default())
+    }
+
+    /// As [`Trainer::new`], with a memory budget or streamed images.
+    pub fn with_setup(gpu: &'a Gpu, kernels: &'a Kernels, config: TrainConfig, train: &'a ImageSet, test: &'a ImageSet, setup: Setup) -> Result<Trainer<'a>, String> {
         let mut config = config;
         check_usable(train, "training")?;
         check_usable(test, "test")?;
@@ -71,14 +85,14 @@ impl<'a> Trainer<'a> {
         plan.exact = config.exact;
         let adam = AdamConfig { learning_rate: config.learning_rate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon };
         let base_pairs = crate::data::make_pairs_with(&train.labels, &mut rng(config.seed, TRAIN_PAIRS), !config.no_self_pairs);
-        if config.batch_size > base_pairs.len() {
-            return Err(format!("batch size {}: more than the {} training pairs of an epoch", config.batch_size, base_pairs.len()));
+        if config.sampler == Sampler::Pairs && config.batch_size > base_pairs.len() {
+            return Err(format!("--batch-size {}: more than the {} training pairs of an epoch; at most {}", config.batch_size, base_pairs.len(), base_pairs.len()));
         }
         let test_pairs = test_pairs(&config, &test.labels);
         let calibration_pairs = calibration_pairs(&config, &train.labels);
         let (calibration_images, calibration_rows) = paired_images(train, &calibration_pairs);
         let steps_per_epoch = steps_per_epoch(&config, base_pairs.len(), train.count);
-        let options = TwinOptions { objective: objective(&config), ..TwinOptions::new(true) };
+        let options = TwinOptions { objective: objective(&config), memory_budget: setup.memory_budget, ..TwinOptions::new(true) };
         let mut twin = GpuTwin::with_options(gpu, kernels, plan.clone(), adam, config.margin, steps_per_epoch, options).map_err(|e| e.to_string())?;
         twin.schedule = Schedule {
             kind: config.lr_schedule,
@@ -88,7 +102,7 @@ impl<'a> Trainer<'a> {
         twin.set_params(&glorot_uniform(&plan, config.seed));
         let capacity = base_pairs.len().max(steps_per_epoch * config.batch_size);
         let augment = Some((&config.augment, augment_seed(config.seed)));
-        let feed = PairFeed::new(gpu, kernels, &twin, &train.pixels, capacity, augment, false);
+        let feed = PairFeed::new(gpu, kernels, &twin, &train.pixels, capacity, augment, setup.stream);
         let weights = Weights::Device { params: twin.params.clone(), state: twin.state.clone() };
         let tower = GpuTower::new(gpu, kernels, &plan, weights, None).map_err(|e| e.to_string())?;
         Ok(Trainer {
@@ -118,6 +132,36 @@ impl<'a> Trainer<'a> {
     /// Training pairs of an epoch.
     pub fn pairs_per_epoch(&self) -> usize {
         self.base_pairs.len()
+    }
+
+    /// Test pairs each epoch is scored on.
+    pub fn test_pairs(&self) -> usize {
+        self.test_pairs.len()
+    }
+
+    /// Whether each batch's images are streamed to the GPU (they do not all fit in one binding, or
+    /// the setup asked for it).
+    pub fn is_streamed(&self) -> bool {
+        self.feed.is_streamed()
+    }
+
+    /// Continues a run after `epochs` epochs: its weights, layer state, Adam's moments and step count.
+    pub fn resume(&mut self, params: &[f32], state: &[f32], adam: (&[f32], &[f32]), step: u64, epochs: usize) {
+        self.twin.set_params(params);
+        self.twin.set_state(state);
+        self.twin.set_adam_state(adam.0, adam.1, step);
+        self.epoch = epochs;
+        self.step_in_epoch = 0;
+    }
+
+    /// The current epoch's losses read back so far.
+    pub fn epoch_losses(&self) -> &[f32] {
+        &self.losses
+    }
+
+    /// The twin's step count when the current epoch began.
+    pub fn epoch_first_step(&self) -> u64 {
+        self.epoch_first_step
     }
 
     /// Submits up to `most` more steps of the current epoch (drawing its pairs first when it has not
