@@ -158,8 +158,6 @@ pub fn run_files_in(out: &Path) -> Vec<&'static str> {
     RUN_FILES.into_iter().filter(|name| out.join(name).exists()).collect()
 }
 
-
-
 pub fn train(run: &TrainRun) -> Result<Outcome, String> {
     let mut config = run.config.clone();
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
@@ -222,12 +220,11 @@ pub fn train(run: &TrainRun) -> Result<Outcome, String> {
         test_set.count,
         test_set.class_list().len()
     );
-    check_usable(&train_set, "training")?;
-    check_usable(&test_set, "test")?;
     if !config.augment.is_off() {
         println!("augmenting training images: {}", config.augment);
     }
 
+    // The trainer checks that both sets are usable before it draws anything.
     let setup = Setup { memory_budget: run.memory_budget, stream: run.stream };
     let mut trainer = Trainer::with_setup(&gpu, &kernels, config.clone(), &train_set, &test_set, setup)?;
     let plan = trainer.plan.clone();
