@@ -88,7 +88,6 @@ impl Engine {
     /// A training run of the tutorial's tower (or `arch`) on IDX data the page fetched (the four
     /// Fashion-MNIST files' bytes, gzip or not), the first `train_limit` and `test_limit` images of each
     /// split (0: all).
-    #[allow(clippy::too_many_arguments)]
     pub fn train(
         &self,
         train_images: &[u8],
