@@ -48,6 +48,10 @@ override WHOLE_IMAGES: u32 = 1u;
 // column quads per lane (1 to 4).
 override ROWS: u32 = 2u;
 override COL_QUADS: u32 = 4u;
+// The lanes of a forward or input-gradient workgroup: 256, or fewer where the product has few rows (a
+// dense layer's batch), so that lanes past the last row do not fill most of a workgroup, and the
+// product still spreads over several workgroups (the cores of a CPU adapter).
+override LANES: u32 = 256u;
 // conv2d_gemm_forward_pooled's epilogue max-pools each lane's four positions, a 2x2 window, and
 // applies the dropout that follows it, if any (maxpool.wgsl's and dropout.wgsl's choices, bit for
 // bit); it stores the window's value and a 4-bit code (which position won, and whether a gradient
@@ -369,13 +373,13 @@ fn forward_sums(p: array<vec3<u32>, 4>, c0: u32, lid: u32, lane: u32) -> Tile {
     return acc;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn conv2d_gemm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
     let lane = share_lane(lid);
     let positions = BATCH * OUT_H * OUT_W;
     let c0 = wg.y * 4u * COL_QUADS;
-    let first = ((wg.z * nwg.x + wg.x) * 256u + lid) * ROWS;
+    let first = ((wg.z * nwg.x + wg.x) * LANES + lid) * ROWS;
     let p = array<vec3<u32>, 4>(
         position(first, 0u, positions, OUT_H, OUT_W),
         position(first, 1u, positions, OUT_H, OUT_W),
@@ -540,13 +544,13 @@ fn finish_input_row(acc: Tile, first: u32, c0: u32, r: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn conv2d_gemm_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                               @builtin(local_invocation_index) lid: u32) {
     let lane = share_lane(lid);
     let positions = BATCH * IN_H * IN_W;
     let c0 = wg.y * 4u * COL_QUADS;
-    let first = ((wg.z * nwg.x + wg.x) * 256u + lid) * ROWS;
+    let first = ((wg.z * nwg.x + wg.x) * LANES + lid) * ROWS;
     let p = array<vec3<u32>, 4>(
         position(first, 0u, positions, IN_H, IN_W),
         position(first, 1u, positions, IN_H, IN_W),
@@ -698,6 +702,37 @@ fn load_partials(acc: ptr<function, Tile>, bias: ptr<function, Quads>, in_range:
     }
 }
 
+// A 1x1 map (a dense layer's) has one position a block: a step then takes four blocks, one position
+// each, instead of one block whose other three positions are outside the map. Either way the terms
+// are added block by block, position by position: the same sums.
+fn blocks_a_step() -> u32 {
+    return select(1u, 4u, OUT_H == 1u && OUT_W == 1u);
+}
+
+// A step's four positions (n, y, x) in the map, clamped inside it, and whether each is in the map
+// and in the chunk's blocks [b, end) of this micro-batch; images from `first_image`.
+struct StepPositions {
+    n: vec4<u32>,
+    y: vec4<u32>,
+    x: vec4<u32>,
+    valid: vec4<bool>,
+}
+
+fn weight_positions(first_image: u32, b: u32, end: u32, blocks: u32, per_image: u32, blocks_w: u32) -> StepPositions {
+    if (blocks_a_step() == 4u) {
+        let bs = vec4<u32>(b) + vec4<u32>(0u, 1u, 2u, 3u);
+        return StepPositions(vec4<u32>(first_image) + min(bs, vec4<u32>(blocks - 1u)), vec4<u32>(0u), vec4<u32>(0u), bs < vec4<u32>(end));
+    }
+    let block = min(b, blocks - 1u);
+    let by = (block % per_image) / blocks_w;
+    let bx = block % blocks_w;
+    let oy = vec4<u32>(2u * by) + vec4<u32>(0u, 0u, 1u, 1u);
+    let ox = vec4<u32>(2u * bx) + vec4<u32>(0u, 1u, 0u, 1u);
+    let valid = vec4<bool>(b < end) & (oy < vec4<u32>(OUT_H)) & (ox < vec4<u32>(OUT_W));
+    let n = vec4<u32>(first_image + block / per_image);
+    return StepPositions(n, min(oy, vec4<u32>(OUT_H - 1u)), min(ox, vec4<u32>(OUT_W - 1u)), valid);
+}
+
 // Lanes: (part = branch * chunks + chunk, column group, k-quad), k-quads fastest, over the chunks this
 // micro-batch meets.
 @compute @workgroup_size(256)
@@ -741,23 +776,16 @@ fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
     // Every lane runs a chunk's whole length (the same for the whole workgroup, and a bound of
     // constants alone, so the loop is uniform control flow to every compiler); steps past the chunk's
     // blocks in this micro-batch add nothing.
-    for (var step = 0u; step < weight_chunk_len(per_image, WHOLE_IMAGES, CHUNKS); step++) {
-        let b = min(start + step, blocks - 1u);
-        let in_chunk = start + step < end;
-        let n = branch * branch_images + b / per_image;
-        let by = (b % per_image) / blocks_w;
-        let bx = b % blocks_w;
-        let oy = vec4<u32>(2u * by) + vec4<u32>(0u, 0u, 1u, 1u);
-        let ox = vec4<u32>(2u * bx) + vec4<u32>(0u, 1u, 0u, 1u);
-        let valid = vec4<bool>(in_chunk) & (oy < vec4<u32>(OUT_H)) & (ox < vec4<u32>(OUT_W));
-        let cy = min(oy, vec4<u32>(OUT_H - 1u));
-        let cx = min(ox, vec4<u32>(OUT_W - 1u));
-        let o = (vec4<u32>(n * OUT_H) + cy) * OUT_W + cx;
+    let steps = (weight_chunk_len(per_image, WHOLE_IMAGES, CHUNKS) + blocks_a_step() - 1u) / blocks_a_step();
+    for (var step = 0u; step < steps; step++) {
+        let p = weight_positions(branch * branch_images, start + step * blocks_a_step(), end, blocks, per_image, blocks_w);
+        let valid = p.valid;
+        let o = (p.n * OUT_H + p.y) * OUT_W + p.x;
         var a: Quads;
-        a[0] = select(vec4<f32>(0.0), a_quad(n, cy[0], cx[0], kq), valid[0]);
-        a[1] = select(vec4<f32>(0.0), a_quad(n, cy[1], cx[1], kq), valid[1]);
-        a[2] = select(vec4<f32>(0.0), a_quad(n, cy[2], cx[2], kq), valid[2]);
-        a[3] = select(vec4<f32>(0.0), a_quad(n, cy[3], cx[3], kq), valid[3]);
+        a[0] = select(vec4<f32>(0.0), a_quad(p.n[0], p.y[0], p.x[0], kq), valid[0]);
+        a[1] = select(vec4<f32>(0.0), a_quad(p.n[1], p.y[1], p.x[1], kq), valid[1]);
+        a[2] = select(vec4<f32>(0.0), a_quad(p.n[2], p.y[2], p.x[2], kq), valid[2]);
+        a[3] = select(vec4<f32>(0.0), a_quad(p.n[3], p.y[3], p.x[3], kq), valid[3]);
         let held = weight_held(o, valid, c0, lid);
         share_publish(held, lane);
         weight_step(&acc, &bias, a, held, lane, 0u);

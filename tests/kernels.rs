@@ -45,6 +45,12 @@ fn conv_cases() -> Vec<Conv2dDims> {
         c(3, 10, 7, 8, 20, 3, 3, Padding::Same, false, 2),
         c(2, 11, 9, 4, 8, 2, 2, Padding::Valid, true, 2),
         c(1, 13, 13, 5, 9, 5, 5, Padding::Same, true, 3),
+        // 1x1 output maps (a dense layer's shape, and a valid kernel as large as its input): the
+        // weight gradient takes four images a step, cut by chunks and micro-batches; fewer rows than
+        // a workgroup of 256 lanes, so the forward pass and the input gradient run narrower ones.
+        c(70, 1, 1, 52, 20, 1, 1, Padding::Valid, true, 1),
+        c(9, 1, 1, 13, 7, 1, 1, Padding::Valid, false, 1),
+        c(6, 3, 3, 4, 8, 3, 3, Padding::Valid, true, 1),
     ]
 }
 

@@ -614,9 +614,12 @@ impl Kernels {
 
     pub fn conv2d_gemm_forward_as(&self, d: &Conv2dDims, v: Variant, x: Region, wb: Region, y: Region) -> Dispatch {
         let positions = d.batch * d.out_h() * d.out_w();
-        let groups = [positions.div_ceil(256 * v.rows), d.out_c.div_ceil(4 * v.col_quads)];
+        let lanes = workgroup_lanes(positions, v.rows);
+        let groups = [positions.div_ceil(lanes * v.rows), d.out_c.div_ceil(4 * v.col_quads)];
         let bindings = [(1, x.clone()), (7, quads(&x)), (2, wb.clone()), (8, quads(&wb)), (3, y)];
-        self.dispatch_groups(Product::Forward.kernel(v.share), &variant_constants(d, 1, v), &bindings, groups)
+        let mut c = variant_constants(d, 1, v);
+        c.push(("LANES", lanes as f64));
+        self.dispatch_groups(Product::Forward.kernel(v.share), &c, &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
             .with_variant(v.to_string())
     }
@@ -660,9 +663,12 @@ impl Kernels {
 
     pub fn conv2d_gemm_backward_input_as(&self, d: &Conv2dDims, v: Variant, dz: Region, wb: Region, dx: Region) -> Dispatch {
         let positions = d.batch * d.in_h * d.in_w;
-        let groups = [positions.div_ceil(256 * v.rows), d.in_c.div_ceil(4 * v.col_quads)];
+        let lanes = workgroup_lanes(positions, v.rows);
+        let groups = [positions.div_ceil(lanes * v.rows), d.in_c.div_ceil(4 * v.col_quads)];
         let bindings = [(4, dz.clone()), (9, quads(&dz)), (2, wb.clone()), (8, quads(&wb)), (5, dx)];
-        self.dispatch_groups(Product::BackwardInput.kernel(v.share), &variant_constants(d, 1, v), &bindings, groups)
+        let mut c = variant_constants(d, 1, v);
+        c.push(("LANES", lanes as f64));
+        self.dispatch_groups(Product::BackwardInput.kernel(v.share), &c, &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.output_len() + d.param_len() + d.input_len())
             .with_variant(v.to_string())
     }
@@ -718,6 +724,14 @@ impl Kernels {
         self.dispatch(SUM_PARTIALS, &r, &[(1, partial), (2, out)], count)
             .with_work(branches * chunks * count, (branches * chunks + 1) * count)
     }
+}
+
+/// The lanes of a forward or input-gradient workgroup (conv2d_gemm.wgsl's LANES) over `positions`
+/// positions, `rows` a lane: 256, or the lanes the positions need rounded up to a power of two, at
+/// least 32 (four groups of eight sharing lanes). A dense layer's batch of 128 in four-row tiles then
+/// runs 32-lane workgroups, one per column group, where a 256-lane one would leave 7 in 8 lanes idle.
+fn workgroup_lanes(positions: usize, rows: usize) -> usize {
+    positions.div_ceil(rows).next_power_of_two().clamp(32, 256)
 }
 
 fn pool_constants(pool: &PoolEpilogue) -> Vec<(&'static str, f64)> {
