@@ -38,6 +38,13 @@ override WHOLE_PAIRS: u32 = 1u;
 @group(0) @binding(8) var<storage, read_write> slots: array<f32>;
 @group(0) @binding(9) var<uniform> s: Step;
 @group(0) @binding(10) var<storage, read_write> grads: array<f32>;
+// vec4 views, for bn_apply4 and bn_backward_input4 (channel counts in multiples of 4): a lane per
+// four channels of a position, each load and store one vec4.
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read> aux4: array<vec4<f32>>;
 
 fn branch_positions() -> u32 {
     return BATCH / BRANCHES * POSITIONS;
@@ -169,6 +176,19 @@ fn bn_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     y[i] = x[i] * aux[stat(b, 2u, c)] + aux[stat(b, 3u, c)];
 }
 
+// bn_apply for four channels at once: the same operations on each.
+@compute @workgroup_size(256)
+fn bn_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= BATCH * POSITIONS * CHANNELS / 4u) {
+        return;
+    }
+    let c = (4u * i) % CHANNELS;
+    let b = 4u * i / (branch_positions() * CHANNELS);
+    y4[i] = x4[i] * aux4[stat(b, 2u, c) / 4u] + aux4[stat(b, 3u, c) / 4u];
+}
+
 // Backward: sums of dy and dy * xhat over each chunk, xhat = (x - mean) / sqrt(variance + EPSILON).
 @compute @workgroup_size(256)
 fn bn_grad_sums(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -233,6 +253,21 @@ fn bn_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let n = f32(branch_positions());
     let xhat = (x[i] - aux[stat(b, 0u, c)]) * aux[stat(b, 1u, c)];
     dx[i] = aux[stat(b, 2u, c)] * (dy[i] - aux[grad_sum(b, 0u, c)] / n - xhat * aux[grad_sum(b, 1u, c)] / n);
+}
+
+// bn_backward_input for four channels at once: the same operations on each.
+@compute @workgroup_size(256)
+fn bn_backward_input4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= BATCH * POSITIONS * CHANNELS / 4u) {
+        return;
+    }
+    let c = (4u * i) % CHANNELS;
+    let b = 4u * i / (branch_positions() * CHANNELS);
+    let n = f32(branch_positions());
+    let xhat = (x4[i] - aux4[stat(b, 0u, c) / 4u]) * aux4[stat(b, 1u, c) / 4u];
+    dx4[i] = aux4[stat(b, 2u, c) / 4u] * (dy4[i] - aux4[grad_sum(b, 0u, c) / 4u] / n - xhat * aux4[grad_sum(b, 1u, c) / 4u] / n);
 }
 
 // gamma's and beta's gradients: each branch's slots added in order, then the branches.

@@ -698,7 +698,7 @@ fn new_layers_match_reference() {
     use gpu_siamese::layers::l2norm::L2NormDims;
     use gpu_siamese::layers::relu::ReluDims;
     let mut seed = fresh_seed("new layers");
-    for (batch, shape) in [(6, Shape::map(5, 3, 7)), (2, Shape::map(1, 1, 300)), (10, Shape::vector(13))] {
+    for (batch, shape) in [(6, Shape::map(5, 3, 7)), (4, Shape::map(3, 5, 8)), (2, Shape::map(1, 1, 300)), (10, Shape::vector(13))] {
         seed += 1;
         let n = batch * shape.len();
         layer_matches_reference(&format!("relu {shape:?}"), &ReluDims { batch, shape }, n, 2, seed);

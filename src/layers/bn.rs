@@ -8,6 +8,7 @@
 //! branch. Shader: `bn.wgsl`.
 
 use super::{Backward, Init, Io, Layer, LayerKind, Pass, PlanContext, Shape, TensorSpec};
+use super::conv2d::quads;
 use crate::gpu::{Dispatch, Kernel, Kernels};
 use crate::model::{Args, SpecError};
 use crate::reference::Real;
@@ -91,7 +92,7 @@ fn normalisers<T: Real>(x: &[T], state: &[T], d: &BatchNormDims, pass: &Pass) ->
 }
 
 impl Layer for BatchNormDims {
-    const KERNELS: &'static [Kernel] = &[BN_SUM_X, BN_MEAN, BN_SUM_SQUARES, BN_FINISH, BN_APPLY, BN_GRAD_SUMS, BN_GRAD_REDUCE, BN_BACKWARD_INPUT, BN_GRADIENT];
+    const KERNELS: &'static [Kernel] = &[BN_SUM_X, BN_MEAN, BN_SUM_SQUARES, BN_FINISH, BN_APPLY, BN_GRAD_SUMS, BN_GRAD_REDUCE, BN_BACKWARD_INPUT, BN_GRADIENT, BN_APPLY4, BN_BACKWARD_INPUT4];
 
     fn output(&self) -> Shape {
         self.shape
@@ -205,6 +206,11 @@ pub const BN_GRAD_SUMS: Kernel = bn_kernel("bn_grad_sums");
 pub const BN_GRAD_REDUCE: Kernel = bn_kernel("bn_grad_reduce");
 pub const BN_BACKWARD_INPUT: Kernel = bn_kernel("bn_backward_input");
 pub const BN_GRADIENT: Kernel = bn_kernel("bn_gradient");
+/// bn_apply and bn_backward_input a vec4 a lane, for channel counts in multiples of 4 (the statistics'
+/// rows then start on whole vec4s too): a CPU adapter turns each load into a loop over the lanes, so
+/// one vec4 load in place of four scalar ones is most of their time saved.
+pub const BN_APPLY4: Kernel = bn_kernel("bn_apply4");
+pub const BN_BACKWARD_INPUT4: Kernel = bn_kernel("bn_backward_input4");
 
 fn constants(d: &BatchNormDims, io: &Io) -> Vec<(&'static str, f64)> {
     let f = |v: usize| v as f64;
@@ -235,7 +241,12 @@ impl Kernels {
             self.dispatch(BN_MEAN, &c, &[(7, aux.clone()), (9, io.step.clone())], channel_lanes),
             self.dispatch(BN_SUM_SQUARES, &c, &[(1, io.x.clone()), (7, aux.clone()), (9, io.step.clone())], chunk_lanes).with_work(3 * n, n),
             self.dispatch(BN_FINISH, &c, &[(5, io.params()), (6, state), (7, aux.clone()), (9, io.step.clone())], d.channels()),
-            self.dispatch(BN_APPLY, &c, &[(1, io.x.clone()), (2, io.y.clone()), (7, aux)], n).with_work(2 * n, 2 * n),
+            if d.channels().is_multiple_of(4) {
+                self.dispatch(BN_APPLY4, &c, &[(11, quads(&io.x)), (12, quads(&io.y)), (15, quads(&aux))], n / 4)
+            } else {
+                self.dispatch(BN_APPLY, &c, &[(1, io.x.clone()), (2, io.y.clone()), (7, aux)], n)
+            }
+            .with_work(2 * n, 2 * n),
         ]
     }
 
@@ -250,8 +261,13 @@ impl Kernels {
             self.dispatch(BN_GRAD_REDUCE, &c, &[(7, aux.clone()), (8, io.partials()), (9, io.step.clone())], io.branches * d.channels()),
         ];
         if let Some(dx) = &io.dx {
-            let bindings = [(1, io.x.clone()), (3, io.dy.clone()), (4, dx.clone()), (7, aux)];
-            dispatches.push(self.dispatch(BN_BACKWARD_INPUT, &c, &bindings, n).with_work(7 * n, 3 * n));
+            let input = if d.channels().is_multiple_of(4) {
+                let bindings = [(11, quads(&io.x)), (13, quads(&io.dy)), (14, quads(dx)), (15, quads(&aux))];
+                self.dispatch(BN_BACKWARD_INPUT4, &c, &bindings, n / 4)
+            } else {
+                self.dispatch(BN_BACKWARD_INPUT, &c, &[(1, io.x.clone()), (3, io.dy.clone()), (4, dx.clone()), (7, aux)], n)
+            };
+            dispatches.push(input.with_work(7 * n, 3 * n));
         }
         dispatches
     }

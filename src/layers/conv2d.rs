@@ -596,7 +596,7 @@ impl WeightChunks {
 }
 
 /// A region as a vec4 view: its length rounded up to whole quads (buffers are allocated in quads).
-fn quads(region: &Region) -> Region {
+pub(crate) fn quads(region: &Region) -> Region {
     Region::new(&region.buffer, region.offset, region.len.div_ceil(4) * 4)
 }
 

@@ -43,7 +43,7 @@ impl ReluDims {
 }
 
 impl Layer for ReluDims {
-    const KERNELS: &'static [Kernel] = &[RELU_FORWARD, RELU_BACKWARD];
+    const KERNELS: &'static [Kernel] = &[RELU_FORWARD, RELU_BACKWARD, RELU_FORWARD4, RELU_BACKWARD4];
 
     fn output(&self) -> Shape {
         self.shape
@@ -81,14 +81,24 @@ pub fn relu_backward<T: Real>(dy: &[T], y: &[T]) -> Vec<T> {
 const SHADER: &str = include_str!("../../shaders/relu.wgsl");
 pub const RELU_FORWARD: Kernel = Kernel::new("relu", &[("relu", SHADER)], "relu_forward");
 pub const RELU_BACKWARD: Kernel = Kernel::new("relu", &[("relu", SHADER)], "relu_backward");
+/// Four elements a lane, for counts in multiples of 4.
+pub const RELU_FORWARD4: Kernel = Kernel::new("relu", &[("relu", SHADER)], "relu_forward4");
+pub const RELU_BACKWARD4: Kernel = Kernel::new("relu", &[("relu", SHADER)], "relu_backward4");
 
 impl Kernels {
     pub fn relu_forward(&self, d: &ReluDims, x: Region, y: Region) -> Dispatch {
-        self.dispatch(RELU_FORWARD, &[("COUNT", d.count() as f64)], &[(1, x), (2, y)], d.count()).with_work(d.count(), 2 * d.count())
+        let c = [("COUNT", d.count() as f64)];
+        if d.count().is_multiple_of(4) {
+            return self.dispatch(RELU_FORWARD4, &c, &[(5, x), (6, y)], d.count() / 4).with_work(d.count(), 2 * d.count());
+        }
+        self.dispatch(RELU_FORWARD, &c, &[(1, x), (2, y)], d.count()).with_work(d.count(), 2 * d.count())
     }
 
     pub fn relu_backward(&self, d: &ReluDims, y: Region, dy: Region, dx: Region) -> Dispatch {
-        self.dispatch(RELU_BACKWARD, &[("COUNT", d.count() as f64)], &[(2, y), (3, dy), (4, dx)], d.count())
-            .with_work(d.count(), 3 * d.count())
+        let c = [("COUNT", d.count() as f64)];
+        if d.count().is_multiple_of(4) {
+            return self.dispatch(RELU_BACKWARD4, &c, &[(9, y), (7, dy), (8, dx)], d.count() / 4).with_work(d.count(), 3 * d.count());
+        }
+        self.dispatch(RELU_BACKWARD, &c, &[(2, y), (3, dy), (4, dx)], d.count()).with_work(d.count(), 3 * d.count())
     }
 }
