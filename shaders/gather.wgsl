@@ -87,3 +87,32 @@ fn gather_pairs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         labels[s.micro_start + i] = select(0.0, pair_labels[pair], valid);
     }
 }
+
+// gather_pairs without augmentation for pictures of a multiple of 4 values: a lane per four values,
+// one word of the images (their four bytes) read and one vec4 written.
+@group(0) @binding(8) var<storage, read_write> inputs4: array<vec4<f32>>;
+
+fn byte_value(word: u32, byte: u32) -> f32 {
+    return byte_values[(word >> (8u * byte)) & 0xffu];
+}
+
+@compute @workgroup_size(256)
+fn gather_pairs4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let idx = thread_index(wg, nwg, lid);
+    let quads = PIXELS / 4u;
+    if (idx >= 2u * PAIRS * quads) {
+        return;
+    }
+    let q = idx % quads;
+    let row = idx / quads;
+    let branch = row / PAIRS;
+    let i = row % PAIRS;
+    let valid = s.micro_start + i < s.valid_pairs;
+    let pair = s.batch_start + select(0u, s.micro_start + i, valid);
+    let word = images[pair_images[2u * pair + branch] * quads + q];
+    inputs4[idx] = vec4<f32>(byte_value(word, 0u), byte_value(word, 1u), byte_value(word, 2u), byte_value(word, 3u));
+    if (branch == 0u && q == 0u) {
+        labels[s.micro_start + i] = select(0.0, pair_labels[pair], valid);
+    }
+}

@@ -517,25 +517,27 @@ fn gather_sources(gpu: &gpu_siamese::gpu::Gpu, pixels: &[u8], pair_images: &[(u3
 fn gather_pairs_matches_reference_bit_for_bit() {
     let (gpu, kernels) = gpu();
     let seed = fresh_seed("gather_pairs");
-    // 15-byte images (3x5), so images straddle the u32 words the bytes are packed in.
-    let (images, shape, batch_pairs) = (37, InputShape { h: 3, w: 5, c: 1 }, 5);
-    let image_len = shape.len();
-    let pixels: Vec<u8> = random(images * image_len, seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
-    let pair_images: Vec<(u32, u32)> = (0..11).map(|i| ((i * 7 % 37) as u32, (i * 5 % 37) as u32)).collect();
-    let pair_labels: Vec<f32> = (0..11).map(|i| (i % 2) as f32).collect();
-    let [images_buffer, pairs_buffer, labels_buffer, table_buffer] = gather_sources(gpu, &pixels, &pair_images, &pair_labels);
-    for (start, valid) in [(0, 5), (6, 5), (8, 3)] {
-        let (inputs, labels) = (poisoned(gpu, 2 * batch_pairs * image_len), poisoned(gpu, batch_pairs));
-        let step = step_buffer(gpu, StepUniform { batch_start: start as u32, valid_pairs: valid as u32, ..Default::default() });
-        let g = kernels.gather_pairs(
-            batch_pairs, shape, None, (&step).into(), (&images_buffer).into(), (&pairs_buffer).into(),
-            (&labels_buffer).into(), (&table_buffer).into(), (&inputs).into(), (&labels).into(),
-        );
-        run(gpu, &[&g]);
-        let (inputs_ref, labels_ref) =
-            cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, start, valid, batch_pairs, None);
-        assert_eq!(gpu.read(&inputs, 0, inputs_ref.len()), inputs_ref, "gather_pairs images from pair {start}");
-        assert_eq!(gpu.read(&labels, 0, batch_pairs), labels_ref, "gather_pairs labels from pair {start}");
+    // 15-byte images (3x5), so images straddle the u32 words the bytes are packed in; and 12-byte
+    // colour images (2x2x3), which take a word a lane.
+    for (images, shape, batch_pairs) in [(37, InputShape { h: 3, w: 5, c: 1 }, 5), (37, InputShape { h: 2, w: 2, c: 3 }, 5)] {
+        let image_len = shape.len();
+        let pixels: Vec<u8> = random(images * image_len, seed).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
+        let pair_images: Vec<(u32, u32)> = (0..11).map(|i| ((i * 7 % 37) as u32, (i * 5 % 37) as u32)).collect();
+        let pair_labels: Vec<f32> = (0..11).map(|i| (i % 2) as f32).collect();
+        let [images_buffer, pairs_buffer, labels_buffer, table_buffer] = gather_sources(gpu, &pixels, &pair_images, &pair_labels);
+        for (start, valid) in [(0, 5), (6, 5), (8, 3)] {
+            let (inputs, labels) = (poisoned(gpu, 2 * batch_pairs * image_len), poisoned(gpu, batch_pairs));
+            let step = step_buffer(gpu, StepUniform { batch_start: start as u32, valid_pairs: valid as u32, ..Default::default() });
+            let g = kernels.gather_pairs(
+                batch_pairs, shape, None, (&step).into(), (&images_buffer).into(), (&pairs_buffer).into(),
+                (&labels_buffer).into(), (&table_buffer).into(), (&inputs).into(), (&labels).into(),
+            );
+            run(gpu, &[&g]);
+            let (inputs_ref, labels_ref) =
+                cpu::gather_pairs::<f32>(&pixels, image_len, &pair_images, &pair_labels, start, valid, batch_pairs, None);
+            assert_eq!(gpu.read(&inputs, 0, inputs_ref.len()), inputs_ref, "gather_pairs images from pair {start}");
+            assert_eq!(gpu.read(&labels, 0, batch_pairs), labels_ref, "gather_pairs labels from pair {start}");
+        }
     }
     assert_eq!(cpu::byte_value::<f32>(255), 1.0);
     assert_eq!(cpu::byte_value::<f32>(51), 0.2);

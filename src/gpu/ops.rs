@@ -26,6 +26,8 @@ pub const BATCH_CONTRASTIVE_BACKWARD: Kernel = Kernel::new("batch_loss", &[("bat
 pub const BATCH_TRIPLET_FORWARD: Kernel = Kernel::new("batch_loss", &[("batch_loss", BATCH_LOSS)], "batch_triplet_forward");
 pub const BATCH_TRIPLET_BACKWARD: Kernel = Kernel::new("batch_loss", &[("batch_loss", BATCH_LOSS)], "batch_triplet_backward");
 pub const GATHER_PAIRS: Kernel = Kernel::new("gather", &[("gather", GATHER)], "gather_pairs");
+/// gather_pairs four values a lane, for pictures of a multiple of 4 values without augmentation.
+pub const GATHER_PAIRS4: Kernel = Kernel::new("gather", &[("gather", GATHER)], "gather_pairs4");
 pub const ADAM_UPDATE: Kernel = Kernel::new("adam", &[("adam", ADAM)], "adam_update");
 
 pub const KERNELS: &[Kernel] = &[
@@ -41,6 +43,7 @@ pub const KERNELS: &[Kernel] = &[
     BATCH_TRIPLET_FORWARD,
     BATCH_TRIPLET_BACKWARD,
     GATHER_PAIRS,
+    GATHER_PAIRS4,
     ADAM_UPDATE,
 ];
 
@@ -166,7 +169,14 @@ impl Kernels {
     ) -> Dispatch {
         let pixels = shape.len();
         let mut c = vec![("PAIRS", pairs as f64), ("PIXELS", pixels as f64)];
-        if let Some((a, seed)) = augment.filter(|(a, _)| !a.is_off()) {
+        let augment = augment.filter(|(a, _)| !a.is_off());
+        // Reads a byte per pixel (a quarter of an f32) and two indices per pair; writes f32 pixels.
+        let work = (0, 2 * pairs * pixels * 5 / 4 + 4 * pairs);
+        if augment.is_none() && pixels.is_multiple_of(4) {
+            let bindings = [(1, step), (2, images), (3, pair_images), (4, pair_labels), (5, byte_values), (8, inputs), (7, labels)];
+            return self.dispatch(GATHER_PAIRS4, &c, &bindings, 2 * pairs * pixels / 4).with_work(work.0, work.1);
+        }
+        if let Some((a, seed)) = augment {
             c.extend([
                 ("AUGMENT", 1.0),
                 ("HEIGHT", shape.h as f64),
@@ -181,8 +191,7 @@ impl Kernels {
         }
         let bindings =
             [(1, step), (2, images), (3, pair_images), (4, pair_labels), (5, byte_values), (6, inputs), (7, labels)];
-        // Reads a byte per pixel (a quarter of an f32) and two indices per pair; writes f32 pixels.
-        self.dispatch(GATHER_PAIRS, &c, &bindings, 2 * pairs * pixels).with_work(0, 2 * pairs * pixels * 5 / 4 + 4 * pairs)
+        self.dispatch(GATHER_PAIRS, &c, &bindings, 2 * pairs * pixels).with_work(work.0, work.1)
     }
 
     /// Adam over `count` parameters; the step size comes from `step.alpha`.
