@@ -79,10 +79,12 @@ for what, t in rows:
 r = ours.get("roofline")
 print()
 if r:
-    print(f"adapter's ceilings, read in this run: {r['gflop_per_s']:.1f} GFLOP/s on multiply-add chains ({r['arithmetic_probe']}), {r['gb_per_s']:.1f} GB/s on a vec4 copy")
+    print(f"adapter's ceilings, read in this run: {r['gflop_per_s']:.1f} GFLOP/s on multiply-add chains ({r['arithmetic_probe']}), {r['gb_per_s']:.1f} GB/s on a vec4 copy, {r['gfloat_loads_per_s']:.2f} G floats/s loaded by lanes")
 print("per kernel (gpu-siamese), with the variant that ran:")
 for k in ours["kernels"]:
     share = f"  {100 * k['arithmetic_share']:5.1f}% of the arithmetic ceiling" if k.get("arithmetic_share") is not None else ""
+    if k.get("load_share") is not None:
+        share += f", its loads {100 * k['load_share']:5.1f}% of its time"
     name = f"{k['name']} ({k['variant']})" if k.get("variant") else k["name"]
     print(f"  {name:<52} {k['ms']:>8.3f} ms {100 * k['share']:>5.1f}%  {k['gflop_per_s']:>7.2f} GFLOP/s {k['gb_per_s']:>6.2f} GB/s{share}")
 PY

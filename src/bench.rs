@@ -53,6 +53,10 @@ pub struct KernelTime {
     /// With --roofline: those rates as shares of the adapter's ceilings.
     pub arithmetic_share: Option<f64>,
     pub memory_share: Option<f64>,
+    /// Floats the launch's lanes load (the convolution engine's products count them), and with
+    /// --roofline the time those loads take at the adapter's measured rate as a share of the launch's.
+    pub lane_loads: f64,
+    pub load_share: Option<f64>,
 }
 
 /// The adapter's ceilings, measured on it: floating-point operations a second on plain multiply-add
@@ -66,6 +70,8 @@ pub struct Roofline {
     pub arithmetic_probe: String,
     /// Every arithmetic probe, (what, GFLOP/s).
     pub arithmetic_probes: Vec<(String, f64)>,
+    /// Floats a second that lanes load from addresses of their own (four vec4s a step, from cache).
+    pub gfloat_loads_per_s: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -160,10 +166,12 @@ const ROOFLINE: &str = include_str!("../shaders/roofline.wgsl");
 pub const ROOFLINE_ARITHMETIC: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_arithmetic");
 pub const ROOFLINE_ARITHMETIC_SCALAR: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_arithmetic_scalar");
 pub const ROOFLINE_COPY: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_copy");
-pub const KERNELS: &[Kernel] = &[ROOFLINE_ARITHMETIC, ROOFLINE_ARITHMETIC_SCALAR, ROOFLINE_COPY];
+pub const ROOFLINE_LOADS: Kernel = Kernel::new("roofline", &[("roofline", ROOFLINE)], "roofline_loads");
+pub const KERNELS: &[Kernel] = &[ROOFLINE_ARITHMETIC, ROOFLINE_ARITHMETIC_SCALAR, ROOFLINE_COPY, ROOFLINE_LOADS];
 
 /// The adapter's ceilings: the best of three timed passes of each probe, and for arithmetic the best
-/// probe of a sweep (4, 8 and 16 chains a lane; vec4 and scalar; fma() and a multiply then an add).
+/// probe of a sweep (4, 8 and 16 chains a lane; one step of each an iteration of the loop, or four;
+/// vec4 and scalar; fma() and a multiply then an add).
 pub fn measure_roofline(gpu: &Gpu, kernels: &Kernels) -> Roofline {
     let (lanes, iterations, quads) = (1 << 16, 2048usize, 8 << 20);
     let source = gpu.storage("roofline source", 4 * quads);
@@ -171,20 +179,30 @@ pub fn measure_roofline(gpu: &Gpu, kernels: &Kernels) -> Roofline {
     let mut probes = Vec::new();
     for (kernel, width) in [(ROOFLINE_ARITHMETIC, 4), (ROOFLINE_ARITHMETIC_SCALAR, 1)] {
         for chains in [4usize, 8, 16] {
-            for fused in [true, false] {
-                // Scalar lanes do a quarter of the work a step: four times the iterations, to time alike.
-                let steps = iterations * 4 / width;
-                let probe = kernels
-                    .dispatch(kernel, &[("ITERATIONS", steps as f64), ("CHAINS", chains as f64), ("FUSED", f64::from(u8::from(fused)))], &[(2, Region::whole(&target))], lanes)
-                    .with_work(lanes * steps * chains * 2 * width, 0);
-                let what = format!("{chains} {} chains a lane, {}", if width == 4 { "vec4" } else { "f32" }, if fused { "fma()" } else { "a * b + c" });
-                probes.push((what, probe));
+            for unroll in [1usize, 4] {
+                for fused in [true, false] {
+                    // Scalar lanes do a quarter of the work a step: four times the iterations, to time alike.
+                    let steps = iterations * 4 / width;
+                    let constants = [("ITERATIONS", steps as f64), ("CHAINS", chains as f64), ("FUSED", f64::from(u8::from(fused))), ("UNROLL", unroll as f64)];
+                    let probe = kernels.dispatch(kernel, &constants, &[(2, Region::whole(&target))], lanes).with_work(lanes * steps * chains * 2 * width, 0);
+                    let what = format!(
+                        "{chains} {} chains a lane, {unroll} step{} an iteration, {}",
+                        if width == 4 { "vec4" } else { "f32" },
+                        if unroll == 1 { "" } else { "s" },
+                        if fused { "fma()" } else { "a * b + c" }
+                    );
+                    probes.push((what, probe));
+                }
             }
         }
     }
     let copy = kernels
         .dispatch(ROOFLINE_COPY, &[("QUADS", quads as f64)], &[(1, Region::whole(&source)), (2, Region::whole(&target))], quads)
         .with_work(0, 8 * quads);
+    let load_steps = iterations / 8;
+    let loads = kernels
+        .dispatch(ROOFLINE_LOADS, &[("ITERATIONS", load_steps as f64)], &[(1, Region::whole(&source)), (2, Region::whole(&target))], lanes)
+        .with_lane_loads(lanes * load_steps * 16);
     let best = |d: &Dispatch| {
         gpu::submit(gpu, &[d]);
         gpu.wait();
@@ -199,7 +217,8 @@ pub fn measure_roofline(gpu: &Gpu, kernels: &Kernels) -> Roofline {
     };
     let arithmetic_probes: Vec<(String, f64)> = probes.iter().map(|(what, d)| (what.clone(), d.work.flops * 1e-9 / best(d))).collect();
     let (arithmetic_probe, gflop_per_s) = arithmetic_probes.iter().cloned().max_by(|a, b| a.1.total_cmp(&b.1)).expect("probes");
-    Roofline { gflop_per_s, gb_per_s: copy.work.bytes * 1e-9 / best(&copy), arithmetic_probe, arithmetic_probes }
+    let gfloat_loads_per_s = loads.work.lane_loads * 1e-9 / best(&loads);
+    Roofline { gflop_per_s, gb_per_s: copy.work.bytes * 1e-9 / best(&copy), arithmetic_probe, arithmetic_probes, gfloat_loads_per_s }
 }
 
 const KERNEL_REPEATS: usize = 20;
@@ -235,6 +254,8 @@ fn time_kernels(gpu: &Gpu, dispatches: &[&Dispatch], roofline: Option<&Roofline>
             gb_per_s: d.work.bytes * 1e-6 / ms,
             arithmetic_share: roofline.map(|r| d.work.flops * 1e-6 / ms / r.gflop_per_s),
             memory_share: roofline.map(|r| d.work.bytes * 1e-6 / ms / r.gb_per_s),
+            lane_loads: d.work.lane_loads,
+            load_share: roofline.filter(|_| d.work.lane_loads > 0.0).map(|r| d.work.lane_loads * 1e-6 / ms / r.gfloat_loads_per_s),
         })
         .collect()
 }
@@ -262,8 +283,8 @@ pub fn print(report: &BenchReport) {
     );
     if let Some(r) = &report.roofline {
         println!(
-            "adapter's ceilings (measured in this run): {:.1} GFLOP/s on multiply-add chains ({}), {:.1} GB/s on a vec4 copy",
-            r.gflop_per_s, r.arithmetic_probe, r.gb_per_s
+            "adapter's ceilings (measured in this run): {:.1} GFLOP/s on multiply-add chains ({}), {:.1} GB/s on a vec4 copy, {:.2} G floats/s loaded by lanes from addresses of their own",
+            r.gflop_per_s, r.arithmetic_probe, r.gb_per_s, r.gfloat_loads_per_s
         );
         let sweep: Vec<String> = r.arithmetic_probes.iter().map(|(what, g)| format!("{what} {g:.1}")).collect();
         println!("  the arithmetic probes, GFLOP/s: {}", sweep.join("; "));
@@ -276,11 +297,14 @@ pub fn print(report: &BenchReport) {
     println!(
         "  {:<52} {:>9} {:>6} {:>9} {:>9} {:>9} {:>8}{}",
         "kernel (variant)", "ms", "share", "GFLOP", "MB", "GFLOP/s", "GB/s",
-        if shares { "  of peak: arith  memory" } else { "" }
+        if shares { "  of peak: arith  memory  loads" } else { "" }
     );
     for k in &report.kernels {
         let of_peak = match (k.arithmetic_share, k.memory_share) {
-            (Some(a), Some(m)) => format!("  {:>14.1}% {:>6.1}%", 100.0 * a, 100.0 * m),
+            (Some(a), Some(m)) => {
+                let loads = k.load_share.map_or(String::new(), |l| format!(" {:>5.1}%", 100.0 * l));
+                format!("  {:>14.1}% {:>6.1}%{loads}", 100.0 * a, 100.0 * m)
+            }
             _ => String::new(),
         };
         println!(

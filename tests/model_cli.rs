@@ -418,7 +418,7 @@ fn bench_reads_the_ceiling_in_its_own_run_and_names_each_variant() {
     let report: Value = serde_json::from_str(&text).unwrap();
     let roofline = &report["roofline"];
     let probes = roofline["arithmetic_probes"].as_array().unwrap();
-    assert_eq!(probes.len(), 12, "4, 8 and 16 chains; vec4 and scalar; fma() and a * b + c");
+    assert_eq!(probes.len(), 24, "4, 8 and 16 chains; a step or four an iteration; vec4 and scalar; fma() and a * b + c");
     let best = probes.iter().map(|p| number(&p[1])).fold(0.0, f64::max);
     assert!(best > 0.0 && number(&roofline["gflop_per_s"]) == best, "the ceiling is the best probe: {roofline}");
     assert!(probes.iter().any(|p| p[0] == roofline["arithmetic_probe"]), "and names it: {roofline}");
@@ -432,5 +432,14 @@ fn bench_reads_the_ceiling_in_its_own_run_and_names_each_variant() {
         }
         let share = number(&k["arithmetic_share"]);
         assert!((share - number(&k["gflop_per_s"]) / best).abs() < 1e-9, "{k}");
+        // The engine's products count their lanes' loads, set beside this run's load rate.
+        assert_eq!(engine, k["lane_loads"].as_f64().unwrap() > 0.0, "{k}");
+        assert_eq!(engine, k["load_share"].is_number(), "{k}");
+        if engine {
+            let seconds = number(&k["ms"]) * 1e-3;
+            let expected = number(&k["lane_loads"]) * 1e-9 / seconds / number(&roofline["gfloat_loads_per_s"]);
+            assert!((number(&k["load_share"]) - expected).abs() < 1e-9 * expected.max(1.0), "{k}");
+        }
     }
+    assert!(number(&roofline["gfloat_loads_per_s"]) > 0.0, "{roofline}");
 }

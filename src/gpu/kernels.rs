@@ -178,11 +178,14 @@ impl From<&wgpu::Buffer> for Region {
 }
 
 /// What a launch must do at the least, for a benchmark to set its time against: floating-point
-/// operations (a multiply-add counts two) and bytes read plus written once each.
+/// operations (a multiply-add counts two) and bytes read plus written once each; and, where a kernel
+/// counts them, the floats its lanes load (each lane its own: the same value loaded by many lanes
+/// counts as many times), which a CPU adapter pays for lane by lane.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Work {
     pub flops: f64,
     pub bytes: f64,
+    pub lane_loads: f64,
 }
 
 /// One kernel launch, ready to record: its pipeline, its bound buffers and its grid.
@@ -200,7 +203,13 @@ pub struct Dispatch {
 impl Dispatch {
     /// The launch with its least work: `flops` operations and `floats` f32s (4 bytes each) moved.
     pub fn with_work(mut self, flops: usize, floats: usize) -> Dispatch {
-        self.work = Work { flops: flops as f64, bytes: 4.0 * floats as f64 };
+        self.work = Work { flops: flops as f64, bytes: 4.0 * floats as f64, lane_loads: self.work.lane_loads };
+        self
+    }
+
+    /// The launch's lanes load `floats` floats in all.
+    pub fn with_lane_loads(mut self, floats: usize) -> Dispatch {
+        self.work.lane_loads = floats as f64;
         self
     }
 

@@ -468,6 +468,16 @@ pub struct Variant {
     pub col_quads: usize,
 }
 
+impl Variant {
+    /// Floats a lane loads a step of its product (a k-quad, or a block): a quad for each of `rows`
+    /// rows, and its part of the shared tile of 4 * col_quads quads (all of it, with no sharing).
+    pub fn loads_a_step(&self, rows: usize) -> usize {
+        let tile = 4 * self.col_quads;
+        let held = if self.share == Share::Direct { tile } else { tile.div_ceil(8) };
+        4 * (rows + held)
+    }
+}
+
 impl std::fmt::Display for Variant {
     /// As `bench` names it: the sharing, then positions by output channels a lane.
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -621,6 +631,7 @@ impl Kernels {
         c.push(("LANES", lanes as f64));
         self.dispatch_groups(Product::Forward.kernel(v.share), &c, &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.input_len() + d.param_len() + d.output_len())
+            .with_lane_loads(groups[0] * lanes * groups[1] * d.taps().div_ceil(4) * v.loads_a_step(v.rows))
             .with_variant(v.to_string())
     }
 
@@ -635,6 +646,7 @@ impl Kernels {
         let pooled = d.pooled_positions() * d.out_c;
         self.dispatch_groups(GEMM_FORWARD_POOLED[v.share as usize], &c, &bindings, groups)
             .with_work(2 * 4 * pooled * d.taps(), d.input_len() + d.param_len() + pooled + d.codes_len())
+            .with_lane_loads(groups[0] * 256 * groups[1] * d.taps().div_ceil(4) * v.loads_a_step(4))
             .with_variant(v.to_string())
     }
 
@@ -670,6 +682,7 @@ impl Kernels {
         c.push(("LANES", lanes as f64));
         self.dispatch_groups(Product::BackwardInput.kernel(v.share), &c, &bindings, groups)
             .with_work(2 * d.output_len() * d.taps(), d.output_len() + d.param_len() + d.input_len())
+            .with_lane_loads(groups[0] * lanes * groups[1] * d.kernel_h * d.kernel_w * d.out_c.div_ceil(4) * v.loads_a_step(v.rows))
             .with_variant(v.to_string())
     }
 
@@ -712,8 +725,12 @@ impl Kernels {
         let bindings = [(1, x.clone()), (7, quads(&x)), (4, dz.clone()), (9, quads(&dz)), (6, partial), (13, step)];
         let mut c = variant_constants(d, branches, v);
         c.extend(chunks.constants());
+        // conv2d_gemm.wgsl's steps: a chunk's blocks, four a step on a 1x1 map.
+        let blocks_a_step = if d.out_h() == 1 && d.out_w() == 1 { 4 } else { 1 };
+        let steps = (chunks.branch_images * chunks.per_image).div_ceil(chunks.per_branch).div_ceil(blocks_a_step);
         self.dispatch(Product::BackwardWeight.kernel(v.share), &c, &bindings, lanes)
             .with_work(2 * d.output_len() * (d.taps() + 1), d.input_len() + d.output_len() + branches * micro_chunks * d.param_len())
+            .with_lane_loads(lanes.div_ceil(256) * 256 * steps * v.loads_a_step(4))
             .with_variant(v.to_string())
     }
 
