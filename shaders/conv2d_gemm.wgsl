@@ -45,7 +45,7 @@ override BRANCHES: u32 = 1u;
 override CHUNKS: u32 = 1u;
 override WHOLE_IMAGES: u32 = 1u;
 // The tile: positions per lane (1 to 4; the weight gradient's are its 2x2 block's four) and output
-// column quads per lane (1 to 4).
+// column quads per lane (1 to 8).
 override ROWS: u32 = 2u;
 override COL_QUADS: u32 = 4u;
 // The lanes of a forward or input-gradient workgroup: 256, or fewer where the product has few rows (a
@@ -77,9 +77,11 @@ override DROPOUT_SCALE: f32 = 1.0;
 @group(0) @binding(14) var<storage, read_write> codes: array<u32>;
 
 // A lane's accumulators: [row r][column quad c] at r * COL_QUADS + c (the weight gradient's: [k j][c]).
-alias Tile = array<vec4<f32>, 16>;
+alias Tile = array<vec4<f32>, 32>;
 // Four vec4 operands a lane loads itself (rows, or a block's positions).
 alias Quads = array<vec4<f32>, 4>;
+// The weight gradient's bias sums, a vec4 a column quad.
+alias BiasQuads = array<vec4<f32>, 8>;
 
 fn taps() -> u32 {
     return KERNEL_H * KERNEL_W * IN_C;
@@ -190,6 +192,18 @@ fn product_step(acc: ptr<function, Tile>, a: Quads, held: Held, lane: u32, j: u3
     if (COL_QUADS > 3u) {
         fma_rows(acc, a, j, 3u, share_quad(held, j * COL_QUADS + 3u, lane));
     }
+    if (COL_QUADS > 4u) {
+        fma_rows(acc, a, j, 4u, share_quad(held, j * COL_QUADS + 4u, lane));
+    }
+    if (COL_QUADS > 5u) {
+        fma_rows(acc, a, j, 5u, share_quad(held, j * COL_QUADS + 5u, lane));
+    }
+    if (COL_QUADS > 6u) {
+        fma_rows(acc, a, j, 6u, share_quad(held, j * COL_QUADS + 6u, lane));
+    }
+    if (COL_QUADS > 7u) {
+        fma_rows(acc, a, j, 7u, share_quad(held, j * COL_QUADS + 7u, lane));
+    }
 }
 
 // Which of a shared tile's quads this lane loads as its held[q]: a part (q * 8 + its place among eight
@@ -240,13 +254,19 @@ fn forward_tile_quad(kq: u32, c0: u32, v: u32) -> vec4<f32> {
 }
 
 fn forward_held(kq: u32, c0: u32, lid: u32) -> Held {
-    // Literal indices where the lanes share (one or two quads each), a loop only without sharing.
+    // Literal indices where the lanes share (one to four quads each), a loop only without sharing.
     var held: Held;
     held[0] = forward_tile_quad(kq, c0, held_quad(0u, lid));
     if (held_count() > 1u) {
         held[1] = forward_tile_quad(kq, c0, held_quad(1u, lid));
     }
-    for (var q = 2u; q < held_count(); q++) {
+    if (SHARED && held_count() > 2u) {
+        held[2] = forward_tile_quad(kq, c0, held_quad(2u, lid));
+    }
+    if (SHARED && held_count() > 3u) {
+        held[3] = forward_tile_quad(kq, c0, held_quad(3u, lid));
+    }
+    for (var q = select(2u, held_count(), SHARED); q < held_count(); q++) {
         held[q] = forward_tile_quad(kq, c0, held_quad(q, lid));
     }
     return held;
@@ -298,6 +318,18 @@ fn finish_forward_row(acc: Tile, first: u32, c0: u32, r: u32) {
     }
     if (COL_QUADS > 3u) {
         finish_forward(acc, first, c0, r, 3u);
+    }
+    if (COL_QUADS > 4u) {
+        finish_forward(acc, first, c0, r, 4u);
+    }
+    if (COL_QUADS > 5u) {
+        finish_forward(acc, first, c0, r, 5u);
+    }
+    if (COL_QUADS > 6u) {
+        finish_forward(acc, first, c0, r, 6u);
+    }
+    if (COL_QUADS > 7u) {
+        finish_forward(acc, first, c0, r, 7u);
     }
 }
 
@@ -419,6 +451,18 @@ fn conv2d_gemm_forward_pooled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
     if (COL_QUADS > 3u) {
         finish_pool(acc, window, c0, 3u, step_key);
     }
+    if (COL_QUADS > 4u) {
+        finish_pool(acc, window, c0, 4u, step_key);
+    }
+    if (COL_QUADS > 5u) {
+        finish_pool(acc, window, c0, 5u, step_key);
+    }
+    if (COL_QUADS > 6u) {
+        finish_pool(acc, window, c0, 6u, step_key);
+    }
+    if (COL_QUADS > 7u) {
+        finish_pool(acc, window, c0, 7u, step_key);
+    }
 }
 
 // ---- input gradient ----
@@ -504,16 +548,34 @@ fn input_step(acc: ptr<function, Tile>, a: Quads, held: Held, lane: u32, j: u32)
     if (COL_QUADS > 3u) {
         fma_rows(acc, a, j, 3u, input_column(held, lane, j, 3u));
     }
+    if (COL_QUADS > 4u) {
+        fma_rows(acc, a, j, 4u, input_column(held, lane, j, 4u));
+    }
+    if (COL_QUADS > 5u) {
+        fma_rows(acc, a, j, 5u, input_column(held, lane, j, 5u));
+    }
+    if (COL_QUADS > 6u) {
+        fma_rows(acc, a, j, 6u, input_column(held, lane, j, 6u));
+    }
+    if (COL_QUADS > 7u) {
+        fma_rows(acc, a, j, 7u, input_column(held, lane, j, 7u));
+    }
 }
 
 fn input_held(kq: u32, c0: u32, lid: u32) -> Held {
-    // Literal indices where the lanes share (one or two quads each), a loop only without sharing.
+    // Literal indices where the lanes share (one to four quads each), a loop only without sharing.
     var held: Held;
     held[0] = input_tile_quad(kq, c0, held_quad(0u, lid));
     if (held_count() > 1u) {
         held[1] = input_tile_quad(kq, c0, held_quad(1u, lid));
     }
-    for (var q = 2u; q < held_count(); q++) {
+    if (SHARED && held_count() > 2u) {
+        held[2] = input_tile_quad(kq, c0, held_quad(2u, lid));
+    }
+    if (SHARED && held_count() > 3u) {
+        held[3] = input_tile_quad(kq, c0, held_quad(3u, lid));
+    }
+    for (var q = select(2u, held_count(), SHARED); q < held_count(); q++) {
         held[q] = input_tile_quad(kq, c0, held_quad(q, lid));
     }
     return held;
@@ -541,6 +603,18 @@ fn finish_input_row(acc: Tile, first: u32, c0: u32, r: u32) {
     }
     if (COL_QUADS > 3u) {
         store_dx(first + r, c0 + 12u, acc[r * COL_QUADS + 3u]);
+    }
+    if (COL_QUADS > 4u) {
+        store_dx(first + r, c0 + 16u, acc[r * COL_QUADS + 4u]);
+    }
+    if (COL_QUADS > 5u) {
+        store_dx(first + r, c0 + 20u, acc[r * COL_QUADS + 5u]);
+    }
+    if (COL_QUADS > 6u) {
+        store_dx(first + r, c0 + 24u, acc[r * COL_QUADS + 6u]);
+    }
+    if (COL_QUADS > 7u) {
+        store_dx(first + r, c0 + 28u, acc[r * COL_QUADS + 7u]);
     }
 }
 
@@ -613,13 +687,19 @@ fn weight_tile_quad(o: vec4<u32>, valid: vec4<bool>, c0: u32, v: u32) -> vec4<f3
 }
 
 fn weight_held(o: vec4<u32>, valid: vec4<bool>, c0: u32, lid: u32) -> Held {
-    // Literal indices where the lanes share (one or two quads each), a loop only without sharing.
+    // Literal indices where the lanes share (one to four quads each), a loop only without sharing.
     var held: Held;
     held[0] = weight_tile_quad(o, valid, c0, held_quad(0u, lid));
     if (held_count() > 1u) {
         held[1] = weight_tile_quad(o, valid, c0, held_quad(1u, lid));
     }
-    for (var q = 2u; q < held_count(); q++) {
+    if (SHARED && held_count() > 2u) {
+        held[2] = weight_tile_quad(o, valid, c0, held_quad(2u, lid));
+    }
+    if (SHARED && held_count() > 3u) {
+        held[3] = weight_tile_quad(o, valid, c0, held_quad(3u, lid));
+    }
+    for (var q = select(2u, held_count(), SHARED); q < held_count(); q++) {
         held[q] = weight_tile_quad(o, valid, c0, held_quad(q, lid));
     }
     return held;
@@ -634,7 +714,7 @@ fn fma_ks(acc: ptr<function, Tile>, a: Quads, p: u32, c: u32, g: vec4<f32>) {
 }
 
 // Position p of the block: every column quad's dz from `held`, into the bias and the kernel's sums.
-fn weight_step(acc: ptr<function, Tile>, bias: ptr<function, Quads>, a: Quads, held: Held, lane: u32, p: u32) {
+fn weight_step(acc: ptr<function, Tile>, bias: ptr<function, BiasQuads>, a: Quads, held: Held, lane: u32, p: u32) {
     let g0 = share_quad(held, p * COL_QUADS, lane);
     (*bias)[0] += g0;
     fma_ks(acc, a, p, 0u, g0);
@@ -653,6 +733,26 @@ fn weight_step(acc: ptr<function, Tile>, bias: ptr<function, Quads>, a: Quads, h
         (*bias)[3] += g;
         fma_ks(acc, a, p, 3u, g);
     }
+    if (COL_QUADS > 4u) {
+        let g = share_quad(held, p * COL_QUADS + 4u, lane);
+        (*bias)[4] += g;
+        fma_ks(acc, a, p, 4u, g);
+    }
+    if (COL_QUADS > 5u) {
+        let g = share_quad(held, p * COL_QUADS + 5u, lane);
+        (*bias)[5] += g;
+        fma_ks(acc, a, p, 5u, g);
+    }
+    if (COL_QUADS > 6u) {
+        let g = share_quad(held, p * COL_QUADS + 6u, lane);
+        (*bias)[6] += g;
+        fma_ks(acc, a, p, 6u, g);
+    }
+    if (COL_QUADS > 7u) {
+        let g = share_quad(held, p * COL_QUADS + 7u, lane);
+        (*bias)[7] += g;
+        fma_ks(acc, a, p, 7u, g);
+    }
 }
 
 // partial[base + k * OUT_C + co .. + 4] = v where they exist.
@@ -665,7 +765,7 @@ fn store_kernel_quad(v: vec4<f32>, in_range: bool, base: u32, k: u32, co: u32) {
 }
 
 // The partial sums of column quad c: the kernel's four k and, on k-quad 0's lanes, the bias.
-fn store_partials(acc: Tile, bias: Quads, in_range: bool, base: u32, kq: u32, c0: u32, c: u32) {
+fn store_partials(acc: Tile, bias: BiasQuads, in_range: bool, base: u32, kq: u32, c0: u32, c: u32) {
     let co = c0 + 4u * c;
     store_kernel_quad(acc[c], in_range, base, 4u * kq, co);
     store_kernel_quad(acc[COL_QUADS + c], in_range, base, 4u * kq + 1u, co);
@@ -689,7 +789,7 @@ fn load_kernel_quad(in_range: bool, base: u32, k: u32, co: u32) -> vec4<f32> {
     return v;
 }
 
-fn load_partials(acc: ptr<function, Tile>, bias: ptr<function, Quads>, in_range: bool, base: u32, kq: u32, c0: u32, c: u32) {
+fn load_partials(acc: ptr<function, Tile>, bias: ptr<function, BiasQuads>, in_range: bool, base: u32, kq: u32, c0: u32, c: u32) {
     let co = c0 + 4u * c;
     (*acc)[c] = load_kernel_quad(in_range, base, 4u * kq, co);
     (*acc)[COL_QUADS + c] = load_kernel_quad(in_range, base, 4u * kq + 1u, co);
@@ -760,7 +860,7 @@ fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
     let base = (branch * CHUNKS + run.chunk) * (kernel_len() + OUT_C);
 
     var acc: Tile;
-    var bias: Quads;
+    var bias: BiasQuads;
     if (run.continues) {
         load_partials(&acc, &bias, in_range, base, kq, c0, 0u);
         if (COL_QUADS > 1u) {
@@ -771,6 +871,18 @@ fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
         }
         if (COL_QUADS > 3u) {
             load_partials(&acc, &bias, in_range, base, kq, c0, 3u);
+        }
+        if (COL_QUADS > 4u) {
+            load_partials(&acc, &bias, in_range, base, kq, c0, 4u);
+        }
+        if (COL_QUADS > 5u) {
+            load_partials(&acc, &bias, in_range, base, kq, c0, 5u);
+        }
+        if (COL_QUADS > 6u) {
+            load_partials(&acc, &bias, in_range, base, kq, c0, 6u);
+        }
+        if (COL_QUADS > 7u) {
+            load_partials(&acc, &bias, in_range, base, kq, c0, 7u);
         }
     }
     // Every lane runs a chunk's whole length (the same for the whole workgroup, and a bound of
@@ -803,6 +915,18 @@ fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
     }
     if (COL_QUADS > 3u) {
         store_partials(acc, bias, in_range, base, kq, c0, 3u);
+    }
+    if (COL_QUADS > 4u) {
+        store_partials(acc, bias, in_range, base, kq, c0, 4u);
+    }
+    if (COL_QUADS > 5u) {
+        store_partials(acc, bias, in_range, base, kq, c0, 5u);
+    }
+    if (COL_QUADS > 6u) {
+        store_partials(acc, bias, in_range, base, kq, c0, 6u);
+    }
+    if (COL_QUADS > 7u) {
+        store_partials(acc, bias, in_range, base, kq, c0, 7u);
     }
 }
 

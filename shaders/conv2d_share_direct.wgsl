@@ -4,7 +4,7 @@
 const SHARED: bool = false;
 
 // Each lane holds a whole tile.
-alias Held = array<vec4<f32>, 16>;
+alias Held = array<vec4<f32>, 32>;
 
 fn share_lane(lid: u32) -> u32 {
     return lid;

@@ -5,8 +5,8 @@
 
 const SHARED: bool = true;
 
-// Each lane holds two of a tile's (at most) sixteen quads.
-alias Held = array<vec4<f32>, 2>;
+// Each lane holds up to four of a tile's (at most) thirty-two quads.
+alias Held = array<vec4<f32>, 4>;
 
 // The lane's index in its subgroup: every lane is active, so the count of those before it.
 fn share_lane(lid: u32) -> u32 {
