@@ -198,6 +198,7 @@ impl Layer for Conv2dDims {
         CONV2D_POOL_GRAD_Z,
         CONV2D_POOL_GRAD_Z4,
         SUM_PARTIALS,
+        SUM_PARTIALS4,
     ];
 
     fn output(&self) -> Shape {
@@ -390,6 +391,8 @@ pub const CONV2D_POOL_GRAD_Z: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DI
 pub const CONV2D_POOL_GRAD_Z4: Kernel = Kernel::new("conv2d_gemm+direct", GEMM_DIRECT, "conv2d_pool_grad_z4");
 /// The fixed-order sum of a weight gradient's partial sums.
 pub const SUM_PARTIALS: Kernel = Kernel::new("reduce", &[("reduce", REDUCE_SHADER)], "sum_partials");
+/// The same, four parameters a lane, for counts in multiples of 4.
+pub const SUM_PARTIALS4: Kernel = Kernel::new("reduce", &[("reduce", REDUCE_SHADER)], "sum_partials4");
 
 const GEMM_SUBGROUP: &[(&str, &str)] = &[("conv2d_share_subgroup", SHARE_SUBGROUP), ("conv2d_gemm", GEMM)];
 const GEMM_WORKGROUP: &[(&str, &str)] = &[("conv2d_share_workgroup", SHARE_WORKGROUP), ("conv2d_gemm", GEMM)];
@@ -740,8 +743,11 @@ impl Kernels {
     /// `chunks` per branch.
     pub fn sum_partials(&self, count: usize, branches: usize, chunks: usize, partial: Region, out: Region) -> Dispatch {
         let r = [("COUNT", count as f64), ("BRANCHES", branches as f64), ("CHUNKS", chunks as f64)];
-        self.dispatch(SUM_PARTIALS, &r, &[(1, partial), (2, out)], count)
-            .with_work(branches * chunks * count, (branches * chunks + 1) * count)
+        let work = (branches * chunks * count, (branches * chunks + 1) * count);
+        if count.is_multiple_of(4) {
+            return self.dispatch(SUM_PARTIALS4, &r, &[(3, partial), (4, out)], count / 4).with_work(work.0, work.1);
+        }
+        self.dispatch(SUM_PARTIALS, &r, &[(1, partial), (2, out)], count).with_work(work.0, work.1)
     }
 }
 
