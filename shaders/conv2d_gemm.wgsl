@@ -681,26 +681,101 @@ fn col_groups() -> u32 {
 
 // The weight gradient's shared tile for a block: quad v = (position v / COL_QUADS, columns
 // c0 + 4 (v % COL_QUADS)), 0 where the position is not in the map or the chunk.
-fn weight_tile_quad(o: vec4<u32>, valid: vec4<bool>, c0: u32, v: u32) -> vec4<f32> {
+fn weight_tile_quad(sp: StepPositions, o: vec4<u32>, c0: u32, v: u32) -> vec4<f32> {
     let p = v / COL_QUADS;
-    return select(vec4<f32>(0.0), dz_quad(o[p], c0 + 4u * (v % COL_QUADS)), valid[p]);
+    return select(vec4<f32>(0.0), dz_quad(o[p], c0 + 4u * (v % COL_QUADS)), sp.valid[p]);
 }
 
-fn weight_held(o: vec4<u32>, valid: vec4<bool>, c0: u32, lid: u32) -> Held {
+// With POOLED_DZ (a conv whose forward pooled its output, and whose input gradient is not needed: a
+// first layer), the weight gradient reads the pooled gradient, bound as dz ([window][OUT_C]), and the
+// forward's codes, and makes the pre-activation's gradient itself, block by block (a block is a
+// pooling window): conv2d_pool_grad_z's values, without its pass over the whole map.
+override POOLED_DZ: bool = false;
+// The forward's codes, read here (without POOLED_DZ never read: the host binds dz there).
+@group(0) @binding(17) var<storage, read> dz_codes: array<u32>;
+
+// A pooling window's gradient for channels co .. co + 4 (times dropout's scale) and the forward's
+// codes for them: what every position of the window takes its gradient from.
+struct WindowGradient {
+    g: vec4<f32>,
+    code: vec4<u32>,
+}
+
+fn window_gradient(window: u32, co: u32) -> WindowGradient {
+    let quads = (OUT_C + 3u) / 4u;
+    let word = dz_codes[window * quads + min(co, OUT_C - 1u) / 4u];
+    var g = dz_quad(window, co);
+    if (HAS_DROPOUT) {
+        g = g * DROPOUT_SCALE;
+    }
+    return WindowGradient(g, (vec4<u32>(word) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
+}
+
+// Position p's share of it: the gradient where p won the window and a gradient flows, else 0; and 0
+// where p is outside the chunk, or the block outside every window.
+fn position_dz(w: WindowGradient, sp: StepPositions, p: u32) -> vec4<f32> {
+    let wins = ((w.code & vec4<u32>(3u)) == vec4<u32>(p)) & ((w.code & vec4<u32>(4u)) != vec4<u32>(0u));
+    return select(vec4<f32>(0.0), w.g, wins & vec4<bool>(sp.valid[p] && sp.in_window));
+}
+
+// A lane's held quads with POOLED_DZ. Where the column quads divide eight, the quads a lane holds
+// (v = q * 8 + its place among eight) all have column quad v % COL_QUADS, and with no sharing a lane
+// holds them all: the window's gradient and codes are loaded once a column quad, not once a position.
+fn pooled_held(sp: StepPositions, c0: u32, lid: u32) -> Held {
+    var held: Held;
+    if (SHARED && 8u % COL_QUADS == 0u) {
+        let w = window_gradient(sp.window, c0 + 4u * (held_quad(0u, lid) % COL_QUADS));
+        held[0] = position_dz(w, sp, held_quad(0u, lid) / COL_QUADS);
+        if (held_count() > 1u) {
+            held[1] = position_dz(w, sp, held_quad(1u, lid) / COL_QUADS);
+        }
+        if (held_count() > 2u) {
+            held[2] = position_dz(w, sp, held_quad(2u, lid) / COL_QUADS);
+        }
+        if (held_count() > 3u) {
+            held[3] = position_dz(w, sp, held_quad(3u, lid) / COL_QUADS);
+        }
+    } else if (SHARED) {
+        held[0] = position_dz(window_gradient(sp.window, c0 + 4u * (held_quad(0u, lid) % COL_QUADS)), sp, held_quad(0u, lid) / COL_QUADS);
+        if (held_count() > 1u) {
+            held[1] = position_dz(window_gradient(sp.window, c0 + 4u * (held_quad(1u, lid) % COL_QUADS)), sp, held_quad(1u, lid) / COL_QUADS);
+        }
+        if (held_count() > 2u) {
+            held[2] = position_dz(window_gradient(sp.window, c0 + 4u * (held_quad(2u, lid) % COL_QUADS)), sp, held_quad(2u, lid) / COL_QUADS);
+        }
+        if (held_count() > 3u) {
+            held[3] = position_dz(window_gradient(sp.window, c0 + 4u * (held_quad(3u, lid) % COL_QUADS)), sp, held_quad(3u, lid) / COL_QUADS);
+        }
+    } else {
+        for (var c = 0u; c < COL_QUADS; c++) {
+            let w = window_gradient(sp.window, c0 + 4u * c);
+            held[c] = position_dz(w, sp, 0u);
+            held[COL_QUADS + c] = position_dz(w, sp, 1u);
+            held[2u * COL_QUADS + c] = position_dz(w, sp, 2u);
+            held[3u * COL_QUADS + c] = position_dz(w, sp, 3u);
+        }
+    }
+    return held;
+}
+
+fn weight_held(sp: StepPositions, o: vec4<u32>, c0: u32, lid: u32) -> Held {
+    if (POOLED_DZ) {
+        return pooled_held(sp, c0, lid);
+    }
     // Literal indices where the lanes share (one to four quads each), a loop only without sharing.
     var held: Held;
-    held[0] = weight_tile_quad(o, valid, c0, held_quad(0u, lid));
+    held[0] = weight_tile_quad(sp, o, c0, held_quad(0u, lid));
     if (held_count() > 1u) {
-        held[1] = weight_tile_quad(o, valid, c0, held_quad(1u, lid));
+        held[1] = weight_tile_quad(sp, o, c0, held_quad(1u, lid));
     }
     if (SHARED && held_count() > 2u) {
-        held[2] = weight_tile_quad(o, valid, c0, held_quad(2u, lid));
+        held[2] = weight_tile_quad(sp, o, c0, held_quad(2u, lid));
     }
     if (SHARED && held_count() > 3u) {
-        held[3] = weight_tile_quad(o, valid, c0, held_quad(3u, lid));
+        held[3] = weight_tile_quad(sp, o, c0, held_quad(3u, lid));
     }
     for (var q = select(2u, held_count(), SHARED); q < held_count(); q++) {
-        held[q] = weight_tile_quad(o, valid, c0, held_quad(q, lid));
+        held[q] = weight_tile_quad(sp, o, c0, held_quad(q, lid));
     }
     return held;
 }
@@ -810,18 +885,21 @@ fn blocks_a_step() -> u32 {
 }
 
 // A step's four positions (n, y, x) in the map, clamped inside it, and whether each is in the map
-// and in the chunk's blocks [b, end) of this micro-batch; images from `first_image`.
+// and in the chunk's blocks [b, end) of this micro-batch; images from `first_image`. And the block's
+// pooling window (clamped), and whether the block is one (an odd last row or column is not).
 struct StepPositions {
     n: vec4<u32>,
     y: vec4<u32>,
     x: vec4<u32>,
     valid: vec4<bool>,
+    window: u32,
+    in_window: bool,
 }
 
 fn weight_positions(first_image: u32, b: u32, end: u32, blocks: u32, per_image: u32, blocks_w: u32) -> StepPositions {
     if (blocks_a_step() == 4u) {
         let bs = vec4<u32>(b) + vec4<u32>(0u, 1u, 2u, 3u);
-        return StepPositions(vec4<u32>(first_image) + min(bs, vec4<u32>(blocks - 1u)), vec4<u32>(0u), vec4<u32>(0u), bs < vec4<u32>(end));
+        return StepPositions(vec4<u32>(first_image) + min(bs, vec4<u32>(blocks - 1u)), vec4<u32>(0u), vec4<u32>(0u), bs < vec4<u32>(end), 0u, false);
     }
     let block = min(b, blocks - 1u);
     let by = (block % per_image) / blocks_w;
@@ -830,7 +908,9 @@ fn weight_positions(first_image: u32, b: u32, end: u32, blocks: u32, per_image: 
     let ox = vec4<u32>(2u * bx) + vec4<u32>(0u, 1u, 0u, 1u);
     let valid = vec4<bool>(b < end) & (oy < vec4<u32>(OUT_H)) & (ox < vec4<u32>(OUT_W));
     let n = vec4<u32>(first_image + block / per_image);
-    return StepPositions(n, min(oy, vec4<u32>(OUT_H - 1u)), min(ox, vec4<u32>(OUT_W - 1u)), valid);
+    let in_window = by < pool_h() && bx < pool_w();
+    let window = (n[0] * max(pool_h(), 1u) + min(by, max(pool_h(), 1u) - 1u)) * max(pool_w(), 1u) + min(bx, max(pool_w(), 1u) - 1u);
+    return StepPositions(n, min(oy, vec4<u32>(OUT_H - 1u)), min(ox, vec4<u32>(OUT_W - 1u)), valid, window, in_window);
 }
 
 // Lanes: (part = branch * chunks + chunk, column group, k-quad), k-quads fastest, over the chunks this
@@ -898,7 +978,7 @@ fn conv2d_gemm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
         a[1] = select(vec4<f32>(0.0), a_quad(p.n[1], p.y[1], p.x[1], kq), valid[1]);
         a[2] = select(vec4<f32>(0.0), a_quad(p.n[2], p.y[2], p.x[2], kq), valid[2]);
         a[3] = select(vec4<f32>(0.0), a_quad(p.n[3], p.y[3], p.x[3], kq), valid[3]);
-        let held = weight_held(o, valid, c0, lid);
+        let held = weight_held(p, o, c0, lid);
         share_publish(held, lane);
         weight_step(&acc, &bias, a, held, lane, 0u);
         weight_step(&acc, &bias, a, held, lane, 1u);

@@ -240,6 +240,13 @@ impl Layer for Conv2dDims {
         }
     }
     fn record_backward(&self, kernels: &Kernels, io: &Io) -> Vec<Dispatch> {
+        if let (Some(pool), None) = (&io.pool, &io.dx) {
+            // No input gradient to feed: the weight gradient reads the pooled gradient and the codes
+            // itself, and the pass that makes the conv's gradient map is not run.
+            let chunks = WeightChunks::of(self, io.branches, io.whole_batch);
+            let v = kernels.conv2d_variant(self, Product::BackwardWeight);
+            return vec![kernels.conv2d_gemm_backward_weight_from(self, v, io.branches, &chunks, io.first_pair, io.step.clone(), io.x.clone(), io.dy.clone(), Some(pool), io.partials())];
+        }
         let mut dispatches = Vec::new();
         let dz = if let Some(pool) = &io.pool {
             let dz = io.aux.clone().expect("a pooled conv is given its pre-activation gradient's buffer");
@@ -723,13 +730,39 @@ impl Kernels {
         dz: Region,
         partial: Region,
     ) -> Dispatch {
+        self.conv2d_gemm_backward_weight_from(d, v, branches, chunks, first, step, x, dz, None, partial)
+    }
+
+    /// The weight gradient's partial sums from `dz`, the pre-activation's gradient, or with `pool`,
+    /// from the pooled (and dropped) output's gradient and the forward's codes (conv2d_pool_grad_z's
+    /// values, made block by block).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_gemm_backward_weight_from(
+        &self,
+        d: &Conv2dDims,
+        v: Variant,
+        branches: usize,
+        chunks: &WeightChunks,
+        first: usize,
+        step: Region,
+        x: Region,
+        dz: Region,
+        pool: Option<&PoolEpilogue>,
+        partial: Region,
+    ) -> Dispatch {
         let micro_chunks = chunks.of_micro(first, d.batch / branches);
         // conv2d_gemm.wgsl's k_lanes(): k-quads padded to eights where lanes share a block's loads.
         let k_lanes = if v.share == Share::Direct { d.taps().div_ceil(4) } else { d.taps().div_ceil(4).div_ceil(8) * 8 };
         let lanes = branches * micro_chunks * d.out_c.div_ceil(4 * v.col_quads) * k_lanes;
-        let bindings = [(1, x.clone()), (7, quads(&x)), (4, dz.clone()), (9, quads(&dz)), (6, partial), (13, step)];
+        // Without a pool the codes are never read: dz stands in for them.
+        let codes = pool.map_or(dz.clone(), |p| p.codes.clone());
+        let bindings = [(1, x.clone()), (7, quads(&x)), (4, dz.clone()), (9, quads(&dz)), (6, partial), (13, step), (17, codes)];
         let mut c = variant_constants(d, branches, v);
         c.extend(chunks.constants());
+        if let Some(pool) = pool {
+            c.push(("POOLED_DZ", 1.0));
+            c.extend(pool_constants(pool));
+        }
         // conv2d_gemm.wgsl's steps: a chunk's blocks, four a step on a 1x1 map.
         let blocks_a_step = if d.out_h() == 1 && d.out_w() == 1 { 4 } else { 1 };
         let steps = (chunks.branch_images * chunks.per_image).div_ceil(chunks.per_branch).div_ceil(blocks_a_step);
