@@ -134,11 +134,41 @@ fn conv2d_matches_reference_in_every_variant() {
             dyb.clone()
         };
 
-        for product in [Product::Forward, Product::BackwardInput, Product::BackwardWeight] {
+        // The forward with its pooling epilogue (no dropout): each 2x2 window's largest output.
+        let pooled_ref: Vec<f32> = {
+            let (ph, pw, c) = (d.out_h() / 2, d.out_w() / 2, d.out_c);
+            let at = |n: usize, y: usize, x: usize, co: usize| y_ref[((n * d.out_h() + y) * d.out_w() + x) * c + co];
+            let mut v = Vec::with_capacity(d.pooled_positions() * c);
+            for n in 0..d.batch {
+                for py in 0..ph {
+                    for px in 0..pw {
+                        for co in 0..c {
+                            let w = [at(n, 2 * py, 2 * px, co), at(n, 2 * py, 2 * px + 1, co), at(n, 2 * py + 1, 2 * px, co), at(n, 2 * py + 1, 2 * px + 1, co)];
+                            v.push(w.into_iter().fold(f32::NEG_INFINITY, f32::max));
+                        }
+                    }
+                }
+            }
+            v
+        };
+        let pooled = d.pooled_positions() > 0;
+        for product in [Product::Forward, Product::ForwardPooled, Product::BackwardInput, Product::BackwardWeight] {
+            if product == Product::ForwardPooled && !pooled {
+                continue;
+            }
             let mut first_bits: Option<Vec<u32>> = None;
             for v in variants(&d, product, gpu, case % 2 == 0) {
                 let what = format!("{name} {product:?} {v:?}");
                 let got = match product {
+                    Product::ForwardPooled => {
+                        let (y, codes) = (poisoned(gpu, pooled_ref.len()), poisoned(gpu, d.codes_len()));
+                        let pool = PoolEpilogue { dropout: None, codes: (&codes).into() };
+                        let step = step_buffer(gpu, StepUniform::default());
+                        run(gpu, &[&kernels.conv2d_gemm_forward_pooled_as(&d, v, &pool, (&step).into(), (&xb).into(), (&wbb).into(), (&y).into())]);
+                        let got = gpu.read(&y, 0, pooled_ref.len());
+                        assert_close(&what, &got, &pooled_ref, TOLERANCE);
+                        got
+                    }
                     Product::Forward => {
                         let y = poisoned(gpu, d.output_len());
                         run(gpu, &[&kernels.conv2d_gemm_forward_as(&d, v, (&xb).into(), (&wbb).into(), (&y).into())]);

@@ -11,7 +11,7 @@ use super::{Gpu, Kernels};
 #[cfg(not(target_arch = "wasm32"))]
 use super::{record, Dispatch, Region};
 #[cfg(not(target_arch = "wasm32"))]
-use crate::layers::conv2d::WeightChunks;
+use crate::layers::conv2d::{PoolEpilogue, WeightChunks};
 use crate::layers::conv2d::{Conv2dDims, Product, Share, Variant};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -194,6 +194,7 @@ impl Kernels {
         let (x, wb, dz) = (storage(d.input_len(), 1), storage(d.param_len(), 2), storage(d.output_len(), 3));
         let (out_len, out) = match product {
             Product::Forward => (d.output_len(), storage(d.output_len(), 0)),
+            Product::ForwardPooled => (d.pooled_positions() * d.out_c, storage(d.pooled_positions() * d.out_c, 0)),
             Product::BackwardInput => (d.input_len(), storage(d.input_len(), 0)),
             Product::BackwardWeight => (d.param_len(), storage(d.param_len(), 0)),
         };
@@ -205,9 +206,14 @@ impl Kernels {
             contents: bytemuck::bytes_of(&super::StepUniform::default()),
             usage: wgpu::BufferUsages::UNIFORM,
         });
+        let codes = storage(d.codes_len(), 0);
         let launch = |v: Variant| -> Vec<Dispatch> {
             match product {
                 Product::Forward => vec![self.conv2d_gemm_forward_as(d, v, (&x).into(), (&wb).into(), (&out).into())],
+                Product::ForwardPooled => {
+                    let pool = PoolEpilogue { dropout: None, codes: (&codes).into() };
+                    vec![self.conv2d_gemm_forward_pooled_as(d, v, &pool, (&step_uniform).into(), (&x).into(), (&wb).into(), (&out).into())]
+                }
                 Product::BackwardInput => vec![self.conv2d_gemm_backward_input_as(d, v, (&dz).into(), (&wb).into(), (&out).into())],
                 Product::BackwardWeight => vec![
                     self.conv2d_gemm_backward_weight_as(d, v, branches, &chunks, 0, (&step_uniform).into(), (&x).into(), (&dz).into(), (&partial).into()),

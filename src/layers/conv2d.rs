@@ -495,10 +495,12 @@ impl std::fmt::Display for Variant {
     }
 }
 
-/// The engine's three products.
+/// The engine's products: the forward pass (alone, or with its pooling epilogue) and the two gradients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Product {
     Forward,
+    /// The forward pass with its pooling epilogue: a lane a 2x2 window (four rows).
+    ForwardPooled,
     BackwardInput,
     BackwardWeight,
 }
@@ -507,6 +509,7 @@ impl Product {
     fn kernel(self, share: Share) -> Kernel {
         let kernels = match self {
             Product::Forward => GEMM_FORWARD,
+            Product::ForwardPooled => GEMM_FORWARD_POOLED,
             Product::BackwardInput => GEMM_BACKWARD_INPUT,
             Product::BackwardWeight => GEMM_BACKWARD_WEIGHT,
         };
@@ -521,13 +524,18 @@ impl Product {
         }
     }
 
+    /// Whether a lane's rows are fixed at four: a pooling window's, or a weight-gradient block's.
+    fn four_rows(self) -> bool {
+        matches!(self, Product::ForwardPooled | Product::BackwardWeight)
+    }
+
     /// The tile shapes worth trying for this layer: rows 1, 2 or 4 (the weight gradient's are its
     /// block's four positions), column quads up to what the layer has (at most 8), and 4 and 2.
     /// Eight column quads by four rows is 32 vec4 accumulators, more than a CPU adapter keeps in
     /// registers, but a third fewer loads a multiply-add than 4 by 4; the tuner measures which wins.
     pub fn tiles(self, d: &Conv2dDims) -> Vec<(usize, usize)> {
         let most_quads = self.columns(d).div_ceil(4).min(8);
-        let rows: &[usize] = if self == Product::BackwardWeight { &[4] } else { &[1, 2, 4] };
+        let rows: &[usize] = if self.four_rows() { &[4] } else { &[1, 2, 4] };
         let mut tiles = Vec::new();
         for &r in rows {
             for c in (1..=most_quads).rev() {
@@ -544,7 +552,7 @@ impl Product {
     /// as many column quads as the layer fills up to four.
     pub fn default_variant(self, d: &Conv2dDims, subgroups: bool) -> Variant {
         let col_quads = self.columns(d).div_ceil(4).min(4);
-        let rows = if self == Product::BackwardWeight { 4 } else { 2 };
+        let rows = if self.four_rows() { 4 } else { 2 };
         Variant { share: if subgroups { Share::Subgroup } else { Share::Direct }, rows, col_quads }
     }
 }
@@ -648,9 +656,13 @@ impl Kernels {
     }
 
     /// The forward pass with a pooling epilogue: the pooled (and dropped) map into `y`, the codes into
-    /// `pool.codes`. Lanes take a 2x2 window each, in the variant tuned for the plain forward pass.
+    /// `pool.codes`. Lanes take a 2x2 window each, in the variant chosen for this product.
     pub fn conv2d_gemm_forward_pooled(&self, d: &Conv2dDims, pool: &PoolEpilogue, step: Region, x: Region, wb: Region, y: Region) -> Dispatch {
-        let v = Variant { rows: 4, ..self.conv2d_variant(d, Product::Forward) };
+        self.conv2d_gemm_forward_pooled_as(d, self.conv2d_variant(d, Product::ForwardPooled), pool, step, x, wb, y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_gemm_forward_pooled_as(&self, d: &Conv2dDims, v: Variant, pool: &PoolEpilogue, step: Region, x: Region, wb: Region, y: Region) -> Dispatch {
         let groups = [d.pooled_positions().div_ceil(256), d.out_c.div_ceil(4 * v.col_quads)];
         let bindings = [(1, x.clone()), (7, quads(&x)), (2, wb.clone()), (8, quads(&wb)), (3, y), (13, step), (14, pool.codes.clone())];
         let mut c = variant_constants(d, 1, v);
