@@ -94,6 +94,83 @@ fn bn_sum_x(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     aux[partial_at(l.x, l.y, 0u, l.z)] = acc;
 }
 
+// The chunked sums four channels a lane, for channel counts in multiples of 4: the same sums, in the
+// same order, for each of the four (lane (branch, chunk, channel quad)).
+fn chunk_lane4(i: u32) -> vec3<u32> {
+    let quads = CHANNELS / 4u;
+    return vec3<u32>(i / (CHUNKS * quads), (i / quads) % CHUNKS, 4u * (i % quads));
+}
+
+fn aux_quad(at: u32) -> vec4<f32> {
+    return vec4<f32>(aux[at], aux[at + 1u], aux[at + 2u], aux[at + 3u]);
+}
+
+fn set_aux_quad(at: u32, v: vec4<f32>) {
+    aux[at] = v.x;
+    aux[at + 1u] = v.y;
+    aux[at + 2u] = v.z;
+    aux[at + 3u] = v.w;
+}
+
+@compute @workgroup_size(256)
+fn bn_sum_x4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= BRANCHES * CHUNKS * CHANNELS / 4u || s.training == 0u) {
+        return;
+    }
+    let l = chunk_lane4(i);
+    let start = min(l.y * chunk_len(), branch_positions());
+    let end = min(start + chunk_len(), branch_positions());
+    var acc = vec4<f32>(0.0);
+    for (var p = start; p < end; p++) {
+        acc += x4[element(l.x, p, l.z) / 4u];
+    }
+    set_aux_quad(partial_at(l.x, l.y, 0u, l.z), acc);
+}
+
+@compute @workgroup_size(256)
+fn bn_sum_squares4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= BRANCHES * CHUNKS * CHANNELS / 4u || s.training == 0u) {
+        return;
+    }
+    let l = chunk_lane4(i);
+    let mean = aux_quad(stat(l.x, 0u, l.z));
+    let start = min(l.y * chunk_len(), branch_positions());
+    let end = min(start + chunk_len(), branch_positions());
+    var acc = vec4<f32>(0.0);
+    for (var p = start; p < end; p++) {
+        let d = x4[element(l.x, p, l.z) / 4u] - mean;
+        acc += d * d;
+    }
+    set_aux_quad(partial_at(l.x, l.y, 1u, l.z), acc);
+}
+
+@compute @workgroup_size(256)
+fn bn_grad_sums4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if (i >= BRANCHES * CHUNKS * CHANNELS / 4u) {
+        return;
+    }
+    let l = chunk_lane4(i);
+    let mean = aux_quad(stat(l.x, 0u, l.z));
+    let rstd = aux_quad(stat(l.x, 1u, l.z));
+    let start = min(l.y * chunk_len(), branch_positions());
+    let end = min(start + chunk_len(), branch_positions());
+    var sum_dy = vec4<f32>(0.0);
+    var sum_dy_xhat = vec4<f32>(0.0);
+    for (var p = start; p < end; p++) {
+        let e = element(l.x, p, l.z) / 4u;
+        sum_dy += dy4[e];
+        sum_dy_xhat += dy4[e] * ((x4[e] - mean) * rstd);
+    }
+    set_aux_quad(partial_at(l.x, l.y, 0u, l.z), sum_dy);
+    set_aux_quad(partial_at(l.x, l.y, 1u, l.z), sum_dy_xhat);
+}
+
 // Each branch's mean: its chunks' sums in order, over N.
 @compute @workgroup_size(256)
 fn bn_mean(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

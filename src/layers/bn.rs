@@ -92,7 +92,7 @@ fn normalisers<T: Real>(x: &[T], state: &[T], d: &BatchNormDims, pass: &Pass) ->
 }
 
 impl Layer for BatchNormDims {
-    const KERNELS: &'static [Kernel] = &[BN_SUM_X, BN_MEAN, BN_SUM_SQUARES, BN_FINISH, BN_APPLY, BN_GRAD_SUMS, BN_GRAD_REDUCE, BN_BACKWARD_INPUT, BN_GRADIENT, BN_APPLY4, BN_BACKWARD_INPUT4];
+    const KERNELS: &'static [Kernel] = &[BN_SUM_X, BN_MEAN, BN_SUM_SQUARES, BN_FINISH, BN_APPLY, BN_GRAD_SUMS, BN_GRAD_REDUCE, BN_BACKWARD_INPUT, BN_GRADIENT, BN_APPLY4, BN_BACKWARD_INPUT4, BN_SUM_X4, BN_SUM_SQUARES4, BN_GRAD_SUMS4];
 
     fn output(&self) -> Shape {
         self.shape
@@ -211,6 +211,10 @@ pub const BN_GRADIENT: Kernel = bn_kernel("bn_gradient");
 /// one vec4 load in place of four scalar ones is most of their time saved.
 pub const BN_APPLY4: Kernel = bn_kernel("bn_apply4");
 pub const BN_BACKWARD_INPUT4: Kernel = bn_kernel("bn_backward_input4");
+/// The chunked sums four channels a lane, for channel counts in multiples of 4.
+pub const BN_SUM_X4: Kernel = bn_kernel("bn_sum_x4");
+pub const BN_SUM_SQUARES4: Kernel = bn_kernel("bn_sum_squares4");
+pub const BN_GRAD_SUMS4: Kernel = bn_kernel("bn_grad_sums4");
 
 fn constants(d: &BatchNormDims, io: &Io) -> Vec<(&'static str, f64)> {
     let f = |v: usize| v as f64;
@@ -236,12 +240,20 @@ impl Kernels {
         let state = io.state.clone().expect("bn is given its moving averages");
         let (chunk_lanes, channel_lanes) = (io.branches * d.chunks(io.branches) * d.channels(), io.branches * d.channels());
         let n = d.count();
+        let fours = d.channels().is_multiple_of(4);
+        let sums = |(kernel, kernel4): (Kernel, Kernel)| {
+            if fours {
+                self.dispatch(kernel4, &c, &[(11, quads(&io.x)), (7, aux.clone()), (9, io.step.clone())], chunk_lanes / 4)
+            } else {
+                self.dispatch(kernel, &c, &[(1, io.x.clone()), (7, aux.clone()), (9, io.step.clone())], chunk_lanes)
+            }
+        };
         vec![
-            self.dispatch(BN_SUM_X, &c, &[(1, io.x.clone()), (7, aux.clone()), (9, io.step.clone())], chunk_lanes).with_work(n, n),
+            sums((BN_SUM_X, BN_SUM_X4)).with_work(n, n),
             self.dispatch(BN_MEAN, &c, &[(7, aux.clone()), (9, io.step.clone())], channel_lanes),
-            self.dispatch(BN_SUM_SQUARES, &c, &[(1, io.x.clone()), (7, aux.clone()), (9, io.step.clone())], chunk_lanes).with_work(3 * n, n),
+            sums((BN_SUM_SQUARES, BN_SUM_SQUARES4)).with_work(3 * n, n),
             self.dispatch(BN_FINISH, &c, &[(5, io.params()), (6, state), (7, aux.clone()), (9, io.step.clone())], d.channels()),
-            if d.channels().is_multiple_of(4) {
+            if fours {
                 self.dispatch(BN_APPLY4, &c, &[(11, quads(&io.x)), (12, quads(&io.y)), (15, quads(&aux))], n / 4)
             } else {
                 self.dispatch(BN_APPLY, &c, &[(1, io.x.clone()), (2, io.y.clone()), (7, aux)], n)
@@ -255,9 +267,14 @@ impl Kernels {
         let c = constants(d, io);
         let aux = io.aux.clone().expect("bn is given its statistics' buffer");
         let n = d.count();
+        let chunk_lanes = io.branches * d.chunks(io.branches) * d.channels();
+        let grad_sums = if d.channels().is_multiple_of(4) {
+            self.dispatch(BN_GRAD_SUMS4, &c, &[(11, quads(&io.x)), (13, quads(&io.dy)), (7, aux.clone())], chunk_lanes / 4)
+        } else {
+            self.dispatch(BN_GRAD_SUMS, &c, &[(1, io.x.clone()), (3, io.dy.clone()), (7, aux.clone())], chunk_lanes)
+        };
         let mut dispatches = vec![
-            self.dispatch(BN_GRAD_SUMS, &c, &[(1, io.x.clone()), (3, io.dy.clone()), (7, aux.clone())], io.branches * d.chunks(io.branches) * d.channels())
-                .with_work(4 * n, 2 * n),
+            grad_sums.with_work(4 * n, 2 * n),
             self.dispatch(BN_GRAD_REDUCE, &c, &[(7, aux.clone()), (8, io.partials()), (9, io.step.clone())], io.branches * d.channels()),
         ];
         if let Some(dx) = &io.dx {
