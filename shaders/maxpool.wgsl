@@ -81,6 +81,82 @@ fn maxpool2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
 
 // Any window size and stride ('valid': what no window reaches is dropped). SIZE and STRIDE are only
 // read here.
+// maxpool2 four channels a lane, for channel counts in multiples of 4: the same comparisons, in the
+// same order, on each of the four (lane (window, channel quad)).
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> dx4: array<vec4<f32>>;
+
+// The window's first maximum of each channel (row-major, as window_argmax), and its place 0 to 3.
+struct WindowMax {
+    value: vec4<f32>,
+    place: vec4<u32>,
+}
+
+fn window_max4(corner4: u32) -> WindowMax {
+    let row = IN_W * CHANNELS / 4u;
+    let step = CHANNELS / 4u;
+    var best = x4[corner4];
+    var place = vec4<u32>(0u);
+    let v1 = x4[corner4 + step];
+    place = select(place, vec4<u32>(1u), v1 > best);
+    best = select(best, v1, v1 > best);
+    let v2 = x4[corner4 + row];
+    place = select(place, vec4<u32>(2u), v2 > best);
+    best = select(best, v2, v2 > best);
+    let v3 = x4[corner4 + row + step];
+    place = select(place, vec4<u32>(3u), v3 > best);
+    best = select(best, v3, v3 > best);
+    return WindowMax(best, place);
+}
+
+@compute @workgroup_size(256)
+fn maxpool2_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let q = thread_index(wg, nwg, lid);
+    if (q >= BATCH * OUT_H * OUT_W * CHANNELS / 4u) {
+        return;
+    }
+    y4[q] = window_max4(window_corner(4u * q) / 4u).value;
+}
+
+@compute @workgroup_size(256)
+fn maxpool2_backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let q = thread_index(wg, nwg, lid);
+    if (q >= BATCH * OUT_H * OUT_W * CHANNELS / 4u) {
+        return;
+    }
+    let o = 4u * q;
+    let corner4 = window_corner(o) / 4u;
+    let row = IN_W * CHANNELS / 4u;
+    let step = CHANNELS / 4u;
+    let place = window_max4(corner4).place;
+    let g = dy4[q];
+    let zero = vec4<f32>(0.0);
+    dx4[corner4] = select(zero, g, place == vec4<u32>(0u));
+    dx4[corner4 + step] = select(zero, g, place == vec4<u32>(1u));
+    dx4[corner4 + row] = select(zero, g, place == vec4<u32>(2u));
+    dx4[corner4 + row + step] = select(zero, g, place == vec4<u32>(3u));
+    // An odd last row or column, which no window takes, gets 0 from the window beside it.
+    let ox = (o / CHANNELS) % OUT_W;
+    let oy = (o / (CHANNELS * OUT_W)) % OUT_H;
+    let last_row = oy == OUT_H - 1u && IN_H % 2u == 1u;
+    let last_col = ox == OUT_W - 1u && IN_W % 2u == 1u;
+    if (last_row) {
+        dx4[corner4 + 2u * row] = zero;
+        dx4[corner4 + 2u * row + step] = zero;
+    }
+    if (last_col) {
+        dx4[corner4 + 2u * step] = zero;
+        dx4[corner4 + row + 2u * step] = zero;
+    }
+    if (last_row && last_col) {
+        dx4[corner4 + 2u * row + 2u * step] = zero;
+    }
+}
+
 override SIZE: u32 = 2u;
 override STRIDE: u32 = 2u;
 

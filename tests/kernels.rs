@@ -290,6 +290,9 @@ fn maxpool_matches_reference() {
         PoolDims::two_by_two(3, 4, 6, 5),
         PoolDims::two_by_two(260, 3, 3, 2),
         PoolDims::two_by_two(2, 28, 28, 128),
+        // Channels in fours take a vec4 a lane: odd rows and columns that no window takes, one pixel.
+        PoolDims::two_by_two(3, 5, 7, 8),
+        PoolDims::two_by_two(2, 3, 2, 4),
         // Overlapping windows (an input adds the gradients of every window it wins), windows with gaps
         // between them, and what no window reaches.
         PoolDims { batch: 2, in_h: 9, in_w: 8, channels: 3, size: 3, stride: 2 },

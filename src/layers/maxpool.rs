@@ -80,7 +80,7 @@ impl PoolDims {
 }
 
 impl Layer for PoolDims {
-    const KERNELS: &'static [Kernel] = &[MAXPOOL2_FORWARD, MAXPOOL2_BACKWARD, MAXPOOL_FORWARD, MAXPOOL_BACKWARD];
+    const KERNELS: &'static [Kernel] = &[MAXPOOL2_FORWARD, MAXPOOL2_BACKWARD, MAXPOOL_FORWARD, MAXPOOL_BACKWARD, MAXPOOL2_FORWARD4, MAXPOOL2_BACKWARD4];
 
     fn output(&self) -> Shape {
         Shape::map(self.out_h(), self.out_w(), self.channels)
@@ -158,6 +158,9 @@ const SHADER: &str = include_str!("../../shaders/maxpool.wgsl");
 pub const MAXPOOL2_FORWARD: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool2_forward");
 pub const MAXPOOL2_BACKWARD: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool2_backward");
 pub const MAXPOOL_FORWARD: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool_forward");
+/// maxpool2 four channels a lane, for channel counts in multiples of 4.
+pub const MAXPOOL2_FORWARD4: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool2_forward4");
+pub const MAXPOOL2_BACKWARD4: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool2_backward4");
 pub const MAXPOOL_BACKWARD: Kernel = Kernel::new("maxpool", &[("maxpool", SHADER)], "maxpool_backward");
 
 fn pool_constants(d: &PoolDims) -> [(&'static str, f64); 8] {
@@ -195,12 +198,18 @@ impl Kernels {
     }
 
     pub fn maxpool2_forward(&self, d: &PoolDims, x: Region, y: Region) -> Dispatch {
-        self.dispatch(MAXPOOL2_FORWARD, &pool_constants(d), &[(1, x), (2, y)], d.output_len())
-            .with_work(3 * d.output_len(), d.input_len() + d.output_len())
+        let work = (3 * d.output_len(), d.input_len() + d.output_len());
+        if d.channels.is_multiple_of(4) {
+            return self.dispatch(MAXPOOL2_FORWARD4, &pool_constants(d), &[(5, x), (6, y)], d.output_len() / 4).with_work(work.0, work.1);
+        }
+        self.dispatch(MAXPOOL2_FORWARD, &pool_constants(d), &[(1, x), (2, y)], d.output_len()).with_work(work.0, work.1)
     }
 
     pub fn maxpool2_backward(&self, d: &PoolDims, dy: Region, x: Region, dx: Region) -> Dispatch {
-        self.dispatch(MAXPOOL2_BACKWARD, &pool_constants(d), &[(1, x), (3, dy), (4, dx)], d.output_len())
-            .with_work(3 * d.output_len(), 2 * d.input_len() + d.output_len())
+        let work = (3 * d.output_len(), 2 * d.input_len() + d.output_len());
+        if d.channels.is_multiple_of(4) {
+            return self.dispatch(MAXPOOL2_BACKWARD4, &pool_constants(d), &[(5, x), (7, dy), (8, dx)], d.output_len() / 4).with_work(work.0, work.1);
+        }
+        self.dispatch(MAXPOOL2_BACKWARD, &pool_constants(d), &[(1, x), (3, dy), (4, dx)], d.output_len()).with_work(work.0, work.1)
     }
 }
