@@ -3,8 +3,8 @@
 
 const SHARED: bool = false;
 
-// Each lane holds a whole tile.
-alias Held = array<vec4<f32>, 32>;
+// Each lane holds a whole tile (at most 16 quads: Share::most_col_quads).
+alias Held = array<vec4<f32>, 16>;
 
 fn share_lane(lid: u32) -> u32 {
     return lid;

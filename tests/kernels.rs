@@ -89,7 +89,7 @@ fn variants(d: &Conv2dDims, product: Product, gpu: &gpu_siamese::gpu::Gpu, every
             vec![(default.rows, default.col_quads), largest]
         };
         for (rows, col_quads) in tiles {
-            let v = Variant { share, rows, col_quads };
+            let v = Variant { share, rows, col_quads: col_quads.min(share.most_col_quads()) };
             if !list.contains(&v) {
                 list.push(v);
             }

@@ -86,7 +86,7 @@ pub fn candidates(d: &Conv2dDims, product: Product, subgroups: bool) -> Vec<Vari
     let tiles = product.tiles(d);
     let mut list = vec![default];
     let mut add = |v: Variant| {
-        if !list.contains(&v) {
+        if v.col_quads <= v.share.most_col_quads() && !list.contains(&v) {
             list.push(v);
         }
     };

@@ -469,6 +469,18 @@ pub enum Share {
     Direct,
 }
 
+impl Share {
+    /// The most column quads a lane's tile may have with this sharing. With none, a lane holds the
+    /// whole shared tile itself (16 quads, conv2d_share_direct.wgsl): a 32-quad private array, which
+    /// its loops index, took Mesa's GL compiler over a second a pipeline.
+    pub fn most_col_quads(self) -> usize {
+        match self {
+            Share::Direct => 4,
+            Share::Subgroup | Share::Workgroup => 8,
+        }
+    }
+}
+
 /// One of the engine's variants: its sharing and its register tile (positions by column quads per
 /// lane). Every variant adds each output's terms in the same order, so all give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
