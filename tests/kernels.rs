@@ -153,7 +153,8 @@ fn conv2d_matches_reference_in_every_variant() {
         };
         let pooled = d.pooled_positions() > 0;
         for product in [Product::Forward, Product::ForwardPooled, Product::BackwardInput, Product::BackwardWeight] {
-            if product == Product::ForwardPooled && !pooled {
+            // Where pipelines are slow to build (GL), the pooled forward is left to the twin's tests.
+            if product == Product::ForwardPooled && (!pooled || slow_pipelines(gpu)) {
                 continue;
             }
             let mut first_bits: Option<Vec<u32>> = None;

@@ -470,13 +470,15 @@ pub enum Share {
 }
 
 impl Share {
-    /// The most column quads a lane's tile may have with this sharing. With none, a lane holds the
-    /// whole shared tile itself (16 quads, conv2d_share_direct.wgsl): a 32-quad private array, which
-    /// its loops index, took Mesa's GL compiler over a second a pipeline.
+    /// The most column quads a lane's tile may have with this sharing: eight with shuffles, four
+    /// otherwise. With no sharing a lane holds the whole shared tile itself (16 quads,
+    /// conv2d_share_direct.wgsl): a 32-quad private array, which its loops index, took Mesa's GL
+    /// compiler over a second a pipeline; and on the adapters without subgroups (GL) measuring the
+    /// 32-accumulator tiles made a first tuning take minutes. Workgroup sharing keeps its 8 KiB.
     pub fn most_col_quads(self) -> usize {
         match self {
-            Share::Direct => 4,
-            Share::Subgroup | Share::Workgroup => 8,
+            Share::Subgroup => 8,
+            Share::Workgroup | Share::Direct => 4,
         }
     }
 }
